@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/docker/cli/cli/config"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/cmd/buildctl/build"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/util/progress/progressui"
+	"github.com/spf13/cobra"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tdfs-kit/tdfs/frontend"
+)
+
+type buildFlags struct {
+	addr         string
+	file         string
+	tags         []string
+	push         bool
+	outputs      []string
+	cacheTo      []string
+	cacheFrom    []string
+	platforms    []string
+	buildArgs    []string
+	labels       []string
+	contexts     []string
+	progress     string
+	metadataFile string
+	noCache      bool
+}
+
+func newBuildCommand() *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build [flags] [CONTEXT]",
+		Short: "Build a 2DFS field image with BuildKit, running the frontend in-process",
+		Long: `Build reads a 2DFS descriptor (2dfs.json by default) from the build context
+and builds it on a buildkitd, with the frontend running in this process: no
+frontend image is needed. Flags follow buildctl and docker buildx.`,
+		Example: `  2dfs build -t registry.example.com/models/llm:v1 --push .
+  2dfs build --platform linux/amd64,linux/arm64 -f fields/2dfs.yaml --output type=oci,dest=out.tar .`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			contextDir := "."
+			if len(args) == 1 {
+				contextDir = args[0]
+			}
+			return runBuild(cmd.Context(), f, contextDir)
+		},
+	}
+	fl := cmd.Flags()
+	defaultAddr := os.Getenv("BUILDKIT_HOST")
+	if defaultAddr == "" {
+		defaultAddr = "unix:///run/buildkit/buildkitd.sock"
+	}
+	fl.StringVar(&f.addr, "addr", defaultAddr, "buildkitd address (default from BUILDKIT_HOST)")
+	fl.StringVarP(&f.file, "file", "f", "", "descriptor file (default: 2dfs.json, 2dfs.yaml or 2dfs.yml in CONTEXT)")
+	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "image name to export (repeatable)")
+	fl.BoolVar(&f.push, "push", false, "push the image named by --tag")
+	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output, as in buildctl (type=image,name=...,push=true | type=oci,dest=... | type=local,dest=...)")
+	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "cache export, as in buildctl (type=registry,ref=...,mode=max)")
+	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "cache import, as in buildctl (type=registry,ref=...)")
+	fl.StringSliceVar(&f.platforms, "platform", nil, "target platforms (linux/amd64,linux/arm64)")
+	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (SOURCE_DATE_EPOCH sets file and config times)")
+	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE")
+	fl.StringArrayVar(&f.contexts, "build-context", nil, "named context NAME=VALUE (base=docker-image://... overrides the descriptor's base)")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
+	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the build result metadata (image digest) to this file")
+	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache")
+	return cmd
+}
+
+func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
+	attrs, err := frontendAttrs(f)
+	if err != nil {
+		return err
+	}
+	exports, err := exportEntries(f)
+	if err != nil {
+		return err
+	}
+	cacheExports, err := build.ParseExportCache(f.cacheTo)
+	if err != nil {
+		return err
+	}
+	cacheImports, err := build.ParseImportCache(f.cacheFrom)
+	if err != nil {
+		return err
+	}
+
+	descriptorDir := contextDir
+	if f.file != "" {
+		descriptorDir = filepath.Dir(f.file)
+		attrs["filename"] = filepath.Base(f.file)
+	}
+	contextFS, err := fsutil.NewFS(contextDir)
+	if err != nil {
+		return fmt.Errorf("build context %s: %w", contextDir, err)
+	}
+	descriptorFS, err := fsutil.NewFS(descriptorDir)
+	if err != nil {
+		return fmt.Errorf("descriptor folder %s: %w", descriptorDir, err)
+	}
+
+	c, err := client.New(ctx, f.addr)
+	if err != nil {
+		return fmt.Errorf("connect to buildkitd at %s: %w", f.addr, err)
+	}
+	defer c.Close()
+
+	dockerConfig := config.LoadDefaultConfigFile(os.Stderr)
+	solveOpt := client.SolveOpt{
+		Exports:       exports,
+		CacheExports:  cacheExports,
+		CacheImports:  cacheImports,
+		FrontendAttrs: attrs,
+		LocalMounts: map[string]fsutil.FS{
+			"context":    contextFS,
+			"dockerfile": descriptorFS,
+		},
+		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: authprovider.LoadAuthConfig(dockerConfig),
+		})},
+	}
+
+	display, err := progressui.NewDisplay(os.Stderr, progressui.DisplayMode(f.progress))
+	if err != nil {
+		return err
+	}
+	ch := make(chan *client.SolveStatus)
+	eg, ctx := errgroup.WithContext(ctx)
+	var resp *client.SolveResponse
+	eg.Go(func() error {
+		var err error
+		resp, err = c.Build(ctx, solveOpt, "2dfs", frontend.Build, ch)
+		return err
+	})
+	eg.Go(func() error {
+		_, err := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		return err
+	})
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
+		fmt.Fprintln(os.Stdout, dgst)
+	}
+	if f.metadataFile != "" {
+		dt, err := json.MarshalIndent(resp.ExporterResponse, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(f.metadataFile, dt, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func frontendAttrs(f buildFlags) (map[string]string, error) {
+	attrs := map[string]string{}
+	if len(f.platforms) > 0 {
+		attrs["platform"] = strings.Join(f.platforms, ",")
+	}
+	for _, kv := range f.buildArgs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			v, ok = os.LookupEnv(k)
+			if !ok {
+				continue
+			}
+		}
+		attrs["build-arg:"+k] = v
+	}
+	for _, kv := range f.labels {
+		k, v, _ := strings.Cut(kv, "=")
+		attrs["label:"+k] = v
+	}
+	for _, kv := range f.contexts {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("--build-context %q: want NAME=VALUE", kv)
+		}
+		attrs["context:"+k] = v
+	}
+	if f.noCache {
+		attrs["no-cache"] = ""
+	}
+	return attrs, nil
+}
+
+// exportEntries turns --tag/--push and --output into exporter entries.
+func exportEntries(f buildFlags) ([]client.ExportEntry, error) {
+	exports, err := build.ParseOutput(f.outputs)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.tags) == 0 {
+		if f.push {
+			return nil, fmt.Errorf("--push needs an image name: add -t NAME")
+		}
+		return exports, nil
+	}
+	for _, e := range exports {
+		if e.Type == client.ExporterImage {
+			return nil, fmt.Errorf("--tag and an --output of type=image both name the image; use one")
+		}
+	}
+	attrs := map[string]string{"name": strings.Join(f.tags, ",")}
+	if f.push {
+		attrs["push"] = "true"
+	}
+	return append(exports, client.ExportEntry{Type: client.ExporterImage, Attrs: attrs}), nil
+}

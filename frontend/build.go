@@ -1,0 +1,287 @@
+// Package frontend is the BuildKit gateway frontend for 2DFS descriptors. It
+// is the I/O edge around the pure packages: it reads the descriptor from the
+// build, checks the sources against the context, resolves the base image for
+// each target platform, and solves what package llb builds. The same Build
+// runs in the frontend image (cmd/2dfs-frontend) and in-process in the CLI.
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+		"fmt"
+	"io/fs"
+		"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	bkllb "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/client/llb/sourceresolver"
+	"github.com/moby/buildkit/frontend/dockerui"
+	"github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/solver/pb"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tdfs-kit/tdfs/frontend/descriptor"
+	"github.com/tdfs-kit/tdfs/llb"
+)
+
+// BaseContextName is the named build context that overrides the
+// descriptor's "base" (docker buildx build --build-context base=...).
+const BaseContextName = "base"
+
+// Build is the frontend's entry point: a client.BuildFunc.
+func Build(ctx context.Context, c client.Client) (*client.Result, error) {
+	if err := checkCaps(c); err != nil {
+		return nil, err
+	}
+	desc, bc, src, err := readDescriptor(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if len(desc.Allotments) == 0 {
+		src.Warn(ctx, "the descriptor has no allotments: the image is the base image alone", client.WarnOpts{})
+	}
+
+	epoch, err := sourceDateEpoch(bc.BuildArgs)
+	if err != nil {
+		return nil, err
+	}
+
+	var opts []bkllb.LocalOption
+	if srcs := desc.Sources(); len(srcs) > 0 {
+		// Transfer only what the allotments copy, not the whole folder.
+		opts = append(opts, bkllb.FollowPaths(srcs))
+	}
+	buildContext, err := bc.MainContext(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	planned, err := plan(ctx, c, desc, *buildContext)
+	if err != nil {
+		return nil, err
+	}
+
+	rb, err := bc.Build(ctx, func(ctx context.Context, platform *ocispec.Platform, _ int) (*dockerui.BuildResult, error) {
+		p := targetPlatform(platform)
+		base, baseImg, err := resolveBase(ctx, c, bc, desc, p)
+		if err != nil {
+			return nil, err
+		}
+		res, err := llb.Convert(planned, llb.Options{
+			Context:   *buildContext,
+			Base:      base,
+			BaseImage: baseImg,
+			Platform:  p,
+			Epoch:     epoch,
+			Labels:    bc.Labels,
+		})
+		if err != nil {
+			return nil, err
+		}
+		def, err := res.State.Marshal(ctx, bkllb.Platform(p), bkllb.WithCaps(c.BuildOpts().LLBCaps))
+		if err != nil {
+			return nil, fmt.Errorf("marshal LLB: %w", err)
+		}
+		r, err := c.Solve(ctx, client.SolveRequest{
+			Definition: def.ToPB(),
+			// Without the build's cache imports, --cache-from never hits.
+			CacheImports: bc.CacheImports,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ref, err := r.SingleRef()
+		if err != nil {
+			return nil, err
+		}
+		return &dockerui.BuildResult{Reference: ref, Image: res.Image, BaseImage: baseImg, Epoch: &epoch}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rb.Finalize()
+}
+
+// checkCaps fails early, with advice, on a worker that cannot build fields.
+// (BuildKit defines no advertised capability for symbolic copy modes, which
+// llb.NormalMode uses; workers since v0.14 apply them.)
+func checkCaps(c client.Client) error {
+	caps := c.BuildOpts().LLBCaps
+	if err := caps.Supports(pb.CapMergeOp); err != nil {
+		return fmt.Errorf("this BuildKit worker does not support MergeOp, which 2DFS needs to keep every allotment its own layer "+
+			"(use BuildKit v0.10 or later with the OCI or containerd worker; Docker Engine needs the containerd image store): %w", err)
+	}
+	return nil
+}
+
+// readDescriptor reads and parses the descriptor named by the "filename"
+// opt. With no filename it tries 2dfs.json, then 2dfs.yaml and 2dfs.yml.
+func readDescriptor(ctx context.Context, c client.Client) (*descriptor.Descriptor, *dockerui.Client, *dockerui.Source, error) {
+	names := descriptor.DefaultFilenames
+	if name, ok := c.BuildOpts().Opts["filename"]; ok && name != "" {
+		names = []string{name}
+	}
+	var firstErr error
+	for _, name := range names {
+		bc, err := dockerui.NewClient(withFilename{Client: c, filename: name})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		src, err := bc.ReadEntrypoint(ctx, "2dfs")
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		desc, err := descriptor.Parse(name, src.Data)
+		if err != nil {
+			if looksLikeDockerfile(src.Data) {
+				return nil, nil, nil, fmt.Errorf("%s looks like a Dockerfile, but this is the 2DFS frontend, which reads a 2dfs.json descriptor; build Dockerfiles without a 2DFS syntax directive", name)
+			}
+			return nil, nil, nil, err
+		}
+		return desc, bc, src, nil
+	}
+	if len(names) > 1 {
+		return nil, nil, nil, fmt.Errorf("no descriptor found: looked for %s in the build (name another with the filename opt, -f): %w", strings.Join(names, ", "), firstErr)
+	}
+	return nil, nil, nil, fmt.Errorf("read descriptor %s: %w", names[0], firstErr)
+}
+
+func looksLikeDockerfile(data []byte) bool {
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		word, _, _ := strings.Cut(line, " ")
+		return strings.EqualFold(word, "FROM") || strings.EqualFold(word, "ARG")
+	}
+	return false
+}
+
+// withFilename makes dockerui read our descriptor name instead of its
+// default, Dockerfile.
+type withFilename struct {
+	client.Client
+	filename string
+}
+
+func (w withFilename) BuildOpts() client.BuildOpts {
+	o := w.Client.BuildOpts()
+	opts := make(map[string]string, len(o.Opts)+1)
+	for k, v := range o.Opts {
+		opts[k] = v
+	}
+	opts["filename"] = w.filename
+	o.Opts = opts
+	return o
+}
+
+// plan checks every source against the build context, solving the context
+// once; BuildKit then reuses that transfer for the copies.
+func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State) ([]descriptor.Planned, error) {
+	if len(desc.Allotments) == 0 {
+		return nil, nil
+	}
+	def, err := buildContext.Marshal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB()})
+	if err != nil {
+		return nil, fmt.Errorf("load build context: %w", err)
+	}
+	ref, err := r.SingleRef()
+	if err != nil {
+		return nil, err
+	}
+	return desc.Plan(func(src string) (bool, error) {
+		st, err := ref.StatFile(ctx, client.StatRequest{Path: src})
+		if err != nil {
+			if strings.Contains(err.Error(), "no such file or directory") || strings.Contains(err.Error(), "not found") {
+				return false, fs.ErrNotExist
+			}
+			return false, err
+		}
+		return fs.FileMode(st.Mode).IsDir(), nil
+	})
+}
+
+func targetPlatform(p *ocispec.Platform) ocispec.Platform {
+	if p != nil {
+		return *p
+	}
+	// dockerui exports an unset target platform under the default spec, so
+	// the config must say the same.
+	return platforms.DefaultSpec()
+}
+
+// resolveBase returns the base state and config for one platform: the "base"
+// named context if the build has one, else the descriptor's base image, else
+// scratch.
+func resolveBase(ctx context.Context, c client.Client, bc *dockerui.Client, desc *descriptor.Descriptor, p ocispec.Platform) (bkllb.State, *dockerspec.DockerOCIImage, error) {
+	nc, err := bc.NamedContext(BaseContextName, dockerui.ContextOpt{Platform: &p, ResolveMode: bc.ImageResolveMode.String()})
+	if err != nil {
+		return bkllb.State{}, nil, err
+	}
+	if nc != nil {
+		st, img, err := nc.Load(ctx)
+		if err != nil {
+			return bkllb.State{}, nil, fmt.Errorf("build context %q: %w", BaseContextName, err)
+		}
+		if img == nil {
+			return bkllb.State{}, nil, fmt.Errorf("build context %q must be an image (docker-image://... or oci-layout://...), not a directory: the field record counts the base's layers", BaseContextName)
+		}
+		return *st, img, nil
+	}
+
+	if desc.Base == "" || desc.Base == "scratch" {
+		return bkllb.Scratch(), nil, nil
+	}
+	where := fmt.Sprintf("%s:%d:%d: base %q", desc.Filename, desc.BasePos.Line, desc.BasePos.Column, desc.Base)
+	named, err := reference.ParseNormalizedNamed(desc.Base)
+	if err != nil {
+		return bkllb.State{}, nil, fmt.Errorf("%s: not a valid image reference: %w", where, err)
+	}
+	named = reference.TagNameOnly(named)
+	_, dgst, dt, err := c.ResolveImageConfig(ctx, named.String(), sourceresolver.Opt{
+		LogName:  fmt.Sprintf("[2dfs] resolve base %s for %s", reference.FamiliarString(named), platformString(p)),
+		ImageOpt: &sourceresolver.ResolveImageOpt{Platform: &p, ResolveMode: bc.ImageResolveMode.String()},
+	})
+	if err != nil {
+		return bkllb.State{}, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	var img dockerspec.DockerOCIImage
+	if err := json.Unmarshal(dt, &img); err != nil {
+		return bkllb.State{}, nil, fmt.Errorf("%s: image config is not valid JSON: %w", where, err)
+	}
+	pinned := named.String()
+	if dgst != "" {
+		if withDigest, err := reference.WithDigest(named, dgst); err == nil {
+			pinned = withDigest.String()
+		}
+	}
+	st := bkllb.Image(pinned, bkllb.Platform(p), bkllb.WithCustomName("[2dfs] base "+reference.FamiliarString(named)))
+	return st, &img, nil
+}
+
+// sourceDateEpoch returns the SOURCE_DATE_EPOCH build arg as a time, or the
+// fixed default epoch.
+func sourceDateEpoch(args map[string]string) (time.Time, error) {
+	v, ok := args["SOURCE_DATE_EPOCH"]
+	if !ok || v == "" {
+		return llb.DefaultEpoch, nil
+	}
+	sec, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || sec < 0 {
+		return time.Time{}, fmt.Errorf("build arg SOURCE_DATE_EPOCH=%q: want seconds since 1970 as a non-negative integer", v)
+	}
+	return time.Unix(sec, 0).UTC(), nil
+}
+
+func platformString(p ocispec.Platform) string { return platforms.Format(p) }

@@ -1,0 +1,407 @@
+// Package descriptor parses and validates 2DFS descriptors (2dfs.json or
+// 2dfs.yaml). It is pure: bytes in, a validated Descriptor or a list of
+// located errors out. Checking sources against the build context happens in
+// Plan, through a stat function the caller provides.
+package descriptor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tdfs-kit/tdfs/field"
+)
+
+// DefaultFilenames are the names the frontend looks for, in order, when no
+// filename is given.
+var DefaultFilenames = []string{"2dfs.json", "2dfs.yaml", "2dfs.yml"}
+
+// MaxSize caps the descriptor file. Descriptors list paths, not data; a
+// larger file is a mistake (a model split passed with -f).
+const MaxSize = 4 << 20
+
+// Descriptor is a parsed and validated 2DFS descriptor.
+type Descriptor struct {
+	Filename string
+	// Syntax is the optional top-level "syntax" key BuildKit uses to pick
+	// the frontend image. The frontend itself ignores it.
+	Syntax string
+	// Base is the image the field is built on; empty means scratch.
+	Base       string
+	BasePos    Position
+	Allotments []Allotment
+}
+
+// Allotment is one entry of the descriptor's "allotments" list.
+type Allotment struct {
+	// Index is the position in the file's list, used in messages.
+	Index int
+	Cell  field.Cell
+	Src   []string
+	Dst   []string
+	// Pos is where the allotment starts; SrcPos and DstPos locate each entry.
+	Pos    Position
+	SrcPos []Position
+	DstPos []Position
+}
+
+// Sources returns every src of every allotment, deduplicated and sorted: the
+// only paths the build needs from the context.
+func (d *Descriptor) Sources() []string {
+	var srcs []string
+	for _, a := range d.Allotments {
+		srcs = append(srcs, a.Src...)
+	}
+	slices.Sort(srcs)
+	return slices.Compact(srcs)
+}
+
+var (
+	topLevelKeys  = []string{"syntax", "base", "allotments"}
+	allotmentKeys = []string{"src", "dst", "row", "col"}
+)
+
+// Parse reads a descriptor. The format is YAML when the file name ends in
+// .yaml or .yml, JSON otherwise (JSON syntax errors get JSON's own messages).
+// Every problem found is returned in one ErrorList.
+func Parse(filename string, data []byte) (*Descriptor, error) {
+	p := &parser{file: filename}
+	if len(data) > MaxSize {
+		return nil, p.fail(Position{}, -1, nil, "", fmt.Sprintf("file is %d bytes, over the %d byte limit for a descriptor", len(data), MaxSize))
+	}
+	if !isYAMLName(filename) {
+		if err := checkJSON(data); err != nil {
+			var se *json.SyntaxError
+			if errors.As(err, &se) {
+				return nil, p.fail(offsetPosition(data, se.Offset), -1, nil, "", "invalid JSON: "+se.Error())
+			}
+			return nil, p.fail(Position{}, -1, nil, "", "invalid JSON: "+err.Error())
+		}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, p.fail(Position{}, -1, nil, "", "invalid YAML: "+strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	d := &Descriptor{Filename: filename}
+	p.document(&doc, d)
+	if err := p.errs.err(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func isYAMLName(name string) bool {
+	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
+}
+
+// checkJSON reports JSON syntax errors with their byte offset; yaml.v3 would
+// accept the input with a less helpful message or not at all.
+func checkJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err == nil {
+		return errors.New("unexpected data after the top-level object")
+	}
+	return nil
+}
+
+func offsetPosition(data []byte, offset int64) Position {
+	if offset > int64(len(data)) {
+		offset = int64(len(data))
+	}
+	before := data[:offset]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := int(offset) - bytes.LastIndexByte(before, '\n')
+	return Position{Line: line, Column: col}
+}
+
+type parser struct {
+	file string
+	errs ErrorList
+}
+
+func (p *parser) add(pos Position, allotment int, cell *field.Cell, fieldName, msg string) {
+	p.errs = append(p.errs, &Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Field: fieldName, Msg: msg})
+}
+
+func (p *parser) fail(pos Position, allotment int, cell *field.Cell, fieldName, msg string) error {
+	p.add(pos, allotment, cell, fieldName, msg)
+	return p.errs
+}
+
+func pos(n *yaml.Node) Position { return Position{Line: n.Line, Column: n.Column} }
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// mapping walks a mapping node, reporting duplicate and unknown keys, and
+// returns the value node of each known key with the key's node.
+func (p *parser) mapping(n *yaml.Node, known []string, allotment int, cell *field.Cell, what string) map[string][2]*yaml.Node {
+	out := map[string][2]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		key := k.Value
+		if prev, dup := out[key]; dup {
+			p.add(pos(k), allotment, cell, key, fmt.Sprintf("key given twice (first at line %d)", prev[0].Line))
+			continue
+		}
+		if !slices.Contains(known, key) {
+			msg := fmt.Sprintf("unknown key in %s (known keys: %s)", what, strings.Join(known, ", "))
+			if s := suggest(key, known); s != "" {
+				msg = fmt.Sprintf("unknown key in %s; did you mean %q? (known keys: %s)", what, s, strings.Join(known, ", "))
+			}
+			p.add(pos(k), allotment, cell, strconv.Quote(key), msg)
+			continue
+		}
+		out[key] = [2]*yaml.Node{k, v}
+	}
+	return out
+}
+
+func (p *parser) document(doc *yaml.Node, d *Descriptor) {
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		p.add(Position{}, -1, nil, "", `the descriptor is empty; it needs at least {"allotments": []}`)
+		return
+	}
+	root := resolve(doc.Content[0])
+	if root.Kind != yaml.MappingNode {
+		p.add(pos(root), -1, nil, "", "the descriptor must be an object with an \"allotments\" list")
+		return
+	}
+	keys := p.mapping(root, topLevelKeys, -1, nil, "the descriptor")
+	if kv, ok := keys["syntax"]; ok {
+		d.Syntax = p.str(kv[1], -1, nil, "syntax")
+	}
+	if kv, ok := keys["base"]; ok {
+		d.Base = p.str(kv[1], -1, nil, "base")
+		d.BasePos = pos(kv[1])
+		if strings.TrimSpace(d.Base) == "" {
+			p.add(pos(kv[1]), -1, nil, "base", "must name an image (leave the key out for scratch)")
+		}
+	}
+	kv, ok := keys["allotments"]
+	if !ok {
+		p.add(pos(root), -1, nil, "", `missing key "allotments" (use [] for an image with no allotments)`)
+		return
+	}
+	list := kv[1]
+	if list.Kind != yaml.SequenceNode {
+		if list.Tag == "!!null" {
+			return
+		}
+		p.add(pos(list), -1, nil, "allotments", "must be a list")
+		return
+	}
+	seen := map[field.Cell]int{}
+	for i, item := range list.Content {
+		item = resolve(item)
+		a, ok := p.allotment(i, item)
+		if !ok {
+			continue
+		}
+		if first, dup := seen[a.Cell]; dup {
+			p.add(a.Pos, i, &a.Cell, "", fmt.Sprintf("cell (row %d, col %d) is already used by allotments[%d]; each cell holds one allotment", a.Cell.Row, a.Cell.Col, first))
+			continue
+		}
+		seen[a.Cell] = i
+		d.Allotments = append(d.Allotments, a)
+	}
+}
+
+func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
+	a := Allotment{Index: i, Pos: pos(n)}
+	if n.Kind != yaml.MappingNode {
+		p.add(pos(n), i, nil, "", "must be an object with src, dst, row and col")
+		return a, false
+	}
+	before := len(p.errs)
+	keys := p.mapping(n, allotmentKeys, i, nil, "an allotment")
+	var cell *field.Cell
+	rowKV, hasRow := keys["row"]
+	colKV, hasCol := keys["col"]
+	if hasRow && hasCol {
+		r, rok := p.coordinate(rowKV[1], i, "row")
+		c, cok := p.coordinate(colKV[1], i, "col")
+		if rok && cok {
+			a.Cell = field.Cell{Row: r, Col: c}
+			cell = &a.Cell
+		}
+	}
+	// Errors found so far (unknown keys) were reported before the cell was
+	// known; attach it now so every message names the allotment fully.
+	for _, e := range p.errs[before:] {
+		e.Cell = cell
+	}
+	for _, k := range allotmentKeys {
+		if _, ok := keys[k]; !ok {
+			p.add(pos(n), i, cell, "", fmt.Sprintf("missing key %q", k))
+		}
+	}
+	if kv, ok := keys["src"]; ok {
+		a.Src, a.SrcPos = p.paths(kv[1], i, cell, "src")
+		for j, s := range a.Src {
+			if msg := checkSrc(s); msg != "" {
+				p.add(a.SrcPos[j], i, cell, fmt.Sprintf("src[%d] %q", j, s), msg)
+			}
+		}
+	}
+	if kv, ok := keys["dst"]; ok {
+		a.Dst, a.DstPos = p.paths(kv[1], i, cell, "dst")
+		for j, s := range a.Dst {
+			if msg := checkDst(s); msg != "" {
+				p.add(a.DstPos[j], i, cell, fmt.Sprintf("dst[%d] %q", j, s), msg)
+			}
+		}
+	}
+	if a.Src != nil && a.Dst != nil && len(a.Src) != len(a.Dst) {
+		p.add(pos(keys["dst"][1]), i, cell, "dst", fmt.Sprintf("has %d entries but src has %d; each src needs its own dst", len(a.Dst), len(a.Src)))
+	}
+	return a, len(p.errs) == before
+}
+
+func (p *parser) str(n *yaml.Node, allotment int, cell *field.Cell, name string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+		p.add(pos(n), allotment, cell, name, "must be a string")
+		return ""
+	}
+	return n.Value
+}
+
+func (p *parser) coordinate(n *yaml.Node, allotment int, name string) (int, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		p.add(pos(n), allotment, nil, name, fmt.Sprintf("must be an integer from 0 to %d, got %s", field.MaxCoordinate, describe(n)))
+		return 0, false
+	}
+	v, err := strconv.ParseInt(n.Value, 0, 64)
+	if err != nil || v < 0 || v > field.MaxCoordinate {
+		p.add(pos(n), allotment, nil, name, fmt.Sprintf("%s is out of range; rows and columns go from 0 to %d", n.Value, field.MaxCoordinate))
+		return 0, false
+	}
+	return int(v), true
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "an object"
+	}
+	switch n.Tag {
+	case "!!str":
+		return strconv.Quote(n.Value)
+	case "!!null":
+		return "null"
+	}
+	return n.Value
+}
+
+// paths reads a string or a non-empty list of strings.
+func (p *parser) paths(n *yaml.Node, allotment int, cell *field.Cell, name string) ([]string, []Position) {
+	var items []*yaml.Node
+	switch n.Kind {
+	case yaml.ScalarNode:
+		items = []*yaml.Node{n}
+	case yaml.SequenceNode:
+		if len(n.Content) == 0 {
+			p.add(pos(n), allotment, cell, name, "must not be an empty list")
+			return nil, nil
+		}
+		items = n.Content
+	default:
+		p.add(pos(n), allotment, cell, name, "must be a path or a list of paths")
+		return nil, nil
+	}
+	out := make([]string, 0, len(items))
+	at := make([]Position, 0, len(items))
+	for j, item := range items {
+		item = resolve(item)
+		label := name
+		if n.Kind == yaml.SequenceNode {
+			label = fmt.Sprintf("%s[%d]", name, j)
+		}
+		if item.Kind != yaml.ScalarNode || item.Tag != "!!str" {
+			p.add(pos(item), allotment, cell, label, "must be a string path, got "+describe(item))
+			return nil, nil
+		}
+		out = append(out, item.Value)
+		at = append(at, pos(item))
+	}
+	return out, at
+}
+
+// checkSrc returns what is wrong with a source path, or "".
+func checkSrc(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case strings.ContainsAny(s, "*?["):
+		return "wildcards are not supported; list the files or name a directory"
+	case path.IsAbs(s):
+		return "must be relative to the build context, not absolute"
+	}
+	if c := path.Clean(s); c == ".." || strings.HasPrefix(c, "../") {
+		return "escapes the build context"
+	}
+	return ""
+}
+
+// checkDst returns what is wrong with a destination path, or "".
+func checkDst(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case !path.IsAbs(s):
+		return "must be an absolute path in the image"
+	case slices.Contains(strings.Split(s, "/"), ".."):
+		return `must not contain ".."`
+	case path.Clean(s) == "/":
+		return "must not be / itself; name a file or directory under it"
+	}
+	return ""
+}
+
+// suggest returns the known key closest to a misspelt one, if any is close.
+func suggest(key string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(key), k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,115 @@
+package descriptor
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/tdfs-kit/tdfs/field"
+)
+
+// Copy is one resolved src → dst pair of an allotment.
+type Copy struct {
+	// Src is the cleaned path in the build context.
+	Src string
+	// Dst is the final absolute path the source lands at: for a directory
+	// the directory its contents go into, for a file the file itself (a dst
+	// ending in "/" places the file inside it, as COPY does).
+	Dst string
+	Dir bool
+}
+
+// Planned is an allotment whose sources were found in the build context.
+type Planned struct {
+	Index  int
+	Cell   field.Cell
+	Copies []Copy
+}
+
+// Dsts lists the final destination paths of the allotment.
+func (p Planned) Dsts() []string {
+	out := make([]string, len(p.Copies))
+	for i, c := range p.Copies {
+		out[i] = c.Dst
+	}
+	return out
+}
+
+// StatFunc tells whether a context path is a directory. It returns an error
+// wrapping fs.ErrNotExist when the path is not in the context.
+type StatFunc func(src string) (isDir bool, err error)
+
+// Plan resolves every allotment against the build context and checks that
+// no two copies write the same path. Allotments come back in row-major
+// order, the order of their layers.
+func (d *Descriptor) Plan(stat StatFunc) ([]Planned, error) {
+	p := &parser{file: d.Filename}
+	type placed struct {
+		dst   string
+		a     *Allotment
+		entry int
+	}
+	var all []placed
+	planned := make([]Planned, 0, len(d.Allotments))
+	for ai := range d.Allotments {
+		a := &d.Allotments[ai]
+		pl := Planned{Index: a.Index, Cell: a.Cell}
+		for j, src := range a.Src {
+			clean := path.Clean(src)
+			isDir, err := stat(clean)
+			if err != nil {
+				msg := fmt.Sprintf("cannot read it from the build context: %v", err)
+				if errors.Is(err, fs.ErrNotExist) {
+					msg = "not found in the build context (is it excluded by .dockerignore, or outside the context directory?)"
+				}
+				p.add(a.SrcPos[j], a.Index, &a.Cell, fmt.Sprintf("src[%d] %q", j, src), msg)
+				continue
+			}
+			dst := path.Clean(a.Dst[j])
+			if !isDir && strings.HasSuffix(a.Dst[j], "/") {
+				dst = path.Join(dst, path.Base(clean))
+			}
+			pl.Copies = append(pl.Copies, Copy{Src: clean, Dst: dst, Dir: isDir})
+			all = append(all, placed{dst: dst, a: a, entry: j})
+		}
+		planned = append(planned, pl)
+	}
+	if err := p.errs.err(); err != nil {
+		return nil, err
+	}
+
+	// Sorted by path components, every path directly follows its ancestors
+	// (or an equal path), so a stack of open ancestors finds each overlap.
+	slices.SortStableFunc(all, func(x, y placed) int {
+		return slices.Compare(strings.Split(x.dst, "/"), strings.Split(y.dst, "/"))
+	})
+	var stack []placed
+	for _, cur := range all {
+		for len(stack) > 0 && !isAncestorOrSelf(stack[len(stack)-1].dst, cur.dst) {
+			stack = stack[:len(stack)-1]
+		}
+		if len(stack) > 0 {
+			prev := stack[len(stack)-1]
+			what := "writes inside " + prev.dst
+			if prev.dst == cur.dst {
+				what = "writes the same path"
+			}
+			other := fmt.Sprintf("allotments[%d] (row %d, col %d) dst[%d]", prev.a.Index, prev.a.Cell.Row, prev.a.Cell.Col, prev.entry)
+			p.add(cur.a.DstPos[cur.entry], cur.a.Index, &cur.a.Cell, fmt.Sprintf("dst[%d] %q", cur.entry, cur.dst),
+				fmt.Sprintf("%s as %s; allotments must not overlap", what, other))
+		}
+		stack = append(stack, cur)
+	}
+	if err := p.errs.err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(planned, func(x, y Planned) int { return x.Cell.Compare(y.Cell) })
+	return planned, nil
+}
+
+func isAncestorOrSelf(dir, p string) bool {
+	return dir == p || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a fresh Debian machine and
+# prints the folder of the pinned tool binaries.
+#
+#   hack/tools.sh            # install, build, print the bin folder
+#
+# Debian packages: runc (buildkitd's OCI worker), containerd (ctr pulls and
+# runs images in the tests), busybox-static (the base images we make, since
+# no public registry is reachable). The BuildKit, buildx and registry
+# binaries are pinned in hack/tools/go.mod and built once per version into
+# ${TDFS_CACHE:-~/.cache/tdfs}; a cold build takes a few minutes.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+need=()
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
+command -v containerd >/dev/null || need+=(containerd)
+[ -x /bin/busybox ] && /bin/busybox --help 2>&1 | grep -q static || dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "hack/tools.sh: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq "${need[@]}" >&2
+fi
+
+key=$(cat "$root/hack/tools/go.mod" "$root/hack/tools/go.sum" | sha256sum | cut -c1-16)
+bin=${TDFS_CACHE:-$HOME/.cache/tdfs}/tools-$key
+if [ ! -x "$bin/buildx" ]; then
+  echo "hack/tools.sh: building pinned buildkitd, buildctl, registry, buildx into $bin (a few minutes, once)" >&2
+  mkdir -p "$bin.tmp"
+  (cd "$root/hack/tools" && go build -o "$bin.tmp/" \
+    github.com/moby/buildkit/cmd/buildkitd \
+    github.com/moby/buildkit/cmd/buildctl \
+    github.com/distribution/distribution/v3/cmd/registry \
+    github.com/docker/buildx/cmd/buildx) >&2
+  rm -rf "$bin" && mv "$bin.tmp" "$bin"
+fi
+echo "$bin"

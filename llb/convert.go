@@ -1,0 +1,154 @@
+// Package llb turns a planned 2DFS descriptor into LLB and an image config.
+// It is the pure core of the frontend, like BuildKit's dockerfile2llb: no
+// gateway client, no I/O, so it is unit-tested by marshalling what it builds.
+//
+// Every allotment becomes its own scratch-based state holding one FileOp of
+// copies, so BuildKit builds allotments in parallel, caches each on its own
+// and exports each as exactly one layer. The states are merged onto the base
+// with MergeOp in row-major order, which keeps the base's layers as they are.
+package llb
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	bkllb "github.com/moby/buildkit/client/llb"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/frontend/descriptor"
+)
+
+// NormalMode is the chmod applied to every copied file and directory:
+// directories and executables 0755, other files 0644. Builds on machines
+// with different umasks then give the same layer bytes.
+const NormalMode = "a=rX,u+w"
+
+// DefaultEpoch is the timestamp of every file, history entry and the config
+// when the build sets no SOURCE_DATE_EPOCH: fixed, so layers and configs are
+// reproducible by default.
+var DefaultEpoch = time.Unix(0, 0).UTC()
+
+// defaultPathEnv is what BuildKit's Dockerfile frontend sets for images
+// built FROM scratch, so an image with a shell in an allotment can run it.
+const defaultPathEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Options are the inputs of a conversion besides the allotments.
+type Options struct {
+	// Context is the build context holding the allotment sources.
+	Context bkllb.State
+	// Base is the state the field is built on (llb.Scratch() for scratch).
+	Base bkllb.State
+	// BaseImage is the base's image config; nil for scratch.
+	BaseImage *dockerspec.DockerOCIImage
+	// Platform is the target platform, used for a scratch base's config.
+	Platform ocispec.Platform
+	// Epoch is the time of every file and history entry.
+	Epoch time.Time
+	// Labels are added to the config (BuildKit's label: frontend opts).
+	Labels map[string]string
+}
+
+// Result is what a conversion produces.
+type Result struct {
+	State  bkllb.State
+	Image  *dockerspec.DockerOCIImage
+	Record *field.Record
+}
+
+// Convert builds the LLB of a field and the config of its image. allotments
+// must be in row-major order, as descriptor.Plan returns them.
+func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
+	img := baseConfig(opt)
+	inputs := []bkllb.State{opt.Base}
+	placed := make([]field.Placed, 0, len(allotments))
+	for i, a := range allotments {
+		if i > 0 && allotments[i-1].Cell.Compare(a.Cell) >= 0 {
+			return nil, fmt.Errorf("allotments are not in row-major order at %s", a.Cell)
+		}
+		if len(a.Copies) == 0 {
+			return nil, fmt.Errorf("allotment %s has nothing to copy", a.Cell)
+		}
+		inputs = append(inputs, AllotmentState(a, opt.Context, opt.Epoch))
+		placed = append(placed, field.Placed{Row: a.Cell.Row, Col: a.Cell.Col, Dst: a.Dsts()})
+		created := opt.Epoch
+		img.History = append(img.History, ocispec.History{
+			Created:   &created,
+			CreatedBy: "2dfs " + describeCopies(a),
+			Comment:   field.HistoryComment(a.Cell),
+		})
+	}
+	record := field.NewRecord(len(img.RootFS.DiffIDs), placed)
+	value, err := record.Encode()
+	if err != nil {
+		return nil, err
+	}
+	img.Config.Labels[field.LabelKey] = value
+
+	st := opt.Base
+	if len(allotments) > 0 {
+		st = bkllb.Merge(inputs, bkllb.WithCustomName(fmt.Sprintf("[2dfs] merge %d allotments onto the base", len(allotments))))
+	}
+	return &Result{State: st, Image: img, Record: record}, nil
+}
+
+// AllotmentState is one allotment: a scratch state with one FileOp that
+// copies its sources with fixed times, owner 0:0 and normalized modes.
+func AllotmentState(a descriptor.Planned, context bkllb.State, epoch time.Time) bkllb.State {
+	var action *bkllb.FileAction
+	for _, c := range a.Copies {
+		info := &bkllb.CopyInfo{
+			CreateDestPath:      true,
+			CopyDirContentsOnly: c.Dir,
+			FollowSymlinks:      true,
+			CreatedTime:         &epoch,
+			Mode:                &bkllb.ChmodOpt{ModeStr: NormalMode},
+		}
+		owner := bkllb.WithUIDGID(0, 0)
+		if action == nil {
+			action = bkllb.Copy(context, "/"+c.Src, c.Dst, info, owner)
+		} else {
+			action = action.Copy(context, "/"+c.Src, c.Dst, info, owner)
+		}
+	}
+	return bkllb.Scratch().File(action, bkllb.WithCustomName(fmt.Sprintf("[2dfs %s] %s", a.Cell, describeCopies(a))))
+}
+
+func describeCopies(a descriptor.Planned) string {
+	parts := make([]string, len(a.Copies))
+	for i, c := range a.Copies {
+		parts[i] = c.Src + " -> " + c.Dst
+	}
+	return strings.Join(parts, ", ")
+}
+
+// baseConfig copies the base image's config, or makes the config of an
+// empty image for the platform, ready to receive allotments.
+func baseConfig(opt Options) *dockerspec.DockerOCIImage {
+	var img dockerspec.DockerOCIImage
+	if opt.BaseImage != nil {
+		img = *opt.BaseImage
+		img.History = append([]ocispec.History(nil), opt.BaseImage.History...)
+		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs[:0:0], opt.BaseImage.RootFS.DiffIDs...)
+		img.Config.Labels = maps.Clone(opt.BaseImage.Config.Labels)
+	} else {
+		img.Platform = opt.Platform
+		img.RootFS.Type = "layers"
+		img.Config.Env = []string{defaultPathEnv}
+	}
+	if img.OS == "" {
+		img.OS = opt.Platform.OS
+		img.Architecture = opt.Platform.Architecture
+		img.Variant = opt.Platform.Variant
+	}
+	created := opt.Epoch
+	img.Created = &created
+	if img.Config.Labels == nil {
+		img.Config.Labels = map[string]string{}
+	}
+	maps.Copy(img.Config.Labels, opt.Labels)
+	return &img
+}
