@@ -8,9 +8,9 @@ package frontend
 import (
 	"context"
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"io/fs"
-		"strconv"
+	"strconv"
 	"strings"
 	"time"
 
