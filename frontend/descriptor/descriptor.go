@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,18 +77,25 @@ func Parse(filename string, data []byte) (*Descriptor, error) {
 	if len(data) > MaxSize {
 		return nil, p.fail(Position{}, -1, nil, "", fmt.Sprintf("file is %d bytes, over the %d byte limit for a descriptor", len(data), MaxSize))
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, p.fail(Position{}, -1, nil, "", `the descriptor is empty; it needs at least {"allotments": []}`)
+	}
 	if !isYAMLName(filename) {
 		if err := checkJSON(data); err != nil {
 			var se *json.SyntaxError
 			if errors.As(err, &se) {
-				return nil, p.fail(offsetPosition(data, se.Offset), -1, nil, "", "invalid JSON: "+se.Error())
+				msg := se.Error()
+				if msg == "" {
+					msg = "unexpected data after the top-level object"
+				}
+				return nil, p.fail(offsetPosition(data, se.Offset), -1, nil, "", "invalid JSON: "+msg)
 			}
 			return nil, p.fail(Position{}, -1, nil, "", "invalid JSON: "+err.Error())
 		}
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, p.fail(Position{}, -1, nil, "", "invalid YAML: "+strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, p.fail(yamlErrorPosition(err), -1, nil, "", "invalid YAML: "+yamlLinePrefix.ReplaceAllString(err.Error(), ""))
 	}
 	d := &Descriptor{Filename: filename}
 	p.document(&doc, d)
@@ -109,10 +117,22 @@ func checkJSON(data []byte) error {
 	if err := dec.Decode(&v); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); err == nil {
-		return errors.New("unexpected data after the top-level object")
+	if rest := data[dec.InputOffset():]; len(bytes.TrimSpace(rest)) > 0 {
+		off := dec.InputOffset() + int64(len(rest)-len(bytes.TrimLeft(rest, " \t\r\n")))
+		return &json.SyntaxError{Offset: off}
 	}
 	return nil
+}
+
+// yaml.v3 puts the line in the message ("yaml: line 3: did not find ...").
+var yamlLinePrefix = regexp.MustCompile(`^yaml: (line \d+: )?`)
+
+func yamlErrorPosition(err error) Position {
+	var line int
+	if _, scanErr := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); scanErr == nil {
+		return Position{Line: line, Column: 1}
+	}
+	return Position{}
 }
 
 func offsetPosition(data []byte, offset int64) Position {
@@ -268,7 +288,7 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 		}
 	}
 	if a.Src != nil && a.Dst != nil && len(a.Src) != len(a.Dst) {
-		p.add(pos(keys["dst"][1]), i, cell, "dst", fmt.Sprintf("has %d entries but src has %d; each src needs its own dst", len(a.Dst), len(a.Src)))
+		p.add(pos(keys["dst"][1]), i, cell, "dst", fmt.Sprintf("lists %d paths but src lists %d; each src needs its own dst", len(a.Dst), len(a.Src)))
 	}
 	return a, len(p.errs) == before
 }
@@ -282,6 +302,10 @@ func (p *parser) str(n *yaml.Node, allotment int, cell *field.Cell, name string)
 }
 
 func (p *parser) coordinate(n *yaml.Node, allotment int, name string) (int, bool) {
+	if n.Kind == yaml.ScalarNode && allDigits.MatchString(n.Value) && n.Tag != "!!str" {
+		// Integers too large for int64 are tagged as floats by yaml.v3.
+		n = &yaml.Node{Kind: n.Kind, Tag: "!!int", Value: n.Value, Line: n.Line, Column: n.Column}
+	}
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 		p.add(pos(n), allotment, nil, name, fmt.Sprintf("must be an integer from 0 to %d, got %s", field.MaxCoordinate, describe(n)))
 		return 0, false
@@ -293,6 +317,8 @@ func (p *parser) coordinate(n *yaml.Node, allotment int, name string) (int, bool
 	}
 	return int(v), true
 }
+
+var allDigits = regexp.MustCompile(`^-?[0-9]+$`)
 
 func describe(n *yaml.Node) string {
 	switch n.Kind {
