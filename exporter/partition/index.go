@@ -1,0 +1,171 @@
+package partition
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tdfs-kit/tdfs/field"
+)
+
+// Annotations BuildKit puts on the attestation manifests of an index.
+const (
+	AnnotationReferenceType   = "vnd.docker.reference.type"
+	AnnotationReferenceDigest = "vnd.docker.reference.digest"
+	ReferenceTypeAttestation  = "attestation-manifest"
+)
+
+// ChildFunc partitions one platform manifest of an index: the caller fetches
+// the manifest and its config (it owns all I/O) and usually calls Image.
+type ChildFunc func(ctx context.Context, child ocispec.Descriptor) (*Result, error)
+
+// IndexResult is a partitioned index and the partitions of its manifests.
+type IndexResult struct {
+	// Source is the digest of the index that was partitioned.
+	Source    digest.Digest
+	Index     []byte
+	MediaType string
+	Digest    digest.Digest
+	// Children are the partitions of the platform manifests, in index
+	// order.
+	Children []*Result
+}
+
+// childParallelism bounds concurrent ChildFunc calls: each is a couple of
+// upstream round trips, and an index rarely has more than a handful of
+// platforms.
+const childParallelism = 4
+
+// Index partitions every image manifest of an index (OCI index or Docker
+// manifest list) with partitionChild. Entries keep their platform,
+// annotations and order. Attestation manifests that describe a manifest we
+// replaced are dropped: they attest the source image, not the partition.
+// Other attestations are kept. Any other entry (a nested index, an artifact)
+// is an error rather than something a partition silently carries along.
+func Index(ctx context.Context, index []byte, mediaType string, sel field.Selection, partitionChild ChildFunc) (*IndexResult, error) {
+	if sel.IsZero() {
+		return nil, errors.New("partition: empty selection")
+	}
+	if len(index) > MaxManifestBytes {
+		return nil, fmt.Errorf("partition: index is %d bytes: %w", len(index), ErrTooLarge)
+	}
+	mediaType = MediaTypeOf(index, mediaType)
+	if !IsIndex(mediaType) {
+		return nil, fmt.Errorf("partition: index media type %q: %w", mediaType, ErrUnsupported)
+	}
+	idx, err := decodeObject(index, "index")
+	if err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+	var entries []json.RawMessage
+	if err := idx.get("manifests", &entries); err != nil {
+		return nil, fmt.Errorf("partition: index: %w", err)
+	}
+	if len(entries) > MaxIndexManifests {
+		return nil, fmt.Errorf("partition: index has %d manifests: %w", len(entries), ErrTooLarge)
+	}
+
+	descs := make([]ocispec.Descriptor, len(entries))
+	isImage := make([]bool, len(entries))
+	images := 0
+	for i, raw := range entries {
+		if err := json.Unmarshal(raw, &descs[i]); err != nil {
+			return nil, fmt.Errorf("partition: index manifests[%d]: %w", i, err)
+		}
+		if err := descs[i].Digest.Validate(); err != nil {
+			return nil, fmt.Errorf("partition: index manifests[%d]: %w", i, err)
+		}
+		switch {
+		case descs[i].Annotations[AnnotationReferenceType] == ReferenceTypeAttestation:
+		case IsManifest(descs[i].MediaType):
+			isImage[i] = true
+			images++
+		default:
+			return nil, fmt.Errorf("partition: index manifests[%d] is a %q: %w", i, descs[i].MediaType, ErrUnsupported)
+		}
+	}
+	if images == 0 {
+		return nil, fmt.Errorf("partition: index has no image manifests: %w", ErrNot2DFS)
+	}
+
+	results := make([]*Result, len(entries))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(childParallelism)
+	for i := range entries {
+		if !isImage[i] {
+			continue
+		}
+		g.Go(func() error {
+			r, err := partitionChild(gctx, descs[i])
+			if err != nil {
+				return fmt.Errorf("partition: index manifests[%d] (%s): %w", i, descs[i].Digest, err)
+			}
+			if r.MediaType != descs[i].MediaType {
+				return fmt.Errorf("partition: index manifests[%d]: partition is a %q, the index says %q", i, r.MediaType, descs[i].MediaType)
+			}
+			results[i] = r
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	replaced := map[digest.Digest]bool{}
+	for i, r := range results {
+		if r != nil {
+			replaced[descs[i].Digest] = true
+		}
+	}
+	out := &IndexResult{Source: digest.FromBytes(index), MediaType: mediaType}
+	var kept []json.RawMessage
+	for i, raw := range entries {
+		r := results[i]
+		if r == nil {
+			if replaced[digest.Digest(descs[i].Annotations[AnnotationReferenceDigest])] {
+				continue
+			}
+			kept = append(kept, raw)
+			continue
+		}
+		entry, err := decodeObject(raw, "index entry")
+		if err != nil {
+			return nil, fmt.Errorf("partition: %w", err)
+		}
+		if err := entry.set("digest", r.ManifestDigest); err != nil {
+			return nil, err
+		}
+		if err := entry.set("size", len(r.Manifest)); err != nil {
+			return nil, err
+		}
+		b, err := marshal(entry)
+		if err != nil {
+			return nil, err
+		}
+		kept = append(kept, b)
+		out.Children = append(out.Children, r)
+	}
+	if err := idx.set("manifests", kept); err != nil {
+		return nil, err
+	}
+	if mediaType == ocispec.MediaTypeImageIndex {
+		if err := annotate(idx, out.Source, sel); err != nil {
+			return nil, err
+		}
+	}
+	if out.Index, err = marshal(idx); err != nil {
+		return nil, err
+	}
+	out.Digest = digest.FromBytes(out.Index)
+	return out, nil
+}
+
+// Descriptor is the descriptor of the partitioned index.
+func (r *IndexResult) Descriptor() ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: r.MediaType, Digest: r.Digest, Size: int64(len(r.Index))}
+}

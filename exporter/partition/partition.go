@@ -1,0 +1,373 @@
+// Package partition rewrites a 2DFS image into a partition: the same image
+// with only the allotments a selection names. It is pure and deterministic:
+// bytes in, bytes out, no I/O, and the same input always gives the same
+// output, so every proxy or exporter that partitions an image produces the
+// same digests. The format of a partition is described in docs/partition.md.
+//
+// It has no BuildKit imports on purpose: the registry proxy uses it and must
+// stay small.
+package partition
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tdfs-kit/tdfs/field"
+)
+
+// Media types the rewriter reads besides the OCI ones in image-spec.
+const (
+	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerConfig       = "application/vnd.docker.container.image.v1+json"
+)
+
+// Labels (on the config) and annotations (on OCI manifests and indexes) that
+// say where a partition comes from.
+const (
+	// LabelSource is the digest of the manifest (or index) partitioned.
+	LabelSource = "org.2dfs.partition.source"
+	// LabelSelection is the canonical selection (field.Selection.String).
+	LabelSelection = "org.2dfs.partition.selection"
+)
+
+// Size caps. Inputs come from registries the caller does not control; the
+// caps keep a hostile or broken upstream from making us parse huge JSON.
+const (
+	MaxManifestBytes = 4 << 20
+	// MaxConfigBytes leaves room for a field record near its own 4 MiB cap.
+	MaxConfigBytes = 16 << 20
+	// MaxIndexManifests bounds the entries of an index we partition.
+	MaxIndexManifests = 1024
+)
+
+// ErrNot2DFS is returned for an image whose config carries no field record.
+var ErrNot2DFS = errors.New("not a 2DFS image: its config has no " + field.LabelKey + " label")
+
+// ErrTooLarge is returned for inputs over the size caps.
+var ErrTooLarge = errors.New("too large to partition")
+
+// ErrUnsupported is returned for media types the rewriter does not handle.
+var ErrUnsupported = errors.New("unsupported media type")
+
+// IsManifest reports whether mediaType is an image manifest we partition.
+func IsManifest(mediaType string) bool {
+	return mediaType == ocispec.MediaTypeImageManifest || mediaType == MediaTypeDockerManifest
+}
+
+// IsIndex reports whether mediaType is an index (manifest list).
+func IsIndex(mediaType string) bool {
+	return mediaType == ocispec.MediaTypeImageIndex || mediaType == MediaTypeDockerManifestList
+}
+
+// MediaTypeOf returns the media type of a manifest or index: the one the
+// registry sent (contentType) when it is one we know, else the body's
+// mediaType field. OCI manifests may omit the field, so a body with layers
+// and no mediaType is an OCI manifest and one with manifests an OCI index.
+func MediaTypeOf(data []byte, contentType string) string {
+	if IsManifest(contentType) || IsIndex(contentType) {
+		return contentType
+	}
+	var probe struct {
+		MediaType string          `json:"mediaType"`
+		Layers    json.RawMessage `json:"layers"`
+		Manifests json.RawMessage `json:"manifests"`
+	}
+	if json.Unmarshal(data, &probe) != nil {
+		return contentType
+	}
+	switch {
+	case probe.MediaType != "":
+		return probe.MediaType
+	case probe.Manifests != nil:
+		return ocispec.MediaTypeImageIndex
+	case probe.Layers != nil:
+		return ocispec.MediaTypeImageManifest
+	}
+	return contentType
+}
+
+// ConfigOf returns the config descriptor of an image manifest, so a caller
+// knows which blob to fetch before calling Image.
+func ConfigOf(manifest []byte) (ocispec.Descriptor, error) {
+	if len(manifest) > MaxManifestBytes {
+		return ocispec.Descriptor{}, fmt.Errorf("manifest is %d bytes: %w", len(manifest), ErrTooLarge)
+	}
+	var m struct {
+		Config *ocispec.Descriptor `json:"config"`
+	}
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("manifest is not valid JSON: %w", err)
+	}
+	if m.Config == nil {
+		return ocispec.Descriptor{}, errors.New("manifest has no config")
+	}
+	if err := m.Config.Digest.Validate(); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("manifest config digest: %w", err)
+	}
+	if m.Config.Size < 0 || m.Config.Size > MaxConfigBytes {
+		return ocispec.Descriptor{}, fmt.Errorf("config is %d bytes: %w", m.Config.Size, ErrTooLarge)
+	}
+	return *m.Config, nil
+}
+
+// Result is a partitioned image manifest and its config.
+type Result struct {
+	// Source is the digest of the manifest that was partitioned.
+	Source digest.Digest
+
+	Manifest       []byte
+	MediaType      string
+	ManifestDigest digest.Digest
+
+	Config          []byte
+	ConfigMediaType string
+	ConfigDigest    digest.Digest
+
+	// Record is the field record of the partition.
+	Record *field.Record
+}
+
+// Descriptor is the descriptor of the partitioned manifest.
+func (r *Result) Descriptor() ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: r.MediaType, Digest: r.ManifestDigest, Size: int64(len(r.Manifest))}
+}
+
+// Image partitions an image manifest (OCI or Docker schema 2) and its config.
+// The partition keeps the base layers and the layers of the selected
+// allotments in row-major order; its config keeps the matching diff_ids and
+// history entries (and every empty_layer entry), and carries a field record
+// of what it holds, so it can itself be partitioned.
+func Image(manifest []byte, mediaType string, config []byte, sel field.Selection) (*Result, error) {
+	if sel.IsZero() {
+		return nil, errors.New("partition: empty selection")
+	}
+	if len(manifest) > MaxManifestBytes {
+		return nil, fmt.Errorf("partition: manifest is %d bytes: %w", len(manifest), ErrTooLarge)
+	}
+	if len(config) > MaxConfigBytes {
+		return nil, fmt.Errorf("partition: config is %d bytes: %w", len(config), ErrTooLarge)
+	}
+	mediaType = MediaTypeOf(manifest, mediaType)
+	if !IsManifest(mediaType) {
+		return nil, fmt.Errorf("partition: manifest media type %q: %w", mediaType, ErrUnsupported)
+	}
+	configDesc, err := ConfigOf(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+	if !configDesc.Digest.Algorithm().Available() || configDesc.Digest.Algorithm().FromBytes(config) != configDesc.Digest {
+		return nil, fmt.Errorf("partition: config does not match the manifest's config digest %s", configDesc.Digest)
+	}
+
+	// Typed decoding is only for checking; the output is edited from the
+	// raw JSON below.
+	var img ocispec.Image
+	if err := json.Unmarshal(config, &img); err != nil {
+		return nil, fmt.Errorf("partition: config is not valid: %w", err)
+	}
+	rec, err := field.FromConfig(&img)
+	if err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+	if rec == nil {
+		return nil, ErrNot2DFS
+	}
+
+	var selected []field.Placed
+	keep := make(map[int]bool, rec.BaseLayers+len(rec.Allotments))
+	for i := range rec.BaseLayers {
+		keep[i] = true
+	}
+	for _, a := range rec.Allotments {
+		if sel.Contains(a.Cell()) {
+			keep[a.Layer] = true
+			selected = append(selected, a)
+		}
+	}
+	newRec := field.NewRecord(rec.BaseLayers, selected)
+	if newRec.Allotments == nil {
+		newRec.Allotments = []field.Placed{} // "allotments":[] reads better than null
+	}
+	source := digest.FromBytes(manifest)
+
+	newConfig, err := rewriteConfig(config, keep, newRec, source, sel)
+	if err != nil {
+		return nil, fmt.Errorf("partition: config: %w", err)
+	}
+	res := &Result{
+		Source:          source,
+		MediaType:       mediaType,
+		Config:          newConfig,
+		ConfigMediaType: configDesc.MediaType,
+		ConfigDigest:    digest.FromBytes(newConfig),
+		Record:          newRec,
+	}
+	res.Manifest, err = rewriteManifest(manifest, mediaType, keep, rec.Layers(), res.ConfigDigest, int64(len(newConfig)), source, sel)
+	if err != nil {
+		return nil, fmt.Errorf("partition: manifest: %w", err)
+	}
+	res.ManifestDigest = digest.FromBytes(res.Manifest)
+	return res, nil
+}
+
+func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source digest.Digest, sel field.Selection) ([]byte, error) {
+	cfg, err := decodeObject(config, "config")
+	if err != nil {
+		return nil, err
+	}
+
+	var rootfs object
+	if err := cfg.get("rootfs", &rootfs); err != nil {
+		return nil, err
+	}
+	var diffIDs []json.RawMessage
+	if err := rootfs.get("diff_ids", &diffIDs); err != nil {
+		return nil, err
+	}
+	var keptIDs []json.RawMessage
+	for i, id := range diffIDs {
+		if keep[i] {
+			keptIDs = append(keptIDs, id)
+		}
+	}
+	if keptIDs == nil {
+		keptIDs = []json.RawMessage{}
+	}
+	if err := rootfs.set("diff_ids", keptIDs); err != nil {
+		return nil, err
+	}
+	if err := cfg.set("rootfs", rootfs); err != nil {
+		return nil, err
+	}
+
+	var history []json.RawMessage
+	if err := cfg.get("history", &history); err != nil {
+		return nil, err
+	}
+	if history != nil {
+		var kept []json.RawMessage
+		layer := 0
+		for _, h := range history {
+			var entry struct {
+				EmptyLayer bool `json:"empty_layer"`
+			}
+			if err := json.Unmarshal(h, &entry); err != nil {
+				return nil, fmt.Errorf("history entry: %w", err)
+			}
+			if entry.EmptyLayer {
+				kept = append(kept, h)
+				continue
+			}
+			if keep[layer] {
+				kept = append(kept, h)
+			}
+			layer++
+		}
+		if err := cfg.set("history", kept); err != nil {
+			return nil, err
+		}
+	}
+
+	// field.FromConfig found the record under config.Labels, so both exist.
+	var runConfig object
+	if err := cfg.get("config", &runConfig); err != nil {
+		return nil, err
+	}
+	var labels map[string]json.RawMessage
+	if err := runConfig.get("Labels", &labels); err != nil {
+		return nil, err
+	}
+	if labels == nil {
+		labels = map[string]json.RawMessage{}
+	}
+	value, err := rec.Encode()
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range map[string]string{
+		field.LabelKey: value,
+		LabelSource:    source.String(),
+		LabelSelection: sel.String(),
+	} {
+		if labels[k], err = marshal(v); err != nil {
+			return nil, err
+		}
+	}
+	if err := runConfig.set("Labels", labels); err != nil {
+		return nil, err
+	}
+	if err := cfg.set("config", runConfig); err != nil {
+		return nil, err
+	}
+	return marshal(cfg)
+}
+
+func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layers int, configDigest digest.Digest, configSize int64, source digest.Digest, sel field.Selection) ([]byte, error) {
+	m, err := decodeObject(manifest, "manifest")
+	if err != nil {
+		return nil, err
+	}
+	var all []json.RawMessage
+	if err := m.get("layers", &all); err != nil {
+		return nil, err
+	}
+	if len(all) != layers {
+		return nil, fmt.Errorf("manifest has %d layers but the config's field record describes %d", len(all), layers)
+	}
+	var kept []json.RawMessage
+	for i, l := range all {
+		if keep[i] {
+			kept = append(kept, l)
+		}
+	}
+	if kept == nil {
+		kept = []json.RawMessage{}
+	}
+	if err := m.set("layers", kept); err != nil {
+		return nil, err
+	}
+
+	var cfg object
+	if err := m.get("config", &cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.set("digest", configDigest); err != nil {
+		return nil, err
+	}
+	if err := cfg.set("size", configSize); err != nil {
+		return nil, err
+	}
+	if err := m.set("config", cfg); err != nil {
+		return nil, err
+	}
+
+	if mediaType == ocispec.MediaTypeImageManifest {
+		if err := annotate(m, source, sel); err != nil {
+			return nil, err
+		}
+	}
+	return marshal(m)
+}
+
+// annotate records the source and selection in an OCI manifest's or index's
+// annotations. Docker schema 2 has no annotations; there the config labels
+// (of every platform's config, for a manifest list) carry the same facts.
+func annotate(m object, source digest.Digest, sel field.Selection) error {
+	var ann map[string]string
+	if err := m.get("annotations", &ann); err != nil {
+		return err
+	}
+	ann = maps.Clone(ann)
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[LabelSource] = source.String()
+	ann[LabelSelection] = sel.String()
+	return m.set("annotations", ann)
+}
