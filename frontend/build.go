@@ -147,9 +147,9 @@ func readDescriptor(ctx context.Context, c client.Client) (*descriptor.Descripto
 		return desc, bc, src, nil
 	}
 	if len(names) > 1 {
-		return nil, nil, nil, fmt.Errorf("no descriptor found: looked for %s in the build (name another with the filename opt, -f): %w", strings.Join(names, ", "), firstErr)
+		return nil, nil, nil, rpcError("no descriptor found: looked for %s in the build (name another with the filename opt, -f): %v", strings.Join(names, ", "), firstErr)
 	}
-	return nil, nil, nil, fmt.Errorf("read descriptor %s: %w", names[0], firstErr)
+	return nil, nil, nil, rpcError("read descriptor %s: %v", names[0], firstErr)
 }
 
 func looksLikeDockerfile(data []byte) bool {
@@ -194,7 +194,7 @@ func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, bui
 	}
 	r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB()})
 	if err != nil {
-		return nil, fmt.Errorf("load build context: %w", err)
+		return nil, rpcError("load build context: %v", err)
 	}
 	ref, err := r.SingleRef()
 	if err != nil {
@@ -232,7 +232,7 @@ func resolveBase(ctx context.Context, c client.Client, bc *dockerui.Client, desc
 	if nc != nil {
 		st, img, err := nc.Load(ctx)
 		if err != nil {
-			return bkllb.State{}, nil, fmt.Errorf("build context %q: %w", BaseContextName, err)
+			return bkllb.State{}, nil, rpcError("build context %q: %v", BaseContextName, err)
 		}
 		if img == nil {
 			return bkllb.State{}, nil, fmt.Errorf("build context %q must be an image (docker-image://... or oci-layout://...), not a directory: the field record counts the base's layers", BaseContextName)
@@ -254,7 +254,7 @@ func resolveBase(ctx context.Context, c client.Client, bc *dockerui.Client, desc
 		ImageOpt: &sourceresolver.ResolveImageOpt{Platform: &p, ResolveMode: bc.ImageResolveMode.String()},
 	})
 	if err != nil {
-		return bkllb.State{}, nil, fmt.Errorf("%s: %w", where, err)
+		return bkllb.State{}, nil, rpcError("%s: %v", where, err)
 	}
 	var img dockerspec.DockerOCIImage
 	if err := json.Unmarshal(dt, &img); err != nil {
@@ -285,3 +285,11 @@ func sourceDateEpoch(args map[string]string) (time.Time, error) {
 }
 
 func platformString(p ocispec.Platform) string { return platforms.Format(p) }
+
+// rpcError wraps an error that came back from BuildKit. It flattens the
+// cause into the message on purpose: BuildKit sends a wrapped gRPC status
+// back as that status alone, which would drop the context we add here (the
+// file, the line, the named context).
+func rpcError(format string, args ...any) error {
+	return fmt.Errorf(format, args...)
+}

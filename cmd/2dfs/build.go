@@ -80,7 +80,7 @@ frontend image is needed. Flags follow buildctl and docker buildx.`,
 }
 
 func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
-	attrs, err := frontendAttrs(f)
+	attrs, localDirs, err := frontendAttrs(f)
 	if err != nil {
 		return err
 	}
@@ -102,13 +102,15 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 		descriptorDir = filepath.Dir(f.file)
 		attrs["filename"] = filepath.Base(f.file)
 	}
-	contextFS, err := fsutil.NewFS(contextDir)
-	if err != nil {
-		return fmt.Errorf("build context %s: %w", contextDir, err)
-	}
-	descriptorFS, err := fsutil.NewFS(descriptorDir)
-	if err != nil {
-		return fmt.Errorf("descriptor folder %s: %w", descriptorDir, err)
+	localDirs["context"] = contextDir
+	localDirs["dockerfile"] = descriptorDir
+	localMounts := map[string]fsutil.FS{}
+	for name, dir := range localDirs {
+		fs, err := fsutil.NewFS(dir)
+		if err != nil {
+			return fmt.Errorf("local folder %s for %s: %w", dir, name, err)
+		}
+		localMounts[name] = fs
 	}
 
 	c, err := client.New(ctx, f.addr)
@@ -123,10 +125,7 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 		CacheExports:  cacheExports,
 		CacheImports:  cacheImports,
 		FrontendAttrs: attrs,
-		LocalMounts: map[string]fsutil.FS{
-			"context":    contextFS,
-			"dockerfile": descriptorFS,
-		},
+		LocalMounts:   localMounts,
 		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
 			AuthConfigProvider: authprovider.LoadAuthConfig(dockerConfig),
 		})},
@@ -166,8 +165,12 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	return nil
 }
 
-func frontendAttrs(f buildFlags) (map[string]string, error) {
+// frontendAttrs turns flags into frontend options. Named contexts that are
+// local folders become local mounts, as docker buildx does it; it returns
+// them by mount name.
+func frontendAttrs(f buildFlags) (map[string]string, map[string]string, error) {
 	attrs := map[string]string{}
+	localDirs := map[string]string{}
 	if len(f.platforms) > 0 {
 		attrs["platform"] = strings.Join(f.platforms, ",")
 	}
@@ -188,14 +191,21 @@ func frontendAttrs(f buildFlags) (map[string]string, error) {
 	for _, kv := range f.contexts {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("--build-context %q: want NAME=VALUE", kv)
+			return nil, nil, fmt.Errorf("--build-context %q: want NAME=VALUE", kv)
+		}
+		if !strings.Contains(v, "://") {
+			if st, err := os.Stat(v); err == nil && st.IsDir() {
+				mount := "context-" + k
+				localDirs[mount] = v
+				v = "local:" + mount
+			}
 		}
 		attrs["context:"+k] = v
 	}
 	if f.noCache {
 		attrs["no-cache"] = ""
 	}
-	return attrs, nil
+	return attrs, localDirs, nil
 }
 
 // exportEntries turns --tag/--push and --output into exporter entries.
