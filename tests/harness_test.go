@@ -163,9 +163,9 @@ func allotmentVertices(progress string) map[string]bool {
 
 var baseOnce sync.Map
 
-// baseImage makes (once per tag) a small base image in the main registry:
-// FROM scratch with a static busybox, and for v2 one more file. There is no
-// RUN, so the same Dockerfile builds for any platform without emulation.
+// baseImage makes (once per tag and platforms) a small base image in the
+// main registry with hack/base-image: busybox, and for tags other than v1 one
+// more file, so bases differ.
 func baseImage(t *testing.T, tag string, platforms string) string {
 	t.Helper()
 	ref := fmt.Sprintf("%s/base:%s", env.registry, tag)
@@ -173,27 +173,15 @@ func baseImage(t *testing.T, tag string, platforms string) string {
 	if _, done := baseOnce.Load(key); done {
 		return ref
 	}
-	dir := t.TempDir()
-	busybox, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("read /bin/busybox (installed by hack/tools.sh from busybox-static): %v", err)
-	}
-	writeFile(t, filepath.Join(dir, "busybox"), busybox)
-	if err := os.Chmod(filepath.Join(dir, "busybox"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dockerfile := "FROM scratch\nCOPY busybox /bin/busybox\n"
+	version := ""
 	if tag != "v1" {
-		writeFile(t, filepath.Join(dir, "version"), []byte(tag+"\n"))
-		dockerfile += "COPY version /etc/base-version\n"
+		version = tag
 	}
-	writeFile(t, filepath.Join(dir, "Dockerfile"), []byte(dockerfile))
-	args := []string{"--addr", env.buildkit, "build", "--frontend", "dockerfile.v0", "--local", "context=" + dir, "--local", "dockerfile=" + dir,
-		"--output", "type=image,name=" + ref + ",push=true"}
-	if platforms != "" {
-		args = append(args, "--opt", "platform="+platforms)
+	cmd := exec.Command(filepath.Join(env.root, "hack/base-image"), ref, platforms, version)
+	cmd.Env = append(os.Environ(), "BUILDKIT_HOST="+env.buildkit)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("hack/base-image %s: %v\n%s", ref, err, out)
 	}
-	runCmd(t, dir, filepath.Join(env.tools, "buildctl"), args...)
 	baseOnce.Store(key, true)
 	return ref
 }
