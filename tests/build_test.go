@@ -168,7 +168,7 @@ func TestFieldImage(t *testing.T) {
 	base := baseImage(t, "v1", "")
 	dir, want := example(t, base)
 	ref := env.registry + "/example/field:v1"
-	out := build(t, env.buildkit, dir, "-t", ref, "--push")
+	out := build(t, env.buildkit, dir, "-t", ref, "--push", "--label", "org.example.team=ml")
 
 	// Only the allotment sources cross the wire, not the 4 MiB junk file.
 	if n := contextBytes(t, out); n > 1<<20 {
@@ -187,6 +187,9 @@ func TestFieldImage(t *testing.T) {
 	}
 	if img.record.BaseLayers != len(baseImg.Layers) || len(img.record.Allotments) != 5 {
 		t.Fatalf("record = %+v", img.record)
+	}
+	if img.config.Config.Labels["org.example.team"] != "ml" {
+		t.Errorf("label: opt not in the config: %v", img.config.Config.Labels)
 	}
 	if len(img.config.RootFS.DiffIDs) != len(img.manifest.Layers) {
 		t.Fatalf("%d diff_ids for %d layers", len(img.config.RootFS.DiffIDs), len(img.manifest.Layers))
