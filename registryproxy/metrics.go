@@ -1,0 +1,38 @@
+package registryproxy
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	requests     *prometheus.CounterVec
+	builds       *prometheus.CounterVec
+	buildSeconds prometheus.Histogram
+	storeLookups *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tdfs_proxy_requests_total",
+			Help: "Requests by route (partition, stored, passthrough, denied, health), method and status code.",
+		}, []string{"route", "method", "code"}),
+		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tdfs_proxy_partition_builds_total",
+			Help: "Partition builds (upstream fetch and rewrite) by result; concurrent identical requests share one build.",
+		}, []string{"result"}),
+		buildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tdfs_proxy_partition_build_seconds",
+			Help:    "Time to build a partition, upstream round trips included.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}),
+		storeLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tdfs_proxy_store_lookups_total",
+			Help: "By-digest lookups of synthesized objects, hit or miss.",
+		}, []string{"result"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.builds, m.buildSeconds, m.storeLookups} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,249 @@
+package registryproxy
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// ErrNotFound is returned by a Store that does not hold a digest.
+var ErrNotFound = errors.New("not found")
+
+// Object is a synthesized manifest, index or config the proxy serves by
+// digest. It is immutable: Data is content-addressed by Digest.
+type Object struct {
+	Digest    digest.Digest
+	MediaType string
+	Data      []byte
+	// Source is the manifest the object was derived from. Before serving
+	// the object the proxy checks the caller can read Source in the
+	// repository the request names, so a partition never reveals more
+	// than its source would.
+	Source digest.Digest
+	// Manifest is true for manifests and indexes (served under
+	// /manifests/), false for configs (served under /blobs/).
+	Manifest bool
+}
+
+// Store holds synthesized objects. Implementations must be safe for
+// concurrent use and must only return an object whose Data matches Digest.
+type Store interface {
+	Get(ctx context.Context, d digest.Digest) (*Object, error)
+	Put(ctx context.Context, o *Object) error
+}
+
+// MemoryStore is an LRU store bounded in bytes of Data.
+type MemoryStore struct {
+	max int64
+
+	mu    sync.Mutex
+	size  int64
+	order *list.List // front is most recently used; values are *Object
+	items map[digest.Digest]*list.Element
+}
+
+// NewMemoryStore returns a store holding at most maxBytes of object data.
+// Objects larger than maxBytes are not kept.
+func NewMemoryStore(maxBytes int64) *MemoryStore {
+	return &MemoryStore{max: maxBytes, order: list.New(), items: map[digest.Digest]*list.Element{}}
+}
+
+func (s *MemoryStore) Get(_ context.Context, d digest.Digest) (*Object, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.items[d]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	s.order.MoveToFront(e)
+	return e.Value.(*Object), nil
+}
+
+func (s *MemoryStore) Put(_ context.Context, o *Object) error {
+	if err := verify(o); err != nil {
+		return err
+	}
+	n := int64(len(o.Data))
+	if n > s.max {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.items[o.Digest]; ok {
+		s.order.MoveToFront(e)
+		return nil
+	}
+	for s.size+n > s.max {
+		oldest := s.order.Back()
+		old := s.order.Remove(oldest).(*Object)
+		delete(s.items, old.Digest)
+		s.size -= int64(len(old.Data))
+	}
+	s.items[o.Digest] = s.order.PushFront(o)
+	s.size += n
+	return nil
+}
+
+// Len and Bytes report what the store holds, for metrics and tests.
+func (s *MemoryStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.items)
+}
+
+func (s *MemoryStore) Bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size
+}
+
+// DirStore keeps objects in a directory so they survive restarts: clients
+// that resolved a partition digest before a restart can still fetch it.
+// Layout: <dir>/<algorithm>/<encoded> holds the data and
+// <dir>/<algorithm>/<encoded>.meta its media type and source. Writes go to a
+// temporary file renamed into place, so a crash never leaves a partial
+// object under a digest name; reads verify the digest.
+type DirStore struct {
+	dir string
+}
+
+// NewDirStore creates dir if needed.
+func NewDirStore(dir string) (*DirStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &DirStore{dir: dir}, nil
+}
+
+type objectMeta struct {
+	MediaType string        `json:"mediaType"`
+	Source    digest.Digest `json:"source"`
+	Manifest  bool          `json:"manifest"`
+}
+
+func (s *DirStore) path(d digest.Digest) (string, error) {
+	if err := d.Validate(); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.dir, string(d.Algorithm()), d.Encoded()), nil
+}
+
+func (s *DirStore) Get(_ context.Context, d digest.Digest) (*Object, error) {
+	p, err := s.path(d)
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	metaBytes, err := os.ReadFile(p + ".meta")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	var meta objectMeta
+	if err := json.Unmarshal(metaBytes, &meta); err != nil {
+		return nil, fmt.Errorf("store: %s.meta: %w", p, err)
+	}
+	o := &Object{Digest: d, MediaType: meta.MediaType, Data: data, Source: meta.Source, Manifest: meta.Manifest}
+	if err := verify(o); err != nil {
+		// A damaged file is a miss: the proxy rebuilds the object.
+		return nil, ErrNotFound
+	}
+	return o, nil
+}
+
+func (s *DirStore) Put(_ context.Context, o *Object) error {
+	if err := verify(o); err != nil {
+		return err
+	}
+	p, err := s.path(o.Digest)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	meta, err := json.Marshal(objectMeta{MediaType: o.MediaType, Source: o.Source, Manifest: o.Manifest})
+	if err != nil {
+		return err
+	}
+	// Metadata first: Get needs both, and a data file without metadata is
+	// a miss, not a wrong answer.
+	if err := writeAtomic(p+".meta", meta); err != nil {
+		return err
+	}
+	return writeAtomic(p, o.Data)
+}
+
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// TieredStore reads from the first store that has an object, filling the
+// faster ones on the way back, and writes to all of them, slowest first so
+// an object is durable before it is served from memory.
+type TieredStore []Store
+
+func (t TieredStore) Get(ctx context.Context, d digest.Digest) (*Object, error) {
+	for i, s := range t {
+		o, err := s.Get(ctx, d)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, faster := range t[:i] {
+			_ = faster.Put(ctx, o) // a cache fill; the object is already served
+		}
+		return o, nil
+	}
+	return nil, ErrNotFound
+}
+
+func (t TieredStore) Put(ctx context.Context, o *Object) error {
+	for i := len(t) - 1; i >= 0; i-- {
+		if err := t[i].Put(ctx, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func verify(o *Object) error {
+	if err := o.Digest.Validate(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if o.Digest.Algorithm().FromBytes(o.Data) != o.Digest {
+		return fmt.Errorf("store: data does not match digest %s", o.Digest)
+	}
+	return nil
+}
