@@ -42,7 +42,7 @@ func (p *Proxy) servePartition(w http.ResponseWriter, r *http.Request, up *upstr
 	// a build: one may see what the other may not, or get another type.
 	// The key holds a hash of Authorization, never the token itself.
 	auth := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-	key := strings.Join([]string{up.url.String(), name, sel.Tag(base), r.Header.Get("Accept"), hex.EncodeToString(auth[:])}, "\x00")
+	key := strings.Join([]string{up.url.String(), name, sel.Tag(base), strings.Join(r.Header.Values("Accept"), ","), hex.EncodeToString(auth[:])}, "\x00")
 	hdr := clientHeaders(r)
 
 	ch := p.flight.DoChan(key, func() (any, error) {

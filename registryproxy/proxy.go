@@ -72,7 +72,8 @@ type Options struct {
 
 // BasicAuth is a user name and password for an upstream.
 type BasicAuth struct {
-	Username, Password string
+	Username string `json:"username"`
+	Password string `json:"password"`
 }
 
 // Defaults for Options.
@@ -179,7 +180,10 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 			pr.SetURL(up.url)
 			pr.Out.Host = up.url.Host
 			if q := pr.Out.URL.Query(); q.Has("ns") {
-				q.Del("ns") // containerd's mirror hint is for us, not the upstream
+				// containerd's mirror hint is for us, not the upstream;
+				// remember it for the Location of an upload.
+				pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), nsKey{}, q.Get("ns")))
+				q.Del("ns")
 				pr.Out.URL.RawQuery = q.Encode()
 			}
 			up.authorize(pr.Out)
@@ -218,9 +222,13 @@ func (up *upstream) authorize(r *http.Request) {
 	}
 }
 
+// nsKey is the context key of the ?ns= a proxied request came with.
+type nsKey struct{}
+
 // rewriteLocation points upload and push Locations that name the upstream
-// back at the proxy, so the client's next request comes through us.
-// Redirects of reads (a 307 to object storage) are left alone.
+// back at the proxy (keeping the client's ?ns=), so the client's next
+// request comes through us. Redirects of reads (a 307 to object storage)
+// are left alone.
 func rewriteLocation(resp *http.Response, up *url.URL) {
 	loc := resp.Header.Get("Location")
 	if loc == "" || resp.Request == nil {
@@ -232,10 +240,15 @@ func rewriteLocation(resp *http.Response, up *url.URL) {
 		return
 	}
 	u, err := url.Parse(loc)
-	if err != nil || !u.IsAbs() || u.Host != up.Host || !strings.HasPrefix(u.Path, "/v2/") {
+	if err != nil || (u.IsAbs() && u.Host != up.Host) || !strings.HasPrefix(u.Path, "/v2/") {
 		return
 	}
 	u.Scheme, u.Host, u.User = "", "", nil
+	if ns, ok := resp.Request.Context().Value(nsKey{}).(string); ok {
+		q := u.Query()
+		q.Set("ns", ns)
+		u.RawQuery = q.Encode()
+	}
 	resp.Header.Set("Location", u.String())
 }
 

@@ -664,6 +664,10 @@ func TestMirrorMode(t *testing.T) {
 	if r := do(t, http.MethodGet, srv.URL+"/v2/library/app/manifests/v1?ns=registry.example", nil); r.StatusCode != http.StatusOK {
 		t.Errorf("allowed mirror pass-through: %s %s", r.Status, r.body)
 	}
+	r := do(t, http.MethodPost, srv.URL+"/v2/library/app/blobs/uploads/?ns=registry.example", nil)
+	if loc := r.Header.Get("Location"); r.StatusCode != http.StatusAccepted || !strings.HasPrefix(loc, "/v2/library/app/blobs/uploads/") || !strings.Contains(loc, "ns=registry.example") {
+		t.Errorf("mirror upload: %s, Location %q", r.Status, loc)
+	}
 	for _, q := range []string{"?ns=evil.example", "?ns=" + strings.TrimPrefix(reg.URL, "http://") + "x", ""} {
 		if r := do(t, http.MethodGet, srv.URL+"/v2/library/app/manifests/v1"+q, nil); r.StatusCode != http.StatusForbidden {
 			t.Errorf("ns %q: %s", q, r.Status)
