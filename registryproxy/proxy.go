@@ -134,9 +134,8 @@ func New(opts Options) (*Proxy, error) {
 		transport = t
 	}
 	// Redirects are followed for the proxy's own fetches (config blobs are
-	// often redirected to object storage). net/http drops Authorization
-	// when a redirect leaves the host.
-	p.client = &http.Client{Transport: transport}
+	// often redirected to object storage).
+	p.client = &http.Client{Transport: transport, CheckRedirect: checkRedirect}
 
 	reg := opts.Registry
 	if reg == nil {
@@ -208,6 +207,20 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 		// credentials; keep them out of the request log's level.
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
+}
+
+// checkRedirect drops the client's Authorization when a redirect leaves the
+// registry's host:port. net/http only drops it when the host name changes,
+// so a registry's token would reach storage on the same host at another
+// port, or over plain HTTP.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Host != first.Host || req.URL.Scheme != first.Scheme {
+		req.Header.Del("Authorization")
+	}
+	return nil
 }
 
 func isTimeout(err error) bool {

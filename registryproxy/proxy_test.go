@@ -695,3 +695,68 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Errorf("query string logged:\n%s", e.logs.String())
 	}
 }
+
+// TestRedirects: blob reads the upstream redirects to object storage reach
+// the client untouched, and the proxy's own config fetch follows them.
+func TestRedirects(t *testing.T) {
+	img := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
+	var sawAuth atomic.Bool
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			sawAuth.Store(true)
+		}
+		for _, b := range img.Blobs() {
+			if strings.HasSuffix(r.URL.Path, digest.FromBytes(b).Encoded()) {
+				_, _ = w.Write(b)
+				return
+			}
+		}
+		http.NotFound(w, r)
+	}))
+	defer storage.Close()
+	e := newEnv(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+				d := r.URL.Path[strings.LastIndex(r.URL.Path, ":")+1:]
+				http.Redirect(w, r, storage.URL+"/bucket/"+d+"?X-Amz-Signature=signedsecret", http.StatusTemporaryRedirect)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	push(t, e.registry.URL, "app", "v1", img)
+
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	layer := digest.FromBytes(img.Layers[0])
+	resp, err := noFollow.Get(e.proxy.URL + "/v2/app/blobs/" + layer.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := storage.URL + "/bucket/" + layer.Encoded() + "?X-Amz-Signature=signedsecret"; resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("redirect: %s Location %q, want 307 %q", resp.Status, resp.Header.Get("Location"), want)
+	}
+
+	r := do(t, http.MethodGet, e.proxy.URL+"/v2/app/manifests/v1--0.0.1.1", nil, "Authorization", "Bearer token-for-registry")
+	checkServed(t, r, ocispec.MediaTypeImageManifest)
+	if sawAuth.Load() {
+		t.Error("the registry's Authorization was sent to the redirect target")
+	}
+	if strings.Contains(e.logs.String(), "signedsecret") {
+		t.Errorf("signed URL logged:\n%s", e.logs.String())
+	}
+}
+
+func TestCatalogAndReferrersPassThrough(t *testing.T) {
+	e := newEnv(t, nil)
+	img := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
+	push(t, e.registry.URL, "app", "v1", img)
+	if r := do(t, http.MethodGet, e.proxy.URL+"/v2/_catalog", nil); r.StatusCode != http.StatusOK || !strings.Contains(string(r.body), `"app"`) {
+		t.Errorf("catalog: %s %s", r.Status, r.body)
+	}
+	direct := do(t, http.MethodGet, e.registry.URL+"/v2/app/referrers/"+img.Digest().String(), nil)
+	proxied := do(t, http.MethodGet, e.proxy.URL+"/v2/app/referrers/"+img.Digest().String(), nil)
+	if direct.StatusCode != proxied.StatusCode || !bytes.Equal(direct.body, proxied.body) {
+		t.Errorf("referrers: direct %s %s, proxied %s %s", direct.Status, direct.body, proxied.Status, proxied.body)
+	}
+}

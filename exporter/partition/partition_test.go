@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -398,6 +399,50 @@ func FuzzImage(f *testing.F) {
 		_ = json.Unmarshal(twice.Manifest, &m2)
 		if len(m2.Layers) != len(m.Layers) {
 			t.Fatalf("re-partitioning dropped layers")
+		}
+	})
+}
+
+func FuzzIndex(f *testing.F) {
+	img := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
+	for _, mt := range []string{ocispec.MediaTypeImageIndex, partition.MediaTypeDockerManifestList} {
+		index, _ := partitiontest.Index(mt, partitiontest.Platform{Image: img, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, Attest: true})
+		f.Add(index, "0.0.1.1")
+	}
+	f.Fuzz(func(t *testing.T, index []byte, selection string) {
+		_, s, err := field.ParseTag("t--" + selection)
+		if err != nil {
+			return
+		}
+		var mu sync.Mutex
+		replaced := map[digest.Digest]bool{}
+		child := func(_ context.Context, d ocispec.Descriptor) (*partition.Result, error) {
+			mu.Lock()
+			replaced[d.Digest] = true
+			mu.Unlock()
+			r, err := partition.Image(img.Manifest, "", img.Config, s)
+			if err == nil {
+				r.MediaType = d.MediaType // whatever the fuzzed index claims
+			}
+			return r, err
+		}
+		res, err := partition.Index(context.Background(), index, "", s, child)
+		if err != nil {
+			return
+		}
+		again, err := partition.Index(context.Background(), index, "", s, child)
+		if err != nil || !bytes.Equal(again.Index, res.Index) {
+			t.Fatal("not deterministic")
+		}
+		var out ocispec.Index
+		if err := json.Unmarshal(res.Index, &out); err != nil {
+			t.Fatalf("output index does not parse: %v", err)
+		}
+		for _, m := range out.Manifests {
+			if m.Annotations[partition.AnnotationReferenceType] == partition.ReferenceTypeAttestation &&
+				replaced[digest.Digest(m.Annotations[partition.AnnotationReferenceDigest])] {
+				t.Fatalf("attestation of a replaced manifest kept")
+			}
 		}
 	})
 }
