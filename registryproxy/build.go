@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -94,7 +95,6 @@ func (p *Proxy) writeBuildError(w http.ResponseWriter, r *http.Request, name, ba
 	switch {
 	case errors.As(err, &us):
 		us.write(w)
-		return
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		writeError(w, http.StatusGatewayTimeout, codeUnavailable, fmt.Sprintf("partition %s:%s: upstream registry timed out", name, tag))
 	case errors.As(err, &bad), errors.Is(err, partition.ErrTooLarge):
@@ -103,13 +103,26 @@ func (p *Proxy) writeBuildError(w http.ResponseWriter, r *http.Request, name, ba
 		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("%s:%s has no partitions: %v", name, base, err))
 	case errors.As(err, new(*transportError)):
 		writeError(w, http.StatusBadGateway, codeUnavailable, fmt.Sprintf("partition %s:%s: upstream registry unreachable", name, tag))
+	case errors.As(err, new(*storeError)):
+		writeError(w, http.StatusInternalServerError, codeUnavailable, fmt.Sprintf("partition %s:%s: the proxy could not store it", name, tag))
 	default:
 		// The upstream image itself is broken (a stale field record,
 		// layers that disagree with the config).
 		writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("cannot partition %s:%s: %v", name, base, err))
 	}
-	p.log.Warn("partition failed", "repository", name, "tag", tag, "err", redact(err))
+	level := slog.LevelWarn
+	if us != nil && us.status < 500 {
+		level = slog.LevelDebug // 401 before a token, 404 for a typo: normal traffic
+	}
+	p.log.Log(r.Context(), level, "partition failed", "repository", name, "tag", tag, "err", redact(err))
 }
+
+// storeError is a failure to keep a built partition; nothing is served
+// because the follow-up fetch by digest would fail.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return "store: " + e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
 
 // build fetches NAME:BASE, partitions it (every platform, for an index) and
 // stores the results. It returns the top-level object. Nothing is stored
@@ -151,7 +164,7 @@ func (p *Proxy) build(ctx context.Context, up *upstream, name, base string, sel 
 	// them, so whatever a client can resolve is already there.
 	for _, o := range append(objs, top) {
 		if err := p.store.Put(ctx, o); err != nil {
-			return nil, fmt.Errorf("storing %s: %w", o.Digest, err)
+			return nil, &storeError{fmt.Errorf("storing %s: %w", o.Digest, err)}
 		}
 	}
 	return top, nil
@@ -165,9 +178,12 @@ func resultObjects(r *partition.Result) []*Object {
 }
 
 func (p *Proxy) partitionImage(ctx context.Context, up *upstream, name string, manifest []byte, mediaType string, sel field.Selection, hdr http.Header) (*partition.Result, error) {
+	// A manifest without a usable config is the image's fault (400), but
+	// one announcing a config over the cap is refused like any oversized
+	// upstream object (502, via ErrTooLarge).
 	cfgDesc, err := partition.ConfigOf(manifest)
 	if err != nil {
-		return nil, &badUpstreamError{err}
+		return nil, err
 	}
 	config, err := p.fetchBlob(ctx, up, name, cfgDesc, hdr)
 	if err != nil {

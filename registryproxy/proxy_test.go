@@ -2,7 +2,9 @@ package registryproxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -758,5 +760,33 @@ func TestCatalogAndReferrersPassThrough(t *testing.T) {
 	proxied := do(t, http.MethodGet, e.proxy.URL+"/v2/app/referrers/"+img.Digest().String(), nil)
 	if direct.StatusCode != proxied.StatusCode || !bytes.Equal(direct.body, proxied.body) {
 		t.Errorf("referrers: direct %s %s, proxied %s %s", direct.Status, direct.body, proxied.Status, proxied.body)
+	}
+}
+
+type failingStore struct{ MemoryStore }
+
+func (*failingStore) Put(context.Context, *Object) error { return errors.New("disk full") }
+
+func TestBrokenImageAndStore(t *testing.T) {
+	e := newEnv(t, nil)
+	img := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
+	// A record gone stale: the history no longer names allotment 1,0.
+	stale := &partitiontest.Image{MediaType: img.MediaType, Layers: img.Layers,
+		Config: bytes.Replace(img.Config, []byte("2dfs allotment 1,0"), []byte("rebuilt"), 1)}
+	var m map[string]any
+	_ = json.Unmarshal(img.Manifest, &m)
+	m["config"] = map[string]any{"mediaType": ocispec.MediaTypeImageConfig, "digest": digest.FromBytes(stale.Config), "size": len(stale.Config)}
+	stale.Manifest, _ = json.Marshal(m)
+	push(t, e.registry.URL, "app", "stale", stale)
+	r := do(t, http.MethodGet, e.proxy.URL+"/v2/app/manifests/stale--0.0.1.1", nil)
+	if r.StatusCode != http.StatusBadRequest || !strings.Contains(r.ociError(), "stale") {
+		t.Errorf("stale record: %s %s", r.Status, r.ociError())
+	}
+
+	f := newEnv(t, nil, func(o *Options) { o.Store = &failingStore{*NewMemoryStore(1 << 20)} })
+	push(t, f.registry.URL, "app", "v1", img)
+	r = do(t, http.MethodGet, f.proxy.URL+"/v2/app/manifests/v1--0.0.1.1", nil)
+	if r.StatusCode != http.StatusInternalServerError || bytes.Contains(r.body, []byte("layers")) {
+		t.Errorf("store failure: %s %s", r.Status, r.body)
 	}
 }
