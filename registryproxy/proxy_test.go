@@ -250,19 +250,36 @@ func TestPartitionOfPartition(t *testing.T) {
 }
 
 func TestPartitionIndex(t *testing.T) {
+	for _, tc := range []struct{ index, manifest string }{
+		{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest},
+		{partition.MediaTypeDockerManifestList, partition.MediaTypeDockerManifest},
+	} {
+		t.Run(tc.index, func(t *testing.T) { testPartitionIndex(t, tc.index, tc.manifest) })
+	}
+}
+
+func testPartitionIndex(t *testing.T, indexType, manifestType string) {
 	e := newEnv(t, nil)
-	amd := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
-	arm := partitiontest.New(ocispec.MediaTypeImageManifest, 2, grid[:2]...)
-	index, manifests := partitiontest.Index(ocispec.MediaTypeImageIndex,
+	amd := partitiontest.New(manifestType, 1, grid...)
+	arm := partitiontest.New(manifestType, 2, grid[:2]...)
+	index, manifests := partitiontest.Index(indexType,
 		partitiontest.Platform{Image: amd, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, Attest: true},
 		partitiontest.Platform{Image: arm, Platform: ocispec.Platform{OS: "linux", Architecture: "arm64"}, Attest: true})
 	for _, m := range manifests {
 		push(t, e.registry.URL, "multi", m.Digest().String(), m)
 	}
-	pushManifest(t, e.registry.URL, "multi", "v1", ocispec.MediaTypeImageIndex, index)
+	pushManifest(t, e.registry.URL, "multi", "v1", indexType, index)
+	// An index whose platforms are not 2DFS images has no partitions.
+	plain := partitiontest.Plain(manifestType, 1)
+	push(t, e.registry.URL, "multi", plain.Digest().String(), plain)
+	plainIndex, _ := partitiontest.Index(indexType, partitiontest.Platform{Image: plain, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}})
+	pushManifest(t, e.registry.URL, "multi", "plain", indexType, plainIndex)
+	if r := do(t, http.MethodGet, e.proxy.URL+"/v2/multi/manifests/plain--0.0.0.0", nil); r.StatusCode != http.StatusNotFound || !strings.Contains(r.ociError(), "not a 2DFS image") {
+		t.Errorf("index of plain images: %s %s", r.Status, r.ociError())
+	}
 
-	r := do(t, http.MethodGet, e.proxy.URL+"/v2/multi/manifests/v1--0.1.0.1", nil, "Accept", ocispec.MediaTypeImageIndex)
-	checkServed(t, r, ocispec.MediaTypeImageIndex)
+	r := do(t, http.MethodGet, e.proxy.URL+"/v2/multi/manifests/v1--0.1.0.1", nil, "Accept", indexType)
+	checkServed(t, r, indexType)
 	var idx ocispec.Index
 	if err := json.Unmarshal(r.body, &idx); err != nil {
 		t.Fatal(err)
@@ -276,7 +293,7 @@ func TestPartitionIndex(t *testing.T) {
 			t.Errorf("manifests[%d] platform %v, want %s", i, d.Platform, arch)
 		}
 		child := do(t, http.MethodGet, e.proxy.URL+"/v2/multi/manifests/"+d.Digest.String(), nil)
-		if checkServed(t, child, ocispec.MediaTypeImageManifest) != d.Digest {
+		if checkServed(t, child, manifestType) != d.Digest {
 			t.Fatalf("child %d digest mismatch", i)
 		}
 		var m ocispec.Manifest
