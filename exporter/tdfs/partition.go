@@ -1,0 +1,447 @@
+package tdfs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tdfs-kit/tdfs/exporter/partition"
+	"github.com/tdfs-kit/tdfs/field"
+)
+
+// ErrNotReference is returned for a manifest with no field layer.
+var ErrNotReference = errors.New("not a reference-format 2DFS image: its manifest has no " + MediaTypeField + " layer")
+
+// Manifest is what a caller needs from a reference manifest to fetch the
+// rest: the config, the field blob and the base layers.
+type Manifest struct {
+	Config ocispec.Descriptor
+	Field  ocispec.Descriptor
+	// Base are the layers other than the field layer, in order.
+	Base []ocispec.Descriptor
+	// Annotations are the manifest's annotations.
+	Annotations map[string]string
+}
+
+// IsReference reports whether manifest is a reference-format image manifest
+// (it has a field layer). It does not validate the rest.
+func IsReference(manifest []byte) bool {
+	var m struct {
+		Layers []struct {
+			MediaType string `json:"mediaType"`
+		} `json:"layers"`
+	}
+	if len(manifest) > partition.MaxManifestBytes || json.Unmarshal(manifest, &m) != nil {
+		return false
+	}
+	for _, l := range m.Layers {
+		if l.MediaType == MediaTypeField {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseManifest reads a reference-format image manifest: an OCI manifest
+// with exactly one field layer. The reference readers find that layer by
+// media type, wherever it is; so do we.
+func ParseManifest(manifest []byte) (*Manifest, error) {
+	if len(manifest) > partition.MaxManifestBytes {
+		return nil, fmt.Errorf("manifest is %d bytes: %w", len(manifest), partition.ErrTooLarge)
+	}
+	if mt := partition.MediaTypeOf(manifest, ""); mt != ocispec.MediaTypeImageManifest {
+		return nil, fmt.Errorf("manifest media type %q: reference-format images are OCI manifests: %w", mt, partition.ErrUnsupported)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return nil, fmt.Errorf("manifest is not valid: %w", err)
+	}
+	if err := m.Config.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("manifest config digest: %w", err)
+	}
+	out := &Manifest{Config: m.Config, Annotations: m.Annotations}
+	found := false
+	for i, l := range m.Layers {
+		if err := l.Digest.Validate(); err != nil {
+			return nil, fmt.Errorf("manifest layers[%d]: %w", i, err)
+		}
+		if l.MediaType != MediaTypeField {
+			out.Base = append(out.Base, l)
+			continue
+		}
+		if found {
+			return nil, fmt.Errorf("manifest has more than one %s layer", MediaTypeField)
+		}
+		found = true
+		out.Field = l
+	}
+	if !found {
+		return nil, ErrNotReference
+	}
+	if out.Field.Size < 0 || out.Field.Size > MaxFieldBytes {
+		return nil, fmt.Errorf("%w: field blob is %d bytes, over the %d byte limit", ErrMalformedField, out.Field.Size, MaxFieldBytes)
+	}
+	if out.Config.Size < 0 || out.Config.Size > partition.MaxConfigBytes {
+		return nil, fmt.Errorf("config is %d bytes: %w", out.Config.Size, partition.ErrTooLarge)
+	}
+	return out, nil
+}
+
+// ReadField checks a field blob against its manifest entry and parses it.
+func (m *Manifest) ReadField(blob []byte) (*Field, error) {
+	if err := checkBlob("field blob", m.Field, blob); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedField, err)
+	}
+	return ParseField(blob)
+}
+
+// Paths reads the LabelPaths label of a config: the paths each allotment
+// writes, for images we converted. Images the reference builder made have
+// no such label: the result is nil.
+func Paths(cfg *ocispec.Image) (map[field.Cell][]string, error) {
+	value, ok := cfg.Config.Labels[LabelPaths]
+	if !ok {
+		return nil, nil
+	}
+	var entries []PathsEntry
+	if err := json.Unmarshal([]byte(value), &entries); err != nil {
+		return nil, fmt.Errorf("label %s is not valid: %w", LabelPaths, err)
+	}
+	out := make(map[field.Cell][]string, len(entries))
+	for _, e := range entries {
+		out[field.Cell{Row: e.Row, Col: e.Col}] = e.Dst
+	}
+	return out, nil
+}
+
+// SizeFunc returns the size of a blob in the image's repository. The caller
+// owns the I/O (a HEAD request, a stat); for a blob that is missing it should
+// return an error that says so.
+type SizeFunc func(digest.Digest) (int64, error)
+
+// Partition cuts a partition of a reference-format image: manifest, field
+// blob and config in, the same kind of partition exporter/partition cuts of
+// our images out. It is an OCI manifest with the base layers then the
+// selected allotments in row-major order, each cell once, as
+// application/vnd.oci.image.layer.v1.tar+gzip layers (sizes from size); the
+// config's diff_ids and history match those layers; the source and
+// selection are recorded; and when the image carries LabelPaths (it was
+// converted from ours) the config gets a field record, so the partition is
+// one of our field images.
+func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size SizeFunc) (*partition.Result, error) {
+	if sel.IsZero() {
+		return nil, errors.New("partition: empty selection")
+	}
+	if len(config) > partition.MaxConfigBytes {
+		return nil, fmt.Errorf("partition: config is %d bytes: %w", len(config), partition.ErrTooLarge)
+	}
+	m, err := ParseManifest(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+	if err := checkBlob("config", m.Config, config); err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+	f, err := m.ReadField(fieldBlob)
+	if err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+	var img ocispec.Image
+	if err := json.Unmarshal(config, &img); err != nil {
+		return nil, fmt.Errorf("partition: config is not valid: %w", err)
+	}
+	if len(img.RootFS.DiffIDs) != len(m.Base) {
+		return nil, fmt.Errorf("partition: config has %d diff_ids for %d base layers (in the reference format they cover the base layers only)", len(img.RootFS.DiffIDs), len(m.Base))
+	}
+	paths, err := Paths(&img)
+	if err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+
+	selected := f.Select(sel)
+	layers := make([]ocispec.Descriptor, 0, len(selected))
+	for _, a := range selected {
+		n, err := size(a.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("partition: allotment %s (blob %s): %w", a.Cell(), a.Digest, err)
+		}
+		layers = append(layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: a.Digest, Size: n})
+	}
+
+	// A record is written only when it will check out against the config:
+	// every selected cell has its paths, and history matches the layers.
+	var rec *field.Record
+	placed := make([]field.Placed, 0, len(selected))
+	for _, a := range selected {
+		dst := paths[a.Cell()]
+		if len(dst) == 0 {
+			placed = nil
+			break
+		}
+		placed = append(placed, field.Placed{Row: a.Row, Col: a.Col, Dst: dst})
+	}
+	source := digest.FromBytes(manifest)
+	newConfig, historyOK, err := partitionConfig(config, f, selected, source, sel)
+	if err != nil {
+		return nil, fmt.Errorf("partition: config: %w", err)
+	}
+	if paths != nil && placed != nil && historyOK {
+		rec = field.NewRecord(len(m.Base), placed)
+		if rec.Allotments == nil {
+			rec.Allotments = []field.Placed{} // as exporter/partition writes it
+		}
+		if newConfig, err = setRecord(newConfig, rec); err != nil {
+			return nil, fmt.Errorf("partition: config: %w", err)
+		}
+	}
+	res := &partition.Result{
+		Source:          source,
+		MediaType:       ocispec.MediaTypeImageManifest,
+		Config:          newConfig,
+		ConfigMediaType: ocispec.MediaTypeImageConfig,
+		ConfigDigest:    digest.FromBytes(newConfig),
+		Record:          rec,
+	}
+	if res.Manifest, err = partitionManifest(manifest, layers, res, sel); err != nil {
+		return nil, fmt.Errorf("partition: manifest: %w", err)
+	}
+	res.ManifestDigest = digest.FromBytes(res.Manifest)
+	return res, nil
+}
+
+// partitionConfig appends the selected diff_ids and fixes history. Our
+// converted images keep each allotment's history entry as an empty_layer
+// entry in place; when every cell of the field has one, the selected ones
+// become layer entries again and the others go, which gives the history a
+// partition of the original image has. Otherwise (images the reference
+// builder made) one entry per selected allotment is appended. historyOK
+// reports whether history now has one layer entry per layer, so a record
+// written on it would check.
+func partitionConfig(config []byte, f *Field, selected []Allotment, source digest.Digest, sel field.Selection) ([]byte, bool, error) {
+	cfg, err := decodeObject(config, "config")
+	if err != nil {
+		return nil, false, err
+	}
+	var rootfs object
+	if err := cfg.get("rootfs", &rootfs); err != nil {
+		return nil, false, err
+	}
+	var diffIDs []json.RawMessage
+	if err := rootfs.get("diff_ids", &diffIDs); err != nil {
+		return nil, false, err
+	}
+	base := len(diffIDs)
+	diffIDs = append([]json.RawMessage{}, diffIDs...)
+	for _, a := range selected {
+		raw, err := marshal(a.DiffID)
+		if err != nil {
+			return nil, false, err
+		}
+		diffIDs = append(diffIDs, raw)
+	}
+	if err := rootfs.set("diff_ids", diffIDs); err != nil {
+		return nil, false, err
+	}
+	if err := cfg.set("rootfs", rootfs); err != nil {
+		return nil, false, err
+	}
+
+	var history []object
+	if err := cfg.get("history", &history); err != nil {
+		return nil, false, err
+	}
+	historyOK := false
+	if history != nil {
+		byComment := make(map[string]field.Cell, len(f.Allotments))
+		for _, a := range f.Allotments {
+			byComment[field.HistoryComment(a.Cell())] = a.Cell()
+		}
+		isSelected := make(map[field.Cell]bool, len(selected))
+		for _, a := range selected {
+			isSelected[a.Cell()] = true
+		}
+		// Find the allotments' empty_layer entries; in place only if they
+		// are all there, once each, in row-major order.
+		var marked []field.Cell
+		markedAt := map[int]field.Cell{}
+		layerEntries := 0
+		for i, h := range history {
+			var e struct {
+				EmptyLayer bool   `json:"empty_layer"`
+				Comment    string `json:"comment"`
+			}
+			raw, _ := marshal(h)
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return nil, false, fmt.Errorf("history entry %d: %w", i, err)
+			}
+			if !e.EmptyLayer {
+				layerEntries++
+				continue
+			}
+			if c, ok := byComment[e.Comment]; ok {
+				marked = append(marked, c)
+				markedAt[i] = c
+			}
+		}
+		inPlace := len(marked) == len(f.Allotments)
+		for i := range marked {
+			if !inPlace || marked[i] != f.Allotments[i].Cell() {
+				inPlace = false
+				break
+			}
+		}
+		var kept []object
+		for i, h := range history {
+			c, isMarked := markedAt[i]
+			switch {
+			case !isMarked:
+				kept = append(kept, h)
+			case inPlace && isSelected[c]:
+				delete(h, "empty_layer")
+				kept = append(kept, h)
+			}
+		}
+		if !inPlace {
+			created := cfg["created"]
+			for _, a := range selected {
+				h := object{}
+				if created != nil {
+					h["created"] = created
+				}
+				if err := h.set("created_by", "2dfs reference field allotment "+a.Cell().String()); err != nil {
+					return nil, false, err
+				}
+				if err := h.set("comment", field.HistoryComment(a.Cell())); err != nil {
+					return nil, false, err
+				}
+				kept = append(kept, h)
+			}
+		}
+		if kept == nil {
+			kept = []object{}
+		}
+		if err := cfg.set("history", kept); err != nil {
+			return nil, false, err
+		}
+		historyOK = layerEntries == base
+	}
+
+	var runConfig object
+	if err := cfg.get("config", &runConfig); err != nil {
+		return nil, false, err
+	}
+	if runConfig == nil {
+		runConfig = object{}
+	}
+	var labels map[string]json.RawMessage
+	if err := runConfig.get("Labels", &labels); err != nil {
+		return nil, false, err
+	}
+	labels = maps.Clone(labels)
+	if labels == nil {
+		labels = map[string]json.RawMessage{}
+	}
+	// A record inherited from a base image would be stale here, and the
+	// paths label is superseded by the record setRecord writes.
+	delete(labels, field.LabelKey)
+	delete(labels, LabelPaths)
+	for k, v := range map[string]string{partition.LabelSource: source.String(), partition.LabelSelection: sel.String()} {
+		if labels[k], err = marshal(v); err != nil {
+			return nil, false, err
+		}
+	}
+	if err := runConfig.set("Labels", labels); err != nil {
+		return nil, false, err
+	}
+	if err := cfg.set("config", runConfig); err != nil {
+		return nil, false, err
+	}
+	out, err := marshal(cfg)
+	return out, historyOK, err
+}
+
+func setRecord(config []byte, rec *field.Record) ([]byte, error) {
+	value, err := rec.Encode()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := decodeObject(config, "config")
+	if err != nil {
+		return nil, err
+	}
+	var runConfig object
+	if err := cfg.get("config", &runConfig); err != nil {
+		return nil, err
+	}
+	var labels map[string]json.RawMessage
+	if err := runConfig.get("Labels", &labels); err != nil {
+		return nil, err
+	}
+	if labels[field.LabelKey], err = marshal(value); err != nil {
+		return nil, err
+	}
+	if err := runConfig.set("Labels", labels); err != nil {
+		return nil, err
+	}
+	if err := cfg.set("config", runConfig); err != nil {
+		return nil, err
+	}
+	return marshal(cfg)
+}
+
+func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *partition.Result, sel field.Selection) ([]byte, error) {
+	m, err := decodeObject(manifest, "manifest")
+	if err != nil {
+		return nil, err
+	}
+	var layers []object
+	if err := m.get("layers", &layers); err != nil {
+		return nil, err
+	}
+	out := make([]any, 0, len(layers)+len(allotments))
+	for _, l := range layers {
+		var mt string
+		if err := l.get("mediaType", &mt); err != nil {
+			return nil, err
+		}
+		if mt != MediaTypeField {
+			out = append(out, l)
+		}
+	}
+	for _, a := range allotments {
+		out = append(out, a)
+	}
+	if err := m.set("layers", out); err != nil {
+		return nil, err
+	}
+	var cfg object
+	if err := m.get("config", &cfg); err != nil {
+		return nil, err
+	}
+	for k, v := range map[string]any{"mediaType": res.ConfigMediaType, "digest": res.ConfigDigest, "size": len(res.Config)} {
+		if err := cfg.set(k, v); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.set("config", cfg); err != nil {
+		return nil, err
+	}
+	var ann map[string]string
+	if err := m.get("annotations", &ann); err != nil {
+		return nil, err
+	}
+	ann = maps.Clone(ann)
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[partition.LabelSource] = res.Source.String()
+	ann[partition.LabelSelection] = sel.String()
+	if err := m.set("annotations", ann); err != nil {
+		return nil, err
+	}
+	return marshal(m)
+}
