@@ -15,6 +15,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 need=()
 command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
 command -v containerd >/dev/null || need+=(containerd)
+command -v docker >/dev/null || need+=(docker.io)
 [ -x /bin/busybox ] && /bin/busybox --help 2>&1 | grep -q static || dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "hack/tools.sh: installing ${need[*]}" >&2
@@ -23,16 +24,23 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >&2
 fi
 
-key=$(cat "$root/hack/tools/go.mod" "$root/hack/tools/go.sum" | sha256sum | cut -c1-16)
+# Bump recipe when the way the tools are built changes.
+recipe=2
+key=$( (echo "$recipe"; cat "$root/hack/tools/go.mod" "$root/hack/tools/go.sum") | sha256sum | cut -c1-16)
+version() { awk -v m="$1" '$1 == m { print $2 }' "$root/hack/tools/go.mod"; }
 bin=${TDFS_CACHE:-$HOME/.cache/tdfs}/tools-$key
 if [ ! -x "$bin/buildx" ]; then
   echo "hack/tools.sh: building pinned buildkitd, buildctl, registry, buildx into $bin (a few minutes, once)" >&2
   mkdir -p "$bin.tmp"
-  (cd "$root/hack/tools" && go build -o "$bin.tmp/" \
-    github.com/moby/buildkit/cmd/buildkitd \
-    github.com/moby/buildkit/cmd/buildctl \
-    github.com/distribution/distribution/v3/cmd/registry \
-    github.com/docker/buildx/cmd/buildx) >&2
+  # Stamp the versions: buildx turns features on by the BuildKit version it sees.
+  bk=$(version github.com/moby/buildkit) bx=$(version github.com/docker/buildx) reg=$(version github.com/distribution/distribution/v3)
+  (cd "$root/hack/tools" &&
+    go build -ldflags "-X github.com/moby/buildkit/version.Version=$bk" -o "$bin.tmp/" \
+      github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl &&
+    go build -ldflags "-X github.com/distribution/distribution/v3/version.version=$reg" -o "$bin.tmp/" \
+      github.com/distribution/distribution/v3/cmd/registry &&
+    go build -ldflags "-X github.com/docker/buildx/version.Version=$bx" -o "$bin.tmp/" \
+      github.com/docker/buildx/cmd/buildx) >&2
   rm -rf "$bin" && mv "$bin.tmp" "$bin"
 fi
 echo "$bin"

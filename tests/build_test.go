@@ -54,7 +54,6 @@ func example(t *testing.T, base string) (string, map[field.Cell]map[string][]byt
 	writeFile(t, filepath.Join(dir, "unreferenced.bin"), junk)
 
 	desc := map[string]any{
-		"base": base,
 		"allotments": []map[string]any{
 			{"src": "splits/a.bin", "dst": "/model/a.bin", "row": 0, "col": 0},
 			{"src": "splits/b.bin", "dst": "/model/", "row": 0, "col": 1},
@@ -62,6 +61,9 @@ func example(t *testing.T, base string) (string, map[field.Cell]map[string][]byt
 			{"src": "splits/d.bin", "dst": "/model/d.bin", "row": 1, "col": 1},
 			{"src": "tokenizer", "dst": "/tokenizer", "row": 2, "col": 0},
 		},
+	}
+	if base != "" {
+		desc["base"] = base
 	}
 	dt, _ := json.MarshalIndent(desc, "", "  ")
 	writeFile(t, filepath.Join(dir, "2dfs.json"), dt)

@@ -23,6 +23,7 @@ var env struct {
 	buildkit string // BUILDKIT_HOST of the main buildkitd
 	registry string // host:port of the main registry
 	ctrAddr  string // containerd socket
+	docker   string // DOCKER_CONFIG with the buildx builder "tdfs"
 	bin      string // folder with our binaries
 }
 
@@ -54,6 +55,7 @@ func run(m *testing.M) int {
 	}
 	vars := readEnvFile(strings.TrimSpace(string(out)))
 	env.tools, env.buildkit, env.registry, env.ctrAddr = vars["TDFS_TOOLS"], vars["BUILDKIT_HOST"], vars["TDFS_REGISTRY"], vars["CONTAINERD_ADDRESS"]
+	env.docker = vars["DOCKER_CONFIG"]
 
 	env.bin = filepath.Join(dir, "bin")
 	build := exec.Command("go", "build", "-o", env.bin+"/", "./cmd/2dfs")
