@@ -209,8 +209,7 @@ func (p *Proxy) get(ctx context.Context, method string, up *upstream, path strin
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	up.authorize(req)
-	resp, err := p.client.Do(req)
+	resp, err := up.client.Do(req)
 	if err != nil {
 		return nil, &transportError{redact(err)}
 	}

@@ -40,10 +40,11 @@ type Options struct {
 	// proxy never dials a host taken from a request.
 	Mirrors map[string]*url.URL
 
-	// Credentials are sent to an upstream (keyed by the upstream URL's
-	// host) on requests that carry no Authorization of their own. Every
-	// client of the proxy then reads with these credentials; see the
-	// mirror mode notes in docs/proxy.md.
+	// Credentials authenticate the proxy to an upstream (keyed by the
+	// upstream URL's host) on requests that carry no Authorization of
+	// their own: Basic, or the registry token flow on a Bearer challenge.
+	// Every client of the proxy then reads with these credentials; see
+	// the mirror mode notes in docs/proxy.md.
 	Credentials map[string]BasicAuth
 
 	// Store keeps synthesized manifests and configs. Nil means an
@@ -90,7 +91,6 @@ type Proxy struct {
 	readOnly  bool
 	timeout   time.Duration
 	log       *slog.Logger
-	client    *http.Client
 	flight    singleflight.Group
 	metrics   *metrics
 	metricsH  http.Handler
@@ -99,9 +99,12 @@ type Proxy struct {
 
 // upstream is one registry the proxy may talk to.
 type upstream struct {
-	url   *url.URL
-	creds *BasicAuth
-	rp    *httputil.ReverseProxy
+	url *url.URL
+	// client makes the proxy's own requests (partition builds, access
+	// checks). It follows redirects (config blobs are often redirected to
+	// object storage), dropping Authorization when one leaves the host.
+	client *http.Client
+	rp     *httputil.ReverseProxy
 }
 
 // New validates opts and returns a Proxy.
@@ -133,10 +136,6 @@ func New(opts Options) (*Proxy, error) {
 		t.ResponseHeaderTimeout = 2 * time.Minute
 		transport = t
 	}
-	// Redirects are followed for the proxy's own fetches (config blobs are
-	// often redirected to object storage).
-	p.client = &http.Client{Transport: transport, CheckRedirect: checkRedirect}
-
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -151,11 +150,12 @@ func New(opts Options) (*Proxy, error) {
 		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 			return nil, fmt.Errorf("registryproxy: upstream %q is not an http(s) URL with a host", u)
 		}
-		up := &upstream{url: u}
+		t := transport
 		if c, ok := opts.Credentials[u.Host]; ok {
-			up.creds = &c
+			t = newCredentialTransport(transport, u, c)
 		}
-		up.rp = p.reverseProxy(up, transport)
+		up := &upstream{url: u, client: &http.Client{Transport: t, CheckRedirect: checkRedirect}}
+		up.rp = p.reverseProxy(up, t)
 		p.upstreams = append(p.upstreams, up)
 		return up, nil
 	}
@@ -185,7 +185,6 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 				q.Del("ns")
 				pr.Out.URL.RawQuery = q.Encode()
 			}
-			up.authorize(pr.Out)
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			rewriteLocation(resp, up.url)
@@ -226,13 +225,6 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// authorize adds the configured credentials to a request that has none.
-func (up *upstream) authorize(r *http.Request) {
-	if up.creds != nil && r.Header.Get("Authorization") == "" {
-		r.SetBasicAuth(up.creds.Username, up.creds.Password)
-	}
 }
 
 // nsKey is the context key of the ?ns= a proxied request came with.
@@ -375,7 +367,7 @@ func (p *Proxy) serveReady(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "bad upstream URL", http.StatusServiceUnavailable)
 			return
 		}
-		resp, err := p.client.Do(req)
+		resp, err := up.client.Do(req)
 		if err != nil {
 			http.Error(w, "upstream "+up.url.Host+" unreachable", http.StatusServiceUnavailable)
 			return

@@ -74,7 +74,7 @@ func run() error {
 		readOnly    = flag.Bool("read-only", false, "refuse every request that is not GET or HEAD")
 		storeDir    = flag.String("store-dir", defaultStore, "directory keeping synthesized manifests and configs across restarts (empty: memory only)")
 		memBytes    = flag.Int64("memory-store-bytes", registryproxy.DefaultMemoryStoreBytes, "bytes of synthesized objects kept in memory")
-		credsFile   = flag.String("upstream-credentials", "", `JSON file {"HOST":{"username":"..","password":".."}} of credentials sent to upstreams on requests that carry none (mirror mode; every client then reads with them)`)
+		credsFile   = flag.String("upstream-credentials", "", `JSON file {"HOST":{"username":"..","password":".."}}: credentials for upstreams, used (Basic or token flow) on requests that carry none (mirror mode; every client then reads with them)`)
 		buildTimout = flag.Duration("build-timeout", registryproxy.DefaultBuildTimeout, "time limit of the upstream round trips of one partition")
 		logFormat   = flag.String("log-format", "text", "log format: text or json")
 		debug       = flag.Bool("debug", false, "debug logging")
