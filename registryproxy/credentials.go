@@ -24,7 +24,7 @@ type credentialTransport struct {
 	creds BasicAuth
 
 	mu     sync.Mutex
-	basic  bool                    // the upstream accepts Basic: send it up front
+	basic  bool                   // the upstream accepts Basic: send it up front
 	tokens map[string]bearerToken // by repository name ("" for /v2/)
 }
 
