@@ -145,6 +145,14 @@ func New(opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	p.metricsH = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if mem := memoryStoreOf(p.store); mem != nil {
+		if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tdfs_proxy_memory_store_bytes",
+			Help: "Bytes of synthesized objects held in memory.",
+		}, func() float64 { return float64(mem.Bytes()) })); err != nil {
+			return nil, err
+		}
+	}
 
 	mk := func(u *url.URL) (*upstream, error) {
 		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {

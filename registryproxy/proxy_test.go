@@ -698,11 +698,13 @@ func TestHealthAndMetrics(t *testing.T) {
 	e := newEnv(t, nil)
 	push(t, e.registry.URL, "app", "v1", partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...))
 	do(t, http.MethodGet, e.proxy.URL+"/v2/app/manifests/v1--0.0.1.1", nil)
-	for path, want := range map[string]string{
-		"/livez":   "ok",
-		"/readyz":  "ok",
-		"/metrics": `tdfs_proxy_partition_builds_total{result="ok"} 1`,
+	for _, c := range []struct{ path, want string }{
+		{"/livez", "ok"},
+		{"/readyz", "ok"},
+		{"/metrics", `tdfs_proxy_partition_builds_total{result="ok"} 1`},
+		{"/metrics", "tdfs_proxy_memory_store_bytes "},
 	} {
+		path, want := c.path, c.want
 		r := do(t, http.MethodGet, e.proxy.URL+path, nil)
 		if r.StatusCode != http.StatusOK || !strings.Contains(string(r.body), want) {
 			t.Errorf("%s: %s, want %q in\n%s", path, r.Status, want, r.body)

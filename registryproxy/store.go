@@ -114,9 +114,10 @@ type DirStore struct {
 	dir string
 }
 
-// NewDirStore creates dir if needed.
+// NewDirStore creates dir if needed. Directories are 0700 and files 0600:
+// the store holds manifests and configs of private images.
 func NewDirStore(dir string) (*DirStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	return &DirStore{dir: dir}, nil
@@ -172,7 +173,7 @@ func (s *DirStore) Put(_ context.Context, o *Object) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
 	meta, err := json.Marshal(objectMeta{MediaType: o.MediaType, Source: o.Source, Manifest: o.Manifest})
@@ -244,6 +245,21 @@ func verify(o *Object) error {
 	}
 	if o.Digest.Algorithm().FromBytes(o.Data) != o.Digest {
 		return fmt.Errorf("store: data does not match digest %s", o.Digest)
+	}
+	return nil
+}
+
+// memoryStoreOf finds the memory store in s, for metrics.
+func memoryStoreOf(s Store) *MemoryStore {
+	switch s := s.(type) {
+	case *MemoryStore:
+		return s
+	case TieredStore:
+		for _, t := range s {
+			if m := memoryStoreOf(t); m != nil {
+				return m
+			}
+		}
 	}
 	return nil
 }
