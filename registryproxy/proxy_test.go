@@ -809,3 +809,61 @@ func TestBrokenImageAndStore(t *testing.T) {
 		t.Errorf("store failure: %s %s", r.Status, r.body)
 	}
 }
+
+// TestStreaming: a pass-through body reaches the client while the upstream
+// is still sending it; nothing buffers whole responses.
+func TestStreaming(t *testing.T) {
+	firstSeen := make(chan struct{})
+	e := newEnv(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write([]byte("first"))
+			w.(http.Flusher).Flush()
+			select {
+			case <-firstSeen:
+			case <-time.After(5 * time.Second):
+				return // the client never saw the first part: the test fails below
+			}
+			_, _ = w.Write([]byte("second"))
+		})
+	})
+	resp, err := http.Get(e.proxy.URL + "/v2/app/blobs/" + digest.FromString("big").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "first" {
+		t.Fatalf("first part: %q %v", buf, err)
+	}
+	close(firstSeen)
+	rest, _ := io.ReadAll(resp.Body)
+	if string(rest) != "second" {
+		t.Errorf("rest = %q", rest)
+	}
+}
+
+// TestPartitionTagsStayLocal: partition-shaped tags, valid or not, are never
+// sent to the upstream.
+func TestPartitionTagsStayLocal(t *testing.T) {
+	var leaked atomic.Value
+	e := newEnv(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "--") {
+				leaked.Store(r.Method + " " + r.URL.Path)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	img := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
+	push(t, e.registry.URL, "app", "v1", img)
+	for _, c := range []struct{ method, tag string }{
+		{http.MethodGet, "v1--0.0.1.1"}, {http.MethodHead, "v1--0.0.1.1"}, {http.MethodGet, "v1--1.2.3"},
+		{http.MethodPut, "v1--0.0.1.1"}, {http.MethodDelete, "v1--a.b.c.d"}, {http.MethodGet, "v1--9.9.9.9"},
+	} {
+		do(t, c.method, e.proxy.URL+"/v2/app/manifests/"+c.tag, img.Manifest, "Content-Type", img.MediaType)
+	}
+	if v := leaked.Load(); v != nil {
+		t.Errorf("partition tag reached the upstream: %v", v)
+	}
+}
