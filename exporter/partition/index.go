@@ -105,6 +105,9 @@ func Index(ctx context.Context, index []byte, mediaType string, sel field.Select
 			if err != nil {
 				return fmt.Errorf("partition: index manifests[%d] (%s): %w", i, descs[i].Digest, err)
 			}
+			if r == nil {
+				return fmt.Errorf("partition: index manifests[%d]: no partition returned", i)
+			}
 			if r.MediaType != descs[i].MediaType {
 				return fmt.Errorf("partition: index manifests[%d]: partition is a %q, the index says %q", i, r.MediaType, descs[i].MediaType)
 			}
