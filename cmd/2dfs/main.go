@@ -17,6 +17,9 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBuildCommand())
+	root.AddCommand(newExportCommand())
+	root.AddCommand(newInspectCommand())
+	root.AddCommand(newPartitionCommand())
 	if err := root.ExecuteContext(appcontext.Context()); err != nil {
 		fmt.Fprintf(os.Stderr, "2dfs: %v\n", err)
 		os.Exit(1)
