@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -131,6 +132,9 @@ func convertImage(ctx context.Context, src store, imageName string) (*exported, 
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		img, err := tdfs.FromImage(manifest, mt, config)
+		if errors.Is(err, tdfs.ErrNotGzip) {
+			return nil, fmt.Errorf("%w; rebuild with 2dfs build --compression gzip", err)
+		}
 		if err != nil {
 			return nil, err
 		}
