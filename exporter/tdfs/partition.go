@@ -53,8 +53,10 @@ func ParseManifest(manifest []byte) (*Manifest, error) {
 	if len(manifest) > partition.MaxManifestBytes {
 		return nil, fmt.Errorf("manifest is %d bytes: %w", len(manifest), partition.ErrTooLarge)
 	}
-	if mt := partition.MediaTypeOf(manifest, ""); mt != ocispec.MediaTypeImageManifest {
-		return nil, fmt.Errorf("manifest media type %q: reference-format images are OCI manifests: %w", mt, partition.ErrUnsupported)
+	// The reference builder writes OCI manifests, but keeps the media type
+	// of a single-manifest Docker base image it wrapped; read both.
+	if mt := partition.MediaTypeOf(manifest, ""); !partition.IsManifest(mt) {
+		return nil, fmt.Errorf("manifest media type %q: reference-format images are image manifests: %w", mt, partition.ErrUnsupported)
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(manifest, &m); err != nil {
@@ -403,14 +405,23 @@ func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *pa
 		return nil, err
 	}
 	out := make([]any, 0, len(layers)+len(allotments))
-	for _, l := range layers {
+	for i, l := range layers {
 		var mt string
 		if err := l.get("mediaType", &mt); err != nil {
 			return nil, err
 		}
-		if mt != MediaTypeField {
-			out = append(out, l)
+		if mt == MediaTypeField {
+			continue
 		}
+		// The partition is an OCI manifest, whatever the source was.
+		oci, err := ociLayerType(mt)
+		if err != nil {
+			return nil, fmt.Errorf("layers[%d]: %w", i, err)
+		}
+		if err := l.set("mediaType", oci); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
 	}
 	for _, a := range allotments {
 		out = append(out, a)
@@ -428,6 +439,9 @@ func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *pa
 		}
 	}
 	if err := m.set("config", cfg); err != nil {
+		return nil, err
+	}
+	if err := m.set("mediaType", ocispec.MediaTypeImageManifest); err != nil {
 		return nil, err
 	}
 	var ann map[string]string

@@ -344,6 +344,18 @@ func TestPartitionReferenceBuiltImage(t *testing.T) {
 		t.Errorf("selection label %q", v.config.Config.Labels[partition.LabelSelection])
 	}
 
+	// A Docker-typed manifest (a wrapped Docker base) partitions to OCI.
+	docker := bytes.Replace(manifest, []byte(`"mediaType":"`+ocispec.MediaTypeImageManifest+`"`), []byte(`"mediaType":"`+partition.MediaTypeDockerManifest+`"`), 1)
+	docker = bytes.ReplaceAll(docker, []byte(ocispec.MediaTypeImageLayerGzip), []byte("application/vnd.docker.image.rootfs.diff.tar.gzip"))
+	dres, err := tdfs.Partition(docker, blob, config, sel(t, "0.0.0.0"), sizes(append(base, a, b, c)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dv := decode(t, dres.Manifest, dres.Config)
+	if dv.manifest.MediaType != ocispec.MediaTypeImageManifest || dv.manifest.Layers[0].MediaType != ocispec.MediaTypeImageLayerGzip || len(dv.manifest.Layers) != 3 {
+		t.Errorf("partition of a Docker-typed reference manifest: %s", dres.Manifest)
+	}
+
 	// The allotment blob is missing from the registry.
 	_, err = tdfs.Partition(manifest, blob, config, sel(t, "2.0.2.0"), sizes(base...))
 	if err == nil || !strings.Contains(err.Error(), "allotment 2,0") || !strings.Contains(err.Error(), "not found") {
@@ -362,7 +374,7 @@ func TestPartitionMismatches(t *testing.T) {
 		"field blob altered": {manifest, bytes.Replace(blob, []byte(`"owner":""`), []byte(`"owner":"x"`), 1), config, "field blob does not match its digest"},
 		"config altered":     {manifest, blob, append(slices.Clone(config), ' '), "config does not match its digest"},
 		"no field layer":     {bytes.ReplaceAll(manifest, []byte(tdfs.MediaTypeField), []byte(ocispec.MediaTypeImageLayerGzip)), blob, config, "no application/vnd.oci.image.layer.v1.2dfs.field layer"},
-		"docker manifest":    {bytes.Replace(manifest, []byte(ocispec.MediaTypeImageManifest), []byte(partition.MediaTypeDockerManifest), 1), blob, config, "reference-format images are OCI manifests"},
+		"an index":           {[]byte(`{"mediaType":"` + ocispec.MediaTypeImageIndex + `","manifests":[]}`), blob, config, "reference-format images are image manifests"},
 		"diff_ids past base": {manifest, blob, nil, "3 diff_ids for 2 base layers"},
 	}
 	// A config whose diff_ids include an allotment.
