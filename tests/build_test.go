@@ -78,17 +78,84 @@ type pulled struct {
 	record   *field.Record
 }
 
-func pull(t *testing.T, ref string) pulled {
+func reference(t *testing.T, ref string) name.Reference {
 	t.Helper()
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := remote.Image(r)
+	return r
+}
+
+func remoteImage(t *testing.T, ref string) v1.Image {
+	t.Helper()
+	img, err := remote.Image(reference(t, ref))
 	if err != nil {
 		t.Fatalf("pull %s: %v", ref, err)
 	}
-	return inspect(t, img)
+	return img
+}
+
+// pull reads a field image from the registry and checks its record.
+func pull(t *testing.T, ref string) pulled {
+	t.Helper()
+	return inspect(t, remoteImage(t, ref))
+}
+
+// layers lists the layers of any image, a field image or not.
+func layers(t *testing.T, ref string) []v1.Descriptor {
+	t.Helper()
+	m, err := remoteImage(t, ref).Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Layers
+}
+
+// platformImages reads the platform manifests of a field index by
+// architecture, skipping attestation manifests.
+func platformImages(t *testing.T, ref string) map[string]pulled {
+	t.Helper()
+	idx, err := remote.Index(reference(t, ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]pulled{}
+	for _, d := range im.Manifests {
+		if d.Platform == nil || d.Platform.OS != "linux" {
+			continue
+		}
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := inspect(t, img)
+		if p.config.Architecture != d.Platform.Architecture {
+			t.Errorf("manifest for %s has a config for %s", d.Platform.Architecture, p.config.Architecture)
+		}
+		out[d.Platform.Architecture] = p
+	}
+	return out
+}
+
+// checkSharedAcrossPlatforms checks that an amd64+arm64 field index has a
+// record in each platform manifest and the same allotment layers in both.
+func checkSharedAcrossPlatforms(t *testing.T, ref string) {
+	t.Helper()
+	byArch := platformImages(t, ref)
+	amd, arm := byArch["amd64"], byArch["arm64"]
+	if len(byArch) != 2 || amd.record == nil || arm.record == nil || len(amd.record.Allotments) != 5 {
+		t.Fatalf("want amd64 and arm64 field manifests with 5 allotments, got %v", byArch)
+	}
+	for cell, l := range amd.allotmentLayers() {
+		if arm.allotmentLayers()[cell] != l {
+			t.Errorf("allotment %s: amd64 layer %s, arm64 layer %s", cell, l, arm.allotmentLayers()[cell])
+		}
+	}
 }
 
 func inspect(t *testing.T, img v1.Image) pulled {
@@ -178,16 +245,16 @@ func TestFieldImage(t *testing.T) {
 	}
 
 	img := pull(t, ref)
-	baseImg := pull2(t, base)
-	if n := len(img.manifest.Layers); n != len(baseImg.Layers)+5 {
-		t.Fatalf("manifest has %d layers, want base %d + 5", n, len(baseImg.Layers))
+	baseLayers := layers(t, base)
+	if n := len(img.manifest.Layers); n != len(baseLayers)+5 {
+		t.Fatalf("manifest has %d layers, want base %d + 5", n, len(baseLayers))
 	}
-	for i, l := range baseImg.Layers {
+	for i, l := range baseLayers {
 		if img.manifest.Layers[i].Digest != l.Digest {
 			t.Fatalf("base layer %d changed: %s vs %s", i, img.manifest.Layers[i].Digest, l.Digest)
 		}
 	}
-	if img.record.BaseLayers != len(baseImg.Layers) || len(img.record.Allotments) != 5 {
+	if img.record.BaseLayers != len(baseLayers) || len(img.record.Allotments) != 5 {
 		t.Fatalf("record = %+v", img.record)
 	}
 	if img.config.Config.Labels["org.example.team"] != "ml" {
@@ -199,8 +266,8 @@ func TestFieldImage(t *testing.T) {
 
 	cells := []field.Cell{{Row: 0, Col: 0}, {Row: 0, Col: 1}, {Row: 1, Col: 0}, {Row: 1, Col: 1}, {Row: 2, Col: 0}}
 	for i, a := range img.record.Allotments {
-		if a.Cell() != cells[i] || a.Layer != len(baseImg.Layers)+i {
-			t.Fatalf("record allotment %d = %+v, want cell %v at layer %d", i, a, cells[i], len(baseImg.Layers)+i)
+		if a.Cell() != cells[i] || a.Layer != len(baseLayers)+i {
+			t.Fatalf("record allotment %d = %+v, want cell %v at layer %d", i, a, cells[i], len(baseLayers)+i)
 		}
 		entries, diffID := readLayer(t, img.raw, a.Layer)
 		if got := img.config.RootFS.DiffIDs[a.Layer].String(); got != diffID {
@@ -245,23 +312,6 @@ func TestFieldImage(t *testing.T) {
 	if strings.TrimSpace(got) != strings.Join(wantSums, "\n") {
 		t.Fatalf("files in the running container:\n%s\nwant:\n%s", got, strings.Join(wantSums, "\n"))
 	}
-}
-
-func pull2(t *testing.T, ref string) *v1.Manifest {
-	t.Helper()
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // ctrRun pulls an image with containerd's ctr and runs a shell command in it.

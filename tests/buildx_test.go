@@ -10,9 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -224,37 +221,7 @@ func TestBuildxMultiPlatform(t *testing.T) {
 	ref := env.registry + "/buildx-multi/field:v1"
 	docker(t, dir, "buildx", "build", "-f", "2dfs.json", "--platform", platforms, "--output", "type=image,name="+ref+",push=true", ".")
 
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Index(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var byArch = map[string]map[field.Cell]string{}
-	for _, d := range im.Manifests {
-		if d.Platform == nil || d.Platform.OS != "linux" {
-			continue // attestation manifests
-		}
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		byArch[d.Platform.Architecture] = inspect(t, img).allotmentLayers()
-	}
-	if len(byArch) != 2 || len(byArch["amd64"]) != 5 {
-		t.Fatalf("platform manifests: %v", byArch)
-	}
-	for cell, l := range byArch["amd64"] {
-		if byArch["arm64"][cell] != l {
-			t.Errorf("allotment %s: amd64 %s, arm64 %s", cell, l, byArch["arm64"][cell])
-		}
-	}
+	checkSharedAcrossPlatforms(t, ref)
 }
 
 // The common mistakes fail with messages that say what to do.
@@ -296,14 +263,7 @@ func TestCommonMistakes(t *testing.T) {
 // nothing at /run (BuildKit mounts its gateway socket there).
 func TestFrontendImage(t *testing.T) {
 	ref := frontendImage(t)
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := remoteImage(t, ref)
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)

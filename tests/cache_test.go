@@ -7,9 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -143,43 +140,7 @@ func TestMultiPlatform(t *testing.T) {
 	ref := env.registry + "/multi/field:v1"
 	build(t, env.buildkit, dir, "-t", ref, "--push", "--platform", platforms)
 
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Index(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var layers []map[field.Cell]string
-	var archs []string
-	for _, d := range im.Manifests {
-		if d.Platform == nil || d.Platform.OS == "unknown" {
-			continue // attestations
-		}
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := inspect(t, img)
-		if p.config.Architecture != d.Platform.Architecture {
-			t.Errorf("manifest for %s has a config for %s", d.Platform.Architecture, p.config.Architecture)
-		}
-		archs = append(archs, d.Platform.Architecture)
-		layers = append(layers, p.allotmentLayers())
-	}
-	if strings.Join(archs, ",") != "amd64,arm64" {
-		t.Fatalf("index platforms = %v", archs)
-	}
-	for cell, l := range layers[0] {
-		if layers[1][cell] != l {
-			t.Errorf("allotment %s: amd64 layer %s, arm64 layer %s", cell, l, layers[1][cell])
-		}
-	}
+	checkSharedAcrossPlatforms(t, ref)
 }
 
 // Docker media types (oci-mediatypes=false) work too; the record is in the
@@ -208,7 +169,7 @@ func TestEmptyField(t *testing.T) {
 		t.Errorf("no warning for an empty field:\n%s", out)
 	}
 	img := pull(t, ref)
-	if len(img.manifest.Layers) != len(pull2(t, base).Layers) || img.record.BaseLayers != len(img.manifest.Layers) || len(img.record.Allotments) != 0 {
+	if len(img.manifest.Layers) != len(layers(t, base)) || img.record.BaseLayers != len(img.manifest.Layers) || len(img.record.Allotments) != 0 {
 		t.Fatalf("empty field image: %d layers, record %+v", len(img.manifest.Layers), img.record)
 	}
 }
