@@ -2,10 +2,13 @@ package tests
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/field"
 )
@@ -234,4 +237,33 @@ func TestBuildErrors(t *testing.T) {
 			t.Fatalf("unexpected output:\n%s", out)
 		}
 	})
+}
+
+// An image built FROM a field image inherits the org.2dfs.field label but
+// not the layout it describes: readers must see the record as stale.
+func TestRecordOfDerivedImageIsStale(t *testing.T) {
+	dir, _ := example(t, baseImage(t, "v1", ""))
+	ref := env.registry + "/stale/field:v1"
+	build(t, env.buildkit, dir, "-t", ref, "--push")
+
+	derived := t.TempDir()
+	writeFile(t, filepath.Join(derived, "extra.txt"), []byte("on top\n"))
+	writeFile(t, filepath.Join(derived, "Dockerfile"), []byte("FROM "+ref+"\nCOPY extra.txt /extra.txt\n"))
+	runCmd(t, derived, filepath.Join(env.tools, "buildctl"), "--addr", env.buildkit, "build", "--frontend", "dockerfile.v0",
+		"--local", "context=.", "--local", "dockerfile=.", "--output", "type=image,name="+ref+"-derived,push=true")
+
+	cfg, err := remoteImage(t, ref+"-derived").RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var img ocispec.Image
+	if err := json.Unmarshal(cfg, &img); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := img.Config.Labels[field.LabelKey]; !ok {
+		t.Fatal("the derived image did not inherit the label; the test proves nothing")
+	}
+	if _, err := field.FromConfig(&img); err == nil || !strings.Contains(err.Error(), "field record is stale") {
+		t.Fatalf("FromConfig on a derived image = %v, want a stale record error", err)
+	}
 }
