@@ -210,30 +210,22 @@ func partitionChild(ctx context.Context, src store, d ocispec.Descriptor, sel fi
 
 // partitionManifest partitions one image manifest, ours or reference-format.
 func partitionManifest(ctx context.Context, src store, manifest []byte, mediaType string, sel field.Selection) (*partition.Result, error) {
-	if tdfs.IsReference(manifest) {
-		m, err := tdfs.ParseManifest(manifest)
-		if err != nil {
-			return nil, err
-		}
-		config, err := src.blob(ctx, m.Config.Digest, partition.MaxConfigBytes)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		fieldBlob, _, err := fieldOf(ctx, src, m)
-		if err != nil {
-			return nil, err
-		}
-		return tdfs.Partition(manifest, fieldBlob, config, sel, func(d digest.Digest) (int64, error) { return src.size(ctx, d) })
+	return tdfs.PartitionImage(ctx, manifest, mediaType, sel, blobSource{src})
+}
+
+// blobSource adapts a store to tdfs.BlobSource.
+type blobSource struct{ store }
+
+func (b blobSource) Blob(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
+	limit := int64(partition.MaxConfigBytes)
+	if d.MediaType == tdfs.MediaTypeField {
+		limit = tdfs.MaxFieldBytes
 	}
-	cd, err := configOf(manifest)
-	if err != nil {
-		return nil, err
-	}
-	config, err := src.blob(ctx, cd.Digest, partition.MaxConfigBytes)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	return partition.Image(manifest, mediaType, config, sel)
+	return b.store.blob(ctx, d.Digest, limit)
+}
+
+func (b blobSource) Size(ctx context.Context, d digest.Digest) (int64, error) {
+	return b.store.size(ctx, d)
 }
 
 // writePartition writes the partitioned images' blobs and manifests, and an

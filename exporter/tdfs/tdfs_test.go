@@ -488,3 +488,50 @@ func TestFromIndex(t *testing.T) {
 		t.Errorf("wrapped index %s", wrapped.Index)
 	}
 }
+
+// memSource is a repository in memory.
+type memSource map[digest.Digest][]byte
+
+func (m memSource) Blob(_ context.Context, d ocispec.Descriptor) ([]byte, error) {
+	b, ok := m[d.Digest]
+	if !ok {
+		return nil, fmt.Errorf("blob %s not found", d.Digest)
+	}
+	return b, nil
+}
+
+func (m memSource) Size(_ context.Context, d digest.Digest) (int64, error) {
+	b, ok := m[d]
+	if !ok {
+		return 0, fmt.Errorf("blob %s not found", d)
+	}
+	return int64(len(b)), nil
+}
+
+func TestPartitionImageEitherFormat(t *testing.T) {
+	img := partitiontest.New(ocispec.MediaTypeImageManifest, 2, grid...)
+	ref, err := tdfs.FromImage(img.Manifest, "", img.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := memSource{}
+	for _, b := range append(img.Blobs(), ref.Config, ref.FieldBlob) {
+		src[digest.FromBytes(b)] = b
+	}
+	ctx := context.Background()
+	ours, err := tdfs.PartitionImage(ctx, img.Manifest, img.MediaType, sel(t, "1.0.2.2"), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := tdfs.PartitionImage(ctx, ref.Manifest, ocispec.MediaTypeImageManifest, sel(t, "1.0.2.2"), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ours.Record) != fmt.Sprint(theirs.Record) || len(theirs.Record.Allotments) != 3 {
+		t.Errorf("records differ: %+v, %+v", ours.Record, theirs.Record)
+	}
+	delete(src, ref.FieldDigest)
+	if _, err := tdfs.PartitionImage(ctx, ref.Manifest, "", sel(t, "0.0.0.0"), src); err == nil || !strings.Contains(err.Error(), "field blob") {
+		t.Errorf("missing field blob: %v", err)
+	}
+}
