@@ -6,9 +6,12 @@
 #
 # Debian packages: runc (buildkitd's OCI worker), containerd (ctr pulls and
 # runs images in the tests), busybox-static (the base images we make, since
-# no public registry is reachable). The BuildKit, buildx and registry
-# binaries are pinned in hack/tools/go.mod and built once per version into
-# ${TDFS_CACHE:-~/.cache/tdfs}; a cold build takes a few minutes.
+# no public registry is reachable), redis-server (the proxy's shared store in
+# its tests), skopeo (a second pull client in the proxy tests). The BuildKit,
+# buildx, registry and crane binaries and the OCI distribution-spec
+# conformance test (built with go test -c) are pinned in hack/tools/go.mod
+# and built once per version into ${TDFS_CACHE:-~/.cache/tdfs}; a cold build
+# takes a few minutes.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -16,6 +19,8 @@ need=()
 command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
 command -v containerd >/dev/null || need+=(containerd)
 command -v docker >/dev/null || need+=(docker.io)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v skopeo >/dev/null || need+=(skopeo)
 [ -x /bin/busybox ] && /bin/busybox --help 2>&1 | grep -q static || dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "hack/tools.sh: installing ${need[*]}" >&2
@@ -30,7 +35,7 @@ key=$( (echo "$recipe"; cat "$root/hack/tools/go.mod" "$root/hack/tools/go.sum")
 version() { awk -v m="$1" '$1 == m { print $2 }' "$root/hack/tools/go.mod"; }
 bin=${TDFS_CACHE:-$HOME/.cache/tdfs}/tools-$key
 if [ ! -x "$bin/buildx" ]; then
-  echo "hack/tools.sh: building pinned buildkitd, buildctl, registry, buildx into $bin (a few minutes, once)" >&2
+  echo "hack/tools.sh: building pinned buildkitd, buildctl, registry, buildx, crane, conformance.test into $bin (a few minutes, once)" >&2
   mkdir -p "$bin.tmp"
   # Stamp the versions: buildx turns features on by the BuildKit version it sees.
   bk=$(version github.com/moby/buildkit) bx=$(version github.com/docker/buildx) reg=$(version github.com/distribution/distribution/v3)
@@ -40,7 +45,9 @@ if [ ! -x "$bin/buildx" ]; then
     go build -ldflags "-X github.com/distribution/distribution/v3/version.version=$reg" -o "$bin.tmp/" \
       github.com/distribution/distribution/v3/cmd/registry &&
     go build -ldflags "-X github.com/docker/buildx/version.Version=$bx" -o "$bin.tmp/" \
-      github.com/docker/buildx/cmd/buildx) >&2
+      github.com/docker/buildx/cmd/buildx &&
+    go build -o "$bin.tmp/" github.com/google/go-containerregistry/cmd/crane &&
+    go test -c -o "$bin.tmp/conformance.test" github.com/opencontainers/distribution-spec/conformance) >&2
   rm -rf "$bin" && mv "$bin.tmp" "$bin"
 fi
 echo "$bin"

@@ -365,10 +365,18 @@ func (p *Proxy) upstreamFor(r *http.Request) (*upstream, error) {
 }
 
 // serveReady answers 200 when every upstream answers its /v2/ endpoint
-// (401 counts: the registry is up and wants credentials).
+// (401 counts: the registry is up and wants credentials) and a shared store
+// (Redis) answers.
 func (p *Proxy) serveReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
+	if ps, ok := p.store.(pinger); ok {
+		if err := ps.Ping(ctx); err != nil {
+			p.log.Warn("store not ready", "err", err)
+			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	for _, up := range p.upstreams {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, up.url.JoinPath("/v2/").String(), nil)
 		if err != nil {

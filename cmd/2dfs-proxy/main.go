@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tdfs-kit/tdfs/registryproxy"
 )
@@ -76,6 +79,12 @@ func run() error {
 		memBytes    = flag.Int64("memory-store-bytes", registryproxy.DefaultMemoryStoreBytes, "bytes of synthesized objects kept in memory")
 		credsFile   = flag.String("upstream-credentials", "", `JSON file {"HOST":{"username":"..","password":".."}}: credentials for upstreams, used (Basic or token flow) on requests that carry none (mirror mode; every client then reads with them)`)
 		buildTimout = flag.Duration("build-timeout", registryproxy.DefaultBuildTimeout, "time limit of the upstream round trips of one partition")
+		redisAddr   = flag.String("redis-addr", "", "Redis shared by proxy replicas for synthesized objects: host:port, or a redis:// or rediss:// URL (memory stays in front; -store-dir is then only used if given)")
+		redisDB     = flag.Int("redis-db", 0, "Redis database number (host:port form)")
+		redisUser   = flag.String("redis-username", "", "Redis ACL user name (host:port form)")
+		redisPassF  = flag.String("redis-password-file", "", "file holding the Redis password (or set "+redisPasswordEnv+")")
+		redisPrefix = flag.String("redis-prefix", registryproxy.DefaultRedisPrefix, "prefix of the Redis keys")
+		redisTTL    = flag.Duration("redis-ttl", 0, "expire objects in Redis this long after they were last built (0: never; rely on maxmemory-policy)")
 		logFormat   = flag.String("log-format", "text", "log format: text or json")
 		debug       = flag.Bool("debug", false, "debug logging")
 	)
@@ -122,19 +131,32 @@ func run() error {
 			return fmt.Errorf("%s: %w", *credsFile, err)
 		}
 	}
+	explicit := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	var store registryproxy.TieredStore
 	if *memBytes > 0 {
 		store = append(store, registryproxy.NewMemoryStore(*memBytes))
 	}
-	if *storeDir != "" {
+	// With Redis the default directory is not used: replicas share Redis,
+	// and a local directory would only hide what Redis lost.
+	if *storeDir != "" && (*redisAddr == "" || explicit["store-dir"]) {
 		ds, err := registryproxy.NewDirStore(*storeDir)
 		if err != nil {
 			return err
 		}
 		store = append(store, ds)
 	}
+	if *redisAddr != "" {
+		ropts, err := redisOptions(*redisAddr, *redisDB, *redisUser, *redisPassF, explicit)
+		if err != nil {
+			return err
+		}
+		client := redis.NewClient(ropts)
+		defer client.Close()
+		store = append(store, registryproxy.NewRedisStore(client, registryproxy.RedisOptions{Prefix: *redisPrefix, TTL: *redisTTL}))
+	}
 	if len(store) == 0 {
-		return errors.New("no store: set -memory-store-bytes or -store-dir")
+		return errors.New("no store: set -memory-store-bytes, -store-dir or -redis-addr")
 	}
 	opts.Store = store
 
@@ -160,7 +182,7 @@ func run() error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() {
-		logger.Info("listening", "addr", *listen, "upstream", *upstream, "mirrors", len(mirrors), "store", *storeDir, "tls", *tlsCert != "", "read-only", *readOnly)
+		logger.Info("listening", "addr", *listen, "upstream", *upstream, "mirrors", len(mirrors), "store", storeNames(store), "tls", *tlsCert != "", "read-only", *readOnly)
 		if *tlsCert != "" {
 			errc <- srv.ListenAndServeTLS(*tlsCert, *tlsKey)
 		} else {
@@ -179,4 +201,59 @@ func run() error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// redisPasswordEnv holds the Redis password when no file is given; a
+// password on the command line would show in ps.
+const redisPasswordEnv = "TDFS_PROXY_REDIS_PASSWORD"
+
+// redisOptions makes the client options of -redis-addr: host:port with the
+// -redis-* flags, or a redis:// / rediss:// URL (which may carry user,
+// password and database; explicit flags override it).
+func redisOptions(addr string, db int, user, passFile string, explicit map[string]bool) (*redis.Options, error) {
+	var o *redis.Options
+	if strings.Contains(addr, "://") {
+		var err error
+		if o, err = redis.ParseURL(addr); err != nil {
+			return nil, fmt.Errorf("-redis-addr: %w", err)
+		}
+	} else {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("-redis-addr %q: want host:port or a redis:// URL: %w", addr, err)
+		}
+		o = &redis.Options{Addr: addr}
+	}
+	if explicit["redis-db"] || !strings.Contains(addr, "://") {
+		o.DB = db
+	}
+	if user != "" {
+		o.Username = user
+	}
+	if passFile != "" {
+		data, err := os.ReadFile(passFile)
+		if err != nil {
+			return nil, err
+		}
+		o.Password = strings.TrimRight(string(data), "\r\n")
+	} else if p := os.Getenv(redisPasswordEnv); p != "" {
+		o.Password = p
+	}
+	// Fail fast: a store that hangs holds up every tag request.
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	return o, nil
+}
+
+func storeNames(s registryproxy.TieredStore) string {
+	var names []string
+	for _, st := range s {
+		switch st.(type) {
+		case *registryproxy.MemoryStore:
+			names = append(names, "memory")
+		case *registryproxy.DirStore:
+			names = append(names, "dir")
+		case *registryproxy.RedisStore:
+			names = append(names, "redis")
+		}
+	}
+	return strings.Join(names, "+")
 }

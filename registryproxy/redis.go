@@ -1,0 +1,126 @@
+package registryproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisStore keeps synthesized objects in Redis, so that several proxy
+// replicas behind a load balancer share them: a client may resolve a
+// partition tag on one replica and fetch the manifest and config by digest
+// from another. Put it behind a MemoryStore in a TieredStore (as
+// cmd/2dfs-proxy does) so hot objects are served without a round trip.
+//
+// Each object is one hash at <prefix><digest> with the fields data,
+// mediaType, source and manifest, written in one MULTI/EXEC so a reader
+// never sees half an object. Reads verify the digest; an entry whose data
+// does not match is a miss.
+type RedisStore struct {
+	client redis.UniversalClient
+	prefix string
+	ttl    time.Duration
+}
+
+// RedisOptions configure a RedisStore.
+type RedisOptions struct {
+	// Prefix is put before every key. Empty means DefaultRedisPrefix.
+	Prefix string
+	// TTL expires objects that long after they were last written (a
+	// rebuild of the same partition writes it again). Zero keeps them
+	// until Redis evicts them (maxmemory-policy).
+	TTL time.Duration
+}
+
+// DefaultRedisPrefix is the key prefix of a RedisStore with none set.
+const DefaultRedisPrefix = "2dfs-proxy:object:"
+
+// NewRedisStore returns a store using client. The caller owns the client
+// and closes it.
+func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultRedisPrefix
+	}
+	return &RedisStore{client: client, prefix: opts.Prefix, ttl: opts.TTL}
+}
+
+func (s *RedisStore) key(d digest.Digest) string { return s.prefix + d.String() }
+
+func (s *RedisStore) Get(ctx context.Context, d digest.Digest) (*Object, error) {
+	if err := d.Validate(); err != nil {
+		return nil, ErrNotFound
+	}
+	fields, err := s.client.HGetAll(ctx, s.key(d)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis store: %w", err)
+	}
+	data, ok := fields["data"]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	o := &Object{
+		Digest:    d,
+		MediaType: fields["mediaType"],
+		Data:      []byte(data),
+		Source:    digest.Digest(fields["source"]),
+		Manifest:  fields["manifest"] == "1",
+	}
+	if verify(o) != nil || o.Source.Validate() != nil {
+		// Damaged or foreign: a miss, so the proxy rebuilds the object
+		// (and the Put overwrites the entry).
+		return nil, ErrNotFound
+	}
+	return o, nil
+}
+
+func (s *RedisStore) Put(ctx context.Context, o *Object) error {
+	if err := verify(o); err != nil {
+		return err
+	}
+	manifest := "0"
+	if o.Manifest {
+		manifest = "1"
+	}
+	key := s.key(o.Digest)
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "data", o.Data, "mediaType", o.MediaType, "source", o.Source.String(), "manifest", manifest)
+		if s.ttl > 0 {
+			p.Expire(ctx, key, s.ttl)
+		} else {
+			p.Persist(ctx, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis store: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether Redis answers; /readyz uses it.
+func (s *RedisStore) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis store: %w", err)
+	}
+	return nil
+}
+
+// pinger is a store that can tell whether its backend is up.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Ping pings every store of t that can be pinged.
+func (t TieredStore) Ping(ctx context.Context) error {
+	var errs []error
+	for _, s := range t {
+		if p, ok := s.(pinger); ok {
+			errs = append(errs, p.Ping(ctx))
+		}
+	}
+	return errors.Join(errs...)
+}
