@@ -1,0 +1,201 @@
+// Command 2dfs-bench measures 2DFS builds, re-builds, partition pulls and
+// the registry proxy against their peers (BuildKit's Dockerfile frontend
+// with COPY and COPY --link, direct registry pulls) on real daemons, and
+// writes results.md, results.json and results.png.
+//
+// It is run by hack/bench, which builds our binaries, starts buildkitd, a
+// registry and containerd with hack/daemons, and passes their addresses in
+// the environment (BUILDKIT_HOST, TDFS_REGISTRY, CONTAINERD_ADDRESS,
+// TDFS_TOOLS). See docs/benchmarks.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	out      string
+	bin      string // folder with 2dfs and 2dfs-proxy
+	root     string // repository root (hack/base-image)
+	work     string // scratch folder for contexts
+	splits   int
+	splitMiB int
+	cols     int
+	runs     int
+	exps     map[int]bool
+	seed     uint64
+	requests int // proxy latency samples per figure
+	conc     []int
+
+	tools, buildkit, registry, containerd string
+}
+
+type bench struct {
+	config
+	ctx     context.Context
+	res     *Results
+	baseN   int // base images made so far (base:b1, b2, ...)
+	started time.Time
+
+	coldCtx    *fieldContext
+	singleCtxs []*fieldContext
+	coldBase   string
+	rbCtx      map[string]*fieldContext
+	rbBase     string
+	limits     map[string][]float64 // machine limits in MB/s (experiment 6)
+	proxy      *proxyState
+}
+
+func main() {
+	var c config
+	var exps, conc string
+	flag.StringVar(&c.out, "out", "bench-out", "output folder for results.md, results.json, results.png and logs")
+	flag.StringVar(&c.bin, "bin", "", "folder holding the 2dfs and 2dfs-proxy binaries")
+	flag.StringVar(&c.root, "root", ".", "repository root")
+	flag.StringVar(&c.work, "work", "", "scratch folder for build contexts (default: a temporary folder)")
+	flag.IntVar(&c.splits, "splits", 8, "number of synthetic model splits (allotments)")
+	flag.IntVar(&c.splitMiB, "split-mib", 16, "size of each split in MiB")
+	flag.IntVar(&c.cols, "cols", 4, "columns of the field: split i is at row i/cols, col i%cols")
+	flag.IntVar(&c.runs, "runs", 3, "runs per figure (medians with min and max)")
+	flag.StringVar(&exps, "experiments", "1,2,3,4,5,6", "experiments to run (comma separated)")
+	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "seed of the random split data")
+	flag.IntVar(&c.requests, "requests", 200, "requests per proxy latency figure")
+	flag.StringVar(&conc, "concurrency", "1,8,32", "client concurrency levels of the proxy throughput figures")
+	flag.Parse()
+
+	c.exps = map[int]bool{}
+	for _, s := range strings.Split(exps, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 6 {
+			fatalf("-experiments: %q is not 1..6", s)
+		}
+		c.exps[n] = true
+	}
+	for _, s := range strings.Split(conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatalf("-concurrency: %q", s)
+		}
+		c.conc = append(c.conc, n)
+	}
+	if c.splits < 1 || c.splitMiB < 1 || c.runs < 1 || c.cols < 1 {
+		fatalf("-splits, -split-mib, -runs and -cols must be positive")
+	}
+	c.tools, c.buildkit, c.registry, c.containerd = os.Getenv("TDFS_TOOLS"), os.Getenv("BUILDKIT_HOST"), os.Getenv("TDFS_REGISTRY"), os.Getenv("CONTAINERD_ADDRESS")
+	if c.tools == "" || c.buildkit == "" || c.registry == "" || c.bin == "" {
+		fatalf("run through hack/bench (needs TDFS_TOOLS, BUILDKIT_HOST, TDFS_REGISTRY, CONTAINERD_ADDRESS and -bin)")
+	}
+	if err := os.MkdirAll(filepath.Join(c.out, "logs"), 0o755); err != nil {
+		fatalf("%v", err)
+	}
+	if c.work == "" {
+		d, err := os.MkdirTemp("", "tdfs-bench-")
+		if err != nil {
+			fatalf("%v", err)
+		}
+		defer os.RemoveAll(d)
+		c.work = d
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	b := &bench{config: c, ctx: ctx, started: time.Now()}
+	b.res = &Results{
+		Started:  b.started.UTC().Format(time.RFC3339),
+		Splits:   c.splits,
+		SplitMiB: c.splitMiB,
+		Cols:     c.cols,
+		Runs:     c.runs,
+		Seed:     c.seed,
+		Machine:  machine(),
+	}
+	err := b.run()
+	b.stopProxy()
+	b.res.Seconds = time.Since(b.started).Seconds()
+	if werr := b.write(); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		fatalf("%v", err)
+	}
+	fmt.Printf("\n%s\nwrote %s/results.md, results.json, results.png in %.0fs\n", b.markdown(), c.out, b.res.Seconds)
+}
+
+func (b *bench) run() error {
+	steps := []struct {
+		n  int
+		fn func() error
+	}{
+		{6, b.machineLimits}, // first: measured on an idle machine
+		{1, b.coldBuild},
+		{2, b.rebuild},
+		{3, b.baseChange},
+		{6, b.compression},
+		{4, b.partitionPull},
+		{5, b.proxyLatency},
+	}
+	for _, s := range steps {
+		if !b.exps[s.n] {
+			continue
+		}
+		if err := b.ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.fn(); err != nil {
+			return fmt.Errorf("experiment %d: %w", s.n, err)
+		}
+	}
+	return nil
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%5.0fs] %s\n", time.Since(b.started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "2dfs-bench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func machine() string {
+	cpu := ""
+	if dt, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(dt), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if dt, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(strings.SplitN(string(dt), "\n", 2)[0])
+		if len(f) >= 2 {
+			if kb, err := strconv.Atoi(f[1]); err == nil {
+				mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (%s)%s, %s/%s", runtime.NumCPU(), cpu, mem, runtime.GOOS, runtime.GOARCH)
+}
+
+// runOrder rotates the variants per run so no variant always goes first.
+func runOrder[T any](vs []T, run int) []T {
+	out := slices.Clone(vs)
+	if len(out) > 0 {
+		k := run % len(out)
+		out = append(out[k:], out[:k]...)
+	}
+	return out
+}

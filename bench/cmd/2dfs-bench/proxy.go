@@ -1,0 +1,512 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/tdfs-kit/tdfs/field"
+)
+
+const manifestAccept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, " +
+	"application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
+
+// proxyState is the running 2dfs-proxy and the field image it serves.
+type proxyState struct {
+	addr      string // host:port of the proxy
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when the proxy has exited
+	repo      string // repository of the field image
+	tag       string // its tag
+	sel       string // the partition selection pulled in experiment 4
+	srcDigest string // digest of the field manifest
+	partDig   string // digest of the partition manifest
+	layer     string // digest of the largest layer
+	layerSize int64
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startProxy starts 2dfs-proxy in front of the registry, memory store only,
+// and pushes the field image it serves.
+func (b *bench) startProxy() (*proxyState, error) {
+	if b.proxy != nil {
+		return b.proxy, nil
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(b.out, "logs", "proxy.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(b.bin, "2dfs-proxy"), "-listen", addr, "-upstream", "http://"+b.registry, "-store-dir", "")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proxyState{addr: addr, cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
+	b.proxy = p
+	ready := false
+	for range 100 {
+		if resp, err := http.Get("http://" + addr + "/livez"); err == nil {
+			resp.Body.Close()
+			ready = resp.StatusCode == 200
+			if ready {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !ready {
+		return nil, fmt.Errorf("2dfs-proxy did not come up on %s (see %s/logs/proxy.log)", addr, b.out)
+	}
+
+	// The field image: the cold context, built with 2dfs (cached if
+	// experiment 1 ran) into its own repository.
+	fc, _, base, err := b.coldContext()
+	if err != nil {
+		return nil, err
+	}
+	p.repo = fmt.Sprintf("bench/field-%x", b.seed&0xffffff)
+	p.tag = "v1"
+	if _, _, err := b.build(vTDFS, fc.dir, b.registry+"/"+p.repo+":"+p.tag, base, "4-field"); err != nil {
+		return nil, err
+	}
+	rows := (b.splits + b.cols - 1) / b.cols
+	// About half the splits: the top half of the rows, or the left half
+	// of the columns of a one-row field.
+	if rows >= 2 {
+		p.sel = fmt.Sprintf("0.0.%d.%d", rows/2-1, b.cols-1)
+	} else {
+		p.sel = fmt.Sprintf("0.0.0.%d", max(0, (b.splits+1)/2-1))
+	}
+	m, dgst, err := getManifest("http://"+b.registry, p.repo, p.tag)
+	if err != nil {
+		return nil, err
+	}
+	p.srcDigest = dgst
+	for _, l := range m.Layers {
+		if l.Size > p.layerSize {
+			p.layer, p.layerSize = l.Digest, l.Size
+		}
+	}
+	_, p.partDig, err = getManifest("http://"+p.addr, p.repo, p.tag+"--"+p.sel)
+	if err != nil {
+		return nil, fmt.Errorf("partition through the proxy: %w", err)
+	}
+	return p, nil
+}
+
+func (b *bench) stopProxy() {
+	if b.proxy != nil && b.proxy.cmd.Process != nil {
+		b.proxy.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-b.proxy.done:
+		case <-time.After(5 * time.Second):
+			b.proxy.cmd.Process.Kill()
+		}
+	}
+}
+
+type manifest struct {
+	Layers []struct {
+		Digest string `json:"digest"`
+		Size   int64  `json:"size"`
+	} `json:"layers"`
+}
+
+var httpc = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}, Timeout: 2 * time.Minute}
+
+func getManifest(base, repo, ref string) (*manifest, string, error) {
+	req, _ := http.NewRequest("GET", base+"/v2/"+repo+"/manifests/"+ref, nil)
+	req.Header.Set("Accept", manifestAccept)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	dt, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil, "", fmt.Errorf("GET %s/%s: %s: %s", repo, ref, resp.Status, dt)
+	}
+	var m manifest
+	if err := json.Unmarshal(dt, &m); err != nil {
+		return nil, "", err
+	}
+	return &m, resp.Header.Get("Docker-Content-Digest"), nil
+}
+
+// counter is a loopback TCP forwarder that counts the bytes it sends back
+// to clients: what a pull downloads.
+type counter struct {
+	ln     net.Listener
+	target string
+	n      atomic.Int64
+}
+
+func newCounter(target string) (*counter, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	c := &counter{ln: ln, target: target}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go c.serve(conn)
+		}
+	}()
+	return c, nil
+}
+
+func (c *counter) serve(conn net.Conn) {
+	defer conn.Close()
+	up, err := net.Dial("tcp", c.target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go func() {
+		io.Copy(up, conn)
+		up.(*net.TCPConn).CloseWrite()
+	}()
+	n, _ := io.Copy(conn, up)
+	c.n.Add(n)
+}
+
+func (c *counter) addr() string { return c.ln.Addr().String() }
+
+// Experiment 4: pull a partition through the proxy versus pulling the same
+// image (same manifest, same layers) straight from the registry, with ctr
+// into a fresh namespace each run.
+func (b *bench) partitionPull() error {
+	p, err := b.startProxy()
+	if err != nil {
+		return err
+	}
+	if b.containerd == "" {
+		return errors.New("CONTAINERD_ADDRESS is not set")
+	}
+	// The pre-built equivalent: the partition's manifest and config,
+	// copied into the registry under a plain tag.
+	src, err := name.ParseReference(p.addr+"/"+p.repo+":"+p.tag+"--"+p.sel, name.Insecure)
+	if err != nil {
+		return err
+	}
+	img, err := remote.Image(src)
+	if err != nil {
+		return fmt.Errorf("read partition: %w", err)
+	}
+	dst, err := name.ParseReference(b.registry+"/"+p.repo+":prebuilt", name.Insecure)
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(dst, img); err != nil {
+		return fmt.Errorf("push the pre-built partition: %w", err)
+	}
+	if _, d, err := getManifest("http://"+b.registry, p.repo, "prebuilt"); err != nil || d != p.partDig {
+		return fmt.Errorf("pre-built copy has digest %s, the partition %s (%v)", d, p.partDig, err)
+	}
+
+	viaProxy, err := newCounter(p.addr)
+	if err != nil {
+		return err
+	}
+	defer viaProxy.ln.Close()
+	direct, err := newCounter(b.registry)
+	if err != nil {
+		return err
+	}
+	defer direct.ln.Close()
+	refs := map[string]string{
+		"proxy":  viaProxy.addr() + "/" + p.repo + ":" + p.tag + "--" + p.sel,
+		"direct": direct.addr() + "/" + p.repo + ":prebuilt",
+	}
+	counters := map[string]*counter{"proxy": viaProxy, "direct": direct}
+	times := map[string][]float64{}
+	bytes := map[string][]float64{}
+	for run := range b.runs {
+		for _, k := range runOrder([]string{"proxy", "direct"}, run) {
+			ns := fmt.Sprintf("tdfs-bench-%x-%s-%d", b.seed&0xffffff, k, run)
+			ctr := func(log string, args ...string) (time.Duration, error) {
+				_, d, err := b.cmd(log, "ctr", append([]string{"--address", b.containerd, "--namespace", ns}, args...)...)
+				return d, err
+			}
+			c := counters[k]
+			before := c.n.Load()
+			d, err := ctr(fmt.Sprintf("4-pull-%s-r%d", k, run), "images", "pull", "--plain-http", refs[k])
+			if err != nil {
+				return err
+			}
+			times[k] = append(times[k], d.Seconds())
+			bytes[k] = append(bytes[k], float64(c.n.Load()-before)/mb)
+			// Drop the image and let containerd collect its content and
+			// snapshots, so the next run's content store is empty again.
+			if _, err := ctr("", "images", "rm", "--sync", refs[k]); err != nil {
+				return err
+			}
+			_, _ = ctr("", "namespaces", "rm", ns)
+		}
+	}
+	b.add(&Row{Exp: 4, Name: "partition pull (" + p.sel + ") via proxy vs same image direct, time", Unit: "s",
+		Ours: times["proxy"], Peer: "direct", PeerVals: times["direct"], RatioKind: Relative, Target: "≤1.02×", TargetMax: 1.02,
+		Detail: "ctr images pull --plain-http (fetch and unpack) into a fresh namespace; content and snapshots collected after each run"})
+	b.add(&Row{Exp: 4, Name: "partition pull via proxy vs same image direct, bytes downloaded", Unit: "MB",
+		Ours: bytes["proxy"], Peer: "direct", PeerVals: bytes["direct"], RatioKind: Relative,
+		Detail: fmt.Sprintf("counted on the loopback connections; the full field is %.0f MB", b.totalBytes()/mb)})
+	return nil
+}
+
+// timedGet does one GET and returns its latency in ms.
+func timedGet(url string, accept bool) (float64, error) {
+	req, _ := http.NewRequest("GET", url, nil)
+	if accept {
+		req.Header.Set("Accept", manifestAccept)
+	}
+	start := time.Now()
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	d := time.Since(start)
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return float64(d.Microseconds()) / 1000, err
+}
+
+// selections returns n distinct partition selections of the field: every
+// rectangle, then pairs of rectangles neither of which covers the other.
+func (b *bench) selections(n int) []string {
+	rows := (b.splits + b.cols - 1) / b.cols
+	var rects []field.Rect
+	for t := range rows {
+		for bt := t; bt < rows; bt++ {
+			for l := range b.cols {
+				for r := l; r < b.cols; r++ {
+					rects = append(rects, field.Rect{Top: t, Left: l, Bottom: bt, Right: r})
+				}
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	try := func(rs ...field.Rect) {
+		s, err := field.NewSelection(rs...)
+		if err != nil || seen[s.String()] || len(out) >= n {
+			return
+		}
+		seen[s.String()] = true
+		out = append(out, s.String())
+	}
+	for _, r := range rects {
+		try(r)
+	}
+	for i := range rects {
+		for j := i + 1; j < len(rects) && len(out) < n; j++ {
+			try(rects[i], rects[j])
+		}
+	}
+	return out
+}
+
+// Experiment 5: manifest latency and throughput through the proxy versus
+// the registry, and blob pass-through.
+func (b *bench) proxyLatency() error {
+	p, err := b.startProxy()
+	if err != nil {
+		return err
+	}
+	reg, prx := "http://"+b.registry+"/v2/"+p.repo, "http://"+p.addr+"/v2/"+p.repo
+	n := b.requests
+	sels := b.selections(n * b.runs)
+	type fig struct{ p50, p99 []float64 }
+	figs := map[string]*fig{}
+	rec := func(k string, lat []float64) {
+		if figs[k] == nil {
+			figs[k] = &fig{}
+		}
+		figs[k].p50 = append(figs[k].p50, percentile(lat, 50))
+		figs[k].p99 = append(figs[k].p99, percentile(lat, 99))
+	}
+	series := func(count int, url func(i int) string) ([]float64, error) {
+		var lat []float64
+		for i := range count {
+			ms, err := timedGet(url(i), true)
+			if err != nil {
+				return nil, err
+			}
+			lat = append(lat, ms)
+		}
+		return lat, nil
+	}
+	for run := range b.runs {
+		// Warm the connections.
+		if _, err := series(5, func(int) string { return reg + "/manifests/" + p.tag }); err != nil {
+			return err
+		}
+		if _, err := series(5, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }); err != nil {
+			return err
+		}
+		cold := sels[min(len(sels), run*len(sels)/b.runs):min(len(sels), (run+1)*len(sels)/b.runs)]
+		steps := []struct {
+			key   string
+			count int
+			url   func(i int) string
+		}{
+			{"direct tag", n, func(int) string { return reg + "/manifests/" + p.tag }},
+			{"proxy tag, first request for a selection", len(cold), func(i int) string { return prx + "/manifests/" + p.tag + "--" + cold[i] }},
+			{"proxy tag, repeated selection", n, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }},
+			{"direct by digest", n, func(int) string { return reg + "/manifests/" + p.srcDigest }},
+			{"proxy by digest (stored)", n, func(int) string { return prx + "/manifests/" + p.partDig }},
+		}
+		for _, s := range steps {
+			lat, err := series(s.count, s.url)
+			if err != nil {
+				return err
+			}
+			rec(s.key, lat)
+		}
+	}
+	overhead := func(ours, peer string, limit float64, target string) {
+		o, d := figs[ours], figs[peer]
+		var over50, over99 []float64
+		for i := range o.p50 {
+			over50 = append(over50, o.p50[i]-d.p50[i])
+			over99 = append(over99, o.p99[i]-d.p99[i])
+		}
+		met := median(over50) < limit
+		b.add(&Row{Exp: 5, Name: "manifest p50, " + ours, Unit: "ms", Ours: o.p50, Peer: peer, PeerVals: d.p50, RatioKind: Relative,
+			Target: target, Met: &met,
+			Detail: fmt.Sprintf("added by the proxy: p50 %s ms, p99 %s ms", fmtStat(over50, ""), fmtStat(over99, ""))})
+		b.add(&Row{Exp: 5, Name: "manifest p99, " + ours, Unit: "ms", Ours: o.p99, Peer: peer, PeerVals: d.p99, RatioKind: Relative})
+	}
+	overhead("proxy tag, first request for a selection", "direct tag", 10, "adds <10 ms (p50)")
+	overhead("proxy tag, repeated selection", "direct tag", 1, "adds <1 ms (p50)")
+	overhead("proxy by digest (stored)", "direct by digest", 1, "adds <1 ms (p50)")
+
+	// Throughput under concurrency: a bounded number of requests.
+	total := n * 5
+	for _, c := range b.conc {
+		figsT := map[string][]float64{}
+		for run := range b.runs {
+			for _, k := range runOrder([]string{"proxy", "direct"}, run) {
+				url := reg + "/manifests/" + p.srcDigest
+				if k == "proxy" {
+					url = prx + "/manifests/" + p.partDig
+				}
+				rps, err := hammer(b.ctx, total, c, url)
+				if err != nil {
+					return err
+				}
+				figsT[k] = append(figsT[k], rps)
+			}
+		}
+		b.add(&Row{Exp: 5, Name: fmt.Sprintf("stored manifest throughput, %d clients", c), Unit: "req/s",
+			Ours: figsT["proxy"], Peer: "direct", PeerVals: figsT["direct"], RatioKind: Relative,
+			Detail: fmt.Sprintf("%d GETs by digest per figure", total)})
+	}
+	c := slices.Max(b.conc)
+	figsT := map[string][]float64{}
+	for run := range b.runs {
+		for _, k := range runOrder([]string{"proxy", "direct"}, run) {
+			url := reg + "/manifests/" + p.tag
+			if k == "proxy" {
+				url = prx + "/manifests/" + p.tag + "--" + p.sel
+			}
+			rps, err := hammer(b.ctx, total, c, url)
+			if err != nil {
+				return err
+			}
+			figsT[k] = append(figsT[k], rps)
+		}
+	}
+	b.add(&Row{Exp: 5, Name: fmt.Sprintf("partition tag throughput, %d clients", c), Unit: "req/s",
+		Ours: figsT["proxy"], Peer: "direct tag", PeerVals: figsT["direct"], RatioKind: Relative,
+		Detail: fmt.Sprintf("%d GETs per figure", total)})
+
+	// Blob pass-through: one warm-up GET each (page cache), then three
+	// GETs per run.
+	blobs := map[string][]float64{}
+	urls := map[string]string{"proxy": prx + "/blobs/" + p.layer, "direct": reg + "/blobs/" + p.layer}
+	for _, u := range urls {
+		if _, err := timedGet(u, false); err != nil {
+			return err
+		}
+	}
+	for run := range b.runs {
+		for _, k := range runOrder([]string{"proxy", "direct"}, run) {
+			var ms float64
+			for range 3 {
+				t, err := timedGet(urls[k], false)
+				if err != nil {
+					return err
+				}
+				ms += t
+			}
+			blobs[k] = append(blobs[k], 3*float64(p.layerSize)/mb/(ms/1000))
+		}
+	}
+	b.add(&Row{Exp: 5, Name: "blob pass-through", Unit: "MB/s", Ours: blobs["proxy"], Peer: "direct", PeerVals: blobs["direct"], RatioKind: Relative,
+		Detail: fmt.Sprintf("GET of a %.0f MB layer", float64(p.layerSize)/mb)})
+	return nil
+}
+
+// hammer sends total GETs from conc clients and returns requests/second.
+func hammer(ctx context.Context, total, conc int, url string) (float64, error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(total) && ctx.Err() == nil {
+				if _, err := timedGet(url, true); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(total) / time.Since(start).Seconds(), nil
+}

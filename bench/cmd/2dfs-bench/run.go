@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Variants of a build: ours and the Dockerfile peers.
+const (
+	vTDFS = "2dfs"
+	vCopy = "COPY"
+	vLink = "COPY --link"
+)
+
+var buildVariants = []string{vTDFS, vCopy, vLink}
+
+// cmd runs a command, saving its combined output under out/logs/LOG.log,
+// and returns the output and the wall time.
+func (b *bench) cmd(log string, name string, args ...string) (string, time.Duration, error) {
+	c := exec.CommandContext(b.ctx, name, args...)
+	var buf bytes.Buffer
+	c.Stdout, c.Stderr = &buf, &buf
+	start := time.Now()
+	err := c.Run()
+	d := time.Since(start)
+	if log != "" {
+		_ = os.WriteFile(filepath.Join(b.out, "logs", log+".log"), buf.Bytes(), 0o644)
+	}
+	if err != nil {
+		out := buf.String()
+		if len(out) > 4000 {
+			out = "..." + out[len(out)-4000:]
+		}
+		return buf.String(), d, fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return buf.String(), d, nil
+}
+
+func (b *bench) buildctl(args ...string) []string {
+	return append([]string{"--addr", b.buildkit}, args...)
+}
+
+// prune empties BuildKit's cache.
+func (b *bench) prune() error {
+	_, _, err := b.cmd("", filepath.Join(b.tools, "buildctl"), b.buildctl("prune", "--all")...)
+	return err
+}
+
+// newBase makes a new base image (busybox plus a version file, so every
+// base differs) and returns its reference.
+func (b *bench) newBase() (string, error) {
+	b.baseN++
+	ref := fmt.Sprintf("%s/bench/base:b%d", b.registry, b.baseN)
+	c := exec.CommandContext(b.ctx, filepath.Join(b.root, "hack/base-image"), ref, "", fmt.Sprintf("bench-%d-%d", b.seed, b.baseN))
+	c.Env = append(os.Environ(), "BUILDKIT_HOST="+b.buildkit)
+	if out, err := c.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("hack/base-image %s: %v\n%s", ref, err, out)
+	}
+	return ref, nil
+}
+
+// build builds and pushes REF from the context DIR with one variant on BASE.
+// extra are exporter attributes (compression=zstd, ...).
+func (b *bench) build(variant, dir, ref, base, log string, extra ...string) (time.Duration, Phases, error) {
+	output := "type=image,name=" + ref + ",push=true"
+	if len(extra) > 0 {
+		output += "," + strings.Join(extra, ",")
+	}
+	var out string
+	var d time.Duration
+	var err error
+	switch variant {
+	case vTDFS:
+		out, d, err = b.cmd(log, filepath.Join(b.bin, "2dfs"), "build", "--addr", b.buildkit, "--progress", "plain",
+			"--build-context", "base=docker-image://"+base, "--output", output, dir)
+	case vCopy, vLink:
+		file := "Dockerfile"
+		if variant == vLink {
+			file = "Dockerfile.link"
+		}
+		out, d, err = b.cmd(log, filepath.Join(b.tools, "buildctl"), b.buildctl("build", "--progress", "plain",
+			"--frontend", "dockerfile.v0", "--local", "context="+dir, "--local", "dockerfile="+dir,
+			"--opt", "filename="+file, "--opt", "build-arg:BASE="+base, "--output", output)...)
+	default:
+		return 0, nil, fmt.Errorf("unknown variant %q", variant)
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	p := parsePhases(out)
+	p["total"] = d.Seconds()
+	return d, p, nil
+}
+
+// Phases are seconds spent per build phase, read from plain progress.
+type Phases map[string]float64
+
+var (
+	vertexStart = regexp.MustCompile(`^#(\d+) (\[.*|exporting to image|.*)$`)
+	vertexDone  = regexp.MustCompile(`^#(\d+) DONE ([0-9.]+)s$`)
+	subDone     = regexp.MustCompile(`^#\d+ (exporting layers|pushing layers|transferring context:.*?) ([0-9.]+)s done$`)
+	copyVertex  = regexp.MustCompile(`^\[(2dfs \d+,\d+|\d+/\d+\] COPY|[^\]]*\] COPY)`)
+)
+
+// parsePhases reads BuildKit's plain progress: context transfer, the copy
+// vertices (sum of their times; they may overlap), layer export
+// (diffing and compression) and push.
+func parsePhases(progress string) Phases {
+	p := Phases{}
+	names := map[string]string{}
+	for _, line := range strings.Split(progress, "\n") {
+		if m := subDone.FindStringSubmatch(line); m != nil {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			switch {
+			case m[1] == "exporting layers":
+				p["export"] += v
+			case m[1] == "pushing layers":
+				p["push"] += v
+			default:
+				p["context"] += v
+			}
+			continue
+		}
+		if m := vertexDone.FindStringSubmatch(line); m != nil {
+			if copyVertex.MatchString(names[m[1]]) {
+				v, _ := strconv.ParseFloat(m[2], 64)
+				p["copy"] += v
+			}
+			continue
+		}
+		if m := vertexStart.FindStringSubmatch(line); m != nil {
+			if _, seen := names[m[1]]; !seen {
+				names[m[1]] = m[2]
+			}
+		}
+	}
+	return p
+}
+
+// fieldContext is one build context holding the splits, a 2dfs.json and the
+// two Dockerfiles (COPY and COPY --link) that build the same files.
+type fieldContext struct {
+	dir    string
+	splits int
+	cols   int
+}
+
+func splitName(i int) string { return fmt.Sprintf("split-%03d.bin", i) }
+
+func newFieldContext(dir string, splits, cols int, base string) (*fieldContext, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "splits"), 0o755); err != nil {
+		return nil, err
+	}
+	type allot struct {
+		Src string `json:"src"`
+		Dst string `json:"dst"`
+		Row int    `json:"row"`
+		Col int    `json:"col"`
+	}
+	desc := struct {
+		Base       string  `json:"base"`
+		Allotments []allot `json:"allotments"`
+	}{Base: base}
+	var df strings.Builder
+	df.WriteString("ARG BASE\nFROM ${BASE}\n")
+	for i := range splits {
+		src, dst := "splits/"+splitName(i), "/model/splits/"+splitName(i)
+		desc.Allotments = append(desc.Allotments, allot{src, dst, i / cols, i % cols})
+		fmt.Fprintf(&df, "COPY %s %s\n", src, dst)
+	}
+	dt, _ := json.MarshalIndent(desc, "", "  ")
+	link := strings.ReplaceAll(df.String(), "COPY ", "COPY --link ")
+	for name, data := range map[string]string{"2dfs.json": string(dt), "Dockerfile": df.String(), "Dockerfile.link": link} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return &fieldContext{dir: dir, splits: splits, cols: cols}, nil
+}
+
+// randomData returns n bytes from a ChaCha8 stream seeded by seed and key:
+// incompressible, like model weights, and reproducible from the seed.
+func randomData(seed, key uint64, n int) []byte {
+	var s [32]byte
+	binary.LittleEndian.PutUint64(s[:], seed)
+	binary.LittleEndian.PutUint64(s[8:], key)
+	r := rand.NewChaCha8(s)
+	buf := make([]byte, n)
+	_, _ = r.Read(buf)
+	return buf
+}
+
+// writeSplit writes split i with the given data into every context.
+func writeSplit(ctxs []*fieldContext, i int, data []byte) error {
+	for _, c := range ctxs {
+		if err := os.WriteFile(filepath.Join(c.dir, "splits", splitName(i)), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
