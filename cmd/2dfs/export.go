@@ -71,7 +71,7 @@ func runExport(ctx context.Context, f exportFlags, srcRef, dstRef string, log io
 	if f.format != formatTDFS {
 		return fmt.Errorf("export: --format must be %q (the reference 2DFS format), got %q", formatTDFS, f.format)
 	}
-	src, err := openStore(srcRef, &f.registryFlags, ctx)
+	src, err := openStore(ctx, srcRef, &f.registryFlags)
 	if err != nil {
 		return err
 	}

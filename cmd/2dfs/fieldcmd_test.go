@@ -236,6 +236,24 @@ func TestExportInspectPartition(t *testing.T) {
 	if err := runPartition(ctx, partitionFlags{layout: t.TempDir()}, "oci-layout://"+layoutDir+":v1--0.0.0.0", io.Discard); err != nil {
 		t.Errorf("partition from a layout: %v", err)
 	}
+
+	// From a layout (a single manifest) to a registry, named by --name. A
+	// fresh registry, so every blob is uploaded from the layout.
+	host = startRegistry(t)
+	if err := runExport(ctx, exportFlags{registryFlags: insecure, format: "tdfs", name: "example.com/m:v1"}, "oci-layout://"+writeOursLayout(t)+":v1", host+"/fromlayout:v1", io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	single := inspectJSON(t, host+"/fromlayout:v1")
+	if single.MediaType != ocispec.MediaTypeImageIndex || len(single.Images) != 1 || single.Images[0].Platform != "linux/amd64" || len(single.Images[0].Allotments) != len(grid) {
+		t.Errorf("single manifest exported from a layout: %+v", single)
+	}
+	desc, err = remote.Get(mustRef(t, host+"/fromlayout:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(desc.Manifest), `"2dfs.image.name":"example.com/m:v1"`) {
+		t.Errorf("--name not used: %s", desc.Manifest)
+	}
 }
 
 func untar(t *testing.T, path string) string {

@@ -84,7 +84,7 @@ type store interface {
 }
 
 // openStore opens ref: a registry reference or oci-layout://PATH[:TAG].
-func openStore(ref string, f *registryFlags, ctx context.Context) (store, error) {
+func openStore(ctx context.Context, ref string, f *registryFlags) (store, error) {
 	if path, tag, ok := parseLayoutRef(ref); ok {
 		return &layoutStore{dir: path, tag: tag}, nil
 	}

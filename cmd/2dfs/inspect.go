@@ -102,7 +102,7 @@ type cellInfo struct {
 }
 
 func runInspect(ctx context.Context, f inspectFlags, ref string, out io.Writer) error {
-	src, err := openStore(ref, &f.registryFlags, ctx)
+	src, err := openStore(ctx, ref, &f.registryFlags)
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ func runPartition(ctx context.Context, f partitionFlags, ref string, log io.Writ
 	if err != nil {
 		return err
 	}
-	src, err := openStore(pr.base, &f.registryFlags, ctx)
+	src, err := openStore(ctx, pr.base, &f.registryFlags)
 	if err != nil {
 		return err
 	}
