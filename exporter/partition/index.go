@@ -10,6 +10,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tdfs-kit/tdfs/exporter/internal/rawjson"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -58,12 +59,12 @@ func Index(ctx context.Context, index []byte, mediaType string, sel field.Select
 	if !IsIndex(mediaType) {
 		return nil, fmt.Errorf("partition: index media type %q: %w", mediaType, ErrUnsupported)
 	}
-	idx, err := decodeObject(index, "index")
+	idx, err := rawjson.Decode(index, "index")
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
 	var entries []json.RawMessage
-	if err := idx.get("manifests", &entries); err != nil {
+	if err := idx.Get("manifests", &entries); err != nil {
 		return nil, fmt.Errorf("partition: index: %w", err)
 	}
 	if len(entries) > MaxIndexManifests {
@@ -136,24 +137,24 @@ func Index(ctx context.Context, index []byte, mediaType string, sel field.Select
 			kept = append(kept, raw)
 			continue
 		}
-		entry, err := decodeObject(raw, "index entry")
+		entry, err := rawjson.Decode(raw, "index entry")
 		if err != nil {
 			return nil, fmt.Errorf("partition: %w", err)
 		}
-		if err := entry.set("digest", r.ManifestDigest); err != nil {
+		if err := entry.Set("digest", r.ManifestDigest); err != nil {
 			return nil, err
 		}
-		if err := entry.set("size", len(r.Manifest)); err != nil {
+		if err := entry.Set("size", len(r.Manifest)); err != nil {
 			return nil, err
 		}
-		b, err := marshal(entry)
+		b, err := rawjson.Marshal(entry)
 		if err != nil {
 			return nil, err
 		}
 		kept = append(kept, b)
 		out.Children = append(out.Children, r)
 	}
-	if err := idx.set("manifests", kept); err != nil {
+	if err := idx.Set("manifests", kept); err != nil {
 		return nil, err
 	}
 	if mediaType == ocispec.MediaTypeImageIndex {
@@ -161,7 +162,7 @@ func Index(ctx context.Context, index []byte, mediaType string, sel field.Select
 			return nil, err
 		}
 	}
-	if out.Index, err = marshal(idx); err != nil {
+	if out.Index, err = rawjson.Marshal(idx); err != nil {
 		return nil, err
 	}
 	out.Digest = digest.FromBytes(out.Index)

@@ -17,6 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/tdfs-kit/tdfs/exporter/internal/rawjson"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -217,17 +218,17 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 }
 
 func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source digest.Digest, sel field.Selection) ([]byte, error) {
-	cfg, err := decodeObject(config, "config")
+	cfg, err := rawjson.Decode(config, "config")
 	if err != nil {
 		return nil, err
 	}
 
-	var rootfs object
-	if err := cfg.get("rootfs", &rootfs); err != nil {
+	var rootfs rawjson.Object
+	if err := cfg.Get("rootfs", &rootfs); err != nil {
 		return nil, err
 	}
 	var diffIDs []json.RawMessage
-	if err := rootfs.get("diff_ids", &diffIDs); err != nil {
+	if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
 		return nil, err
 	}
 	var keptIDs []json.RawMessage
@@ -239,15 +240,15 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 	if keptIDs == nil {
 		keptIDs = []json.RawMessage{}
 	}
-	if err := rootfs.set("diff_ids", keptIDs); err != nil {
+	if err := rootfs.Set("diff_ids", keptIDs); err != nil {
 		return nil, err
 	}
-	if err := cfg.set("rootfs", rootfs); err != nil {
+	if err := cfg.Set("rootfs", rootfs); err != nil {
 		return nil, err
 	}
 
 	var history []json.RawMessage
-	if err := cfg.get("history", &history); err != nil {
+	if err := cfg.Get("history", &history); err != nil {
 		return nil, err
 	}
 	if history != nil {
@@ -269,18 +270,18 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 			}
 			layer++
 		}
-		if err := cfg.set("history", kept); err != nil {
+		if err := cfg.Set("history", kept); err != nil {
 			return nil, err
 		}
 	}
 
 	// field.FromConfig found the record under config.Labels, so both exist.
-	var runConfig object
-	if err := cfg.get("config", &runConfig); err != nil {
+	var runConfig rawjson.Object
+	if err := cfg.Get("config", &runConfig); err != nil {
 		return nil, err
 	}
 	var labels map[string]json.RawMessage
-	if err := runConfig.get("Labels", &labels); err != nil {
+	if err := runConfig.Get("Labels", &labels); err != nil {
 		return nil, err
 	}
 	if labels == nil {
@@ -295,26 +296,26 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 		LabelSource:    source.String(),
 		LabelSelection: sel.String(),
 	} {
-		if labels[k], err = marshal(v); err != nil {
+		if labels[k], err = rawjson.Marshal(v); err != nil {
 			return nil, err
 		}
 	}
-	if err := runConfig.set("Labels", labels); err != nil {
+	if err := runConfig.Set("Labels", labels); err != nil {
 		return nil, err
 	}
-	if err := cfg.set("config", runConfig); err != nil {
+	if err := cfg.Set("config", runConfig); err != nil {
 		return nil, err
 	}
-	return marshal(cfg)
+	return rawjson.Marshal(cfg)
 }
 
 func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layers int, configDigest digest.Digest, configSize int64, source digest.Digest, sel field.Selection) ([]byte, error) {
-	m, err := decodeObject(manifest, "manifest")
+	m, err := rawjson.Decode(manifest, "manifest")
 	if err != nil {
 		return nil, err
 	}
 	var all []json.RawMessage
-	if err := m.get("layers", &all); err != nil {
+	if err := m.Get("layers", &all); err != nil {
 		return nil, err
 	}
 	if len(all) != layers {
@@ -329,21 +330,21 @@ func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layer
 	if kept == nil {
 		kept = []json.RawMessage{}
 	}
-	if err := m.set("layers", kept); err != nil {
+	if err := m.Set("layers", kept); err != nil {
 		return nil, err
 	}
 
-	var cfg object
-	if err := m.get("config", &cfg); err != nil {
+	var cfg rawjson.Object
+	if err := m.Get("config", &cfg); err != nil {
 		return nil, err
 	}
-	if err := cfg.set("digest", configDigest); err != nil {
+	if err := cfg.Set("digest", configDigest); err != nil {
 		return nil, err
 	}
-	if err := cfg.set("size", configSize); err != nil {
+	if err := cfg.Set("size", configSize); err != nil {
 		return nil, err
 	}
-	if err := m.set("config", cfg); err != nil {
+	if err := m.Set("config", cfg); err != nil {
 		return nil, err
 	}
 
@@ -352,15 +353,15 @@ func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layer
 			return nil, err
 		}
 	}
-	return marshal(m)
+	return rawjson.Marshal(m)
 }
 
 // annotate records the source and selection in an OCI manifest's or index's
 // annotations. Docker schema 2 has no annotations; there the config labels
 // (of every platform's config, for a manifest list) carry the same facts.
-func annotate(m object, source digest.Digest, sel field.Selection) error {
+func annotate(m rawjson.Object, source digest.Digest, sel field.Selection) error {
 	var ann map[string]string
-	if err := m.get("annotations", &ann); err != nil {
+	if err := m.Get("annotations", &ann); err != nil {
 		return err
 	}
 	ann = maps.Clone(ann)
@@ -369,5 +370,5 @@ func annotate(m object, source digest.Digest, sel field.Selection) error {
 	}
 	ann[LabelSource] = source.String()
 	ann[LabelSelection] = sel.String()
-	return m.set("annotations", ann)
+	return m.Set("annotations", ann)
 }

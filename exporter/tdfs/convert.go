@@ -10,6 +10,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/tdfs-kit/tdfs/exporter/internal/rawjson"
 	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/field"
 )
@@ -182,121 +183,121 @@ func checkBlob(what string, desc ocispec.Descriptor, data []byte) error {
 // history entries as empty_layer entries (history must match the layers, and
 // a partition puts them back), and swaps the record label for LabelPaths.
 func toReferenceConfig(config []byte, rec *field.Record, paths []PathsEntry) ([]byte, error) {
-	cfg, err := decodeObject(config, "config")
+	cfg, err := rawjson.Decode(config, "config")
 	if err != nil {
 		return nil, err
 	}
-	var rootfs object
-	if err := cfg.get("rootfs", &rootfs); err != nil {
+	var rootfs rawjson.Object
+	if err := cfg.Get("rootfs", &rootfs); err != nil {
 		return nil, err
 	}
 	var diffIDs []json.RawMessage
-	if err := rootfs.get("diff_ids", &diffIDs); err != nil {
+	if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
 		return nil, err
 	}
-	if err := rootfs.set("diff_ids", append([]json.RawMessage{}, diffIDs[:rec.BaseLayers]...)); err != nil {
+	if err := rootfs.Set("diff_ids", append([]json.RawMessage{}, diffIDs[:rec.BaseLayers]...)); err != nil {
 		return nil, err
 	}
-	if err := cfg.set("rootfs", rootfs); err != nil {
+	if err := cfg.Set("rootfs", rootfs); err != nil {
 		return nil, err
 	}
 
-	var history []object
-	if err := cfg.get("history", &history); err != nil {
+	var history []rawjson.Object
+	if err := cfg.Get("history", &history); err != nil {
 		return nil, err
 	}
 	layer := 0
 	for _, h := range history {
 		var empty bool
-		if err := h.get("empty_layer", &empty); err != nil {
+		if err := h.Get("empty_layer", &empty); err != nil {
 			return nil, fmt.Errorf("history entry: %w", err)
 		}
 		if empty {
 			continue
 		}
 		if layer >= rec.BaseLayers {
-			if err := h.set("empty_layer", true); err != nil {
+			if err := h.Set("empty_layer", true); err != nil {
 				return nil, err
 			}
 		}
 		layer++
 	}
 	if history != nil {
-		if err := cfg.set("history", history); err != nil {
+		if err := cfg.Set("history", history); err != nil {
 			return nil, err
 		}
 	}
 
-	var runConfig object
-	if err := cfg.get("config", &runConfig); err != nil {
+	var runConfig rawjson.Object
+	if err := cfg.Get("config", &runConfig); err != nil {
 		return nil, err
 	}
 	var labels map[string]json.RawMessage
-	if err := runConfig.get("Labels", &labels); err != nil {
+	if err := runConfig.Get("Labels", &labels); err != nil {
 		return nil, err
 	}
 	labels = maps.Clone(labels)
 	delete(labels, field.LabelKey)
-	value, err := marshal(paths)
+	value, err := rawjson.Marshal(paths)
 	if err != nil {
 		return nil, err
 	}
-	if labels[LabelPaths], err = marshal(string(value)); err != nil {
+	if labels[LabelPaths], err = rawjson.Marshal(string(value)); err != nil {
 		return nil, err
 	}
-	if err := runConfig.set("Labels", labels); err != nil {
+	if err := runConfig.Set("Labels", labels); err != nil {
 		return nil, err
 	}
-	if err := cfg.set("config", runConfig); err != nil {
+	if err := cfg.Set("config", runConfig); err != nil {
 		return nil, err
 	}
-	return marshal(cfg)
+	return rawjson.Marshal(cfg)
 }
 
 func toReferenceManifest(manifest []byte, baseLayers int, img *Image) ([]byte, error) {
-	m, err := decodeObject(manifest, "manifest")
+	m, err := rawjson.Decode(manifest, "manifest")
 	if err != nil {
 		return nil, err
 	}
-	var layers []object
-	if err := m.get("layers", &layers); err != nil {
+	var layers []rawjson.Object
+	if err := m.Get("layers", &layers); err != nil {
 		return nil, err
 	}
 	out := make([]any, 0, baseLayers+1)
 	for i, l := range layers[:baseLayers] {
 		var mt string
-		if err := l.get("mediaType", &mt); err != nil {
+		if err := l.Get("mediaType", &mt); err != nil {
 			return nil, err
 		}
 		oci, err := ociLayerType(mt)
 		if err != nil {
 			return nil, fmt.Errorf("base layer %d: %w", i, err)
 		}
-		if err := l.set("mediaType", oci); err != nil {
+		if err := l.Set("mediaType", oci); err != nil {
 			return nil, err
 		}
 		out = append(out, l)
 	}
 	out = append(out, img.FieldDescriptor())
-	if err := m.set("layers", out); err != nil {
+	if err := m.Set("layers", out); err != nil {
 		return nil, err
 	}
-	var cfg object
-	if err := m.get("config", &cfg); err != nil {
+	var cfg rawjson.Object
+	if err := m.Get("config", &cfg); err != nil {
 		return nil, err
 	}
 	for k, v := range map[string]any{"mediaType": ocispec.MediaTypeImageConfig, "digest": img.ConfigDigest, "size": len(img.Config)} {
-		if err := cfg.set(k, v); err != nil {
+		if err := cfg.Set(k, v); err != nil {
 			return nil, err
 		}
 	}
-	if err := m.set("config", cfg); err != nil {
+	if err := m.Set("config", cfg); err != nil {
 		return nil, err
 	}
-	if err := m.set("mediaType", ocispec.MediaTypeImageManifest); err != nil {
+	if err := m.Set("mediaType", ocispec.MediaTypeImageManifest); err != nil {
 		return nil, err
 	}
-	return marshal(m)
+	return rawjson.Marshal(m)
 }
 
 // ChildFunc converts one platform manifest of an index: the caller fetches
@@ -331,12 +332,12 @@ func FromIndex(ctx context.Context, index []byte, mediaType, name string, conver
 	if !partition.IsIndex(mediaType) {
 		return nil, fmt.Errorf("convert: index media type %q: %w", mediaType, partition.ErrUnsupported)
 	}
-	idx, err := decodeObject(index, "index")
+	idx, err := rawjson.Decode(index, "index")
 	if err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	var entries []object
-	if err := idx.get("manifests", &entries); err != nil {
+	var entries []rawjson.Object
+	if err := idx.Get("manifests", &entries); err != nil {
 		return nil, fmt.Errorf("convert: index: %w", err)
 	}
 	if len(entries) > partition.MaxIndexManifests {
@@ -344,7 +345,7 @@ func FromIndex(ctx context.Context, index []byte, mediaType, name string, conver
 	}
 	descs := make([]ocispec.Descriptor, len(entries))
 	for i, e := range entries {
-		raw, _ := marshal(e)
+		raw, _ := rawjson.Marshal(e)
 		if err := json.Unmarshal(raw, &descs[i]); err != nil {
 			return nil, fmt.Errorf("convert: index manifests[%d]: %w", i, err)
 		}
@@ -369,7 +370,7 @@ func FromIndex(ctx context.Context, index []byte, mediaType, name string, conver
 	if len(converted) == 0 {
 		return nil, fmt.Errorf("convert: index has no image manifests: %w", partition.ErrNot2DFS)
 	}
-	var kept []object
+	var kept []rawjson.Object
 	for i, e := range entries {
 		r := results[i]
 		if r == nil {
@@ -379,21 +380,21 @@ func FromIndex(ctx context.Context, index []byte, mediaType, name string, conver
 			return nil, fmt.Errorf("convert: index manifests[%d] attests %s, which is not in the index: %w", i, descs[i].Annotations[partition.AnnotationReferenceDigest], partition.ErrUnsupported)
 		}
 		for k, v := range map[string]any{"mediaType": ocispec.MediaTypeImageManifest, "digest": r.ManifestDigest, "size": len(r.Manifest)} {
-			if err := e.set(k, v); err != nil {
+			if err := e.Set(k, v); err != nil {
 				return nil, err
 			}
 		}
 		kept = append(kept, e)
 		out.Children = append(out.Children, r)
 	}
-	if err := idx.set("manifests", kept); err != nil {
+	if err := idx.Set("manifests", kept); err != nil {
 		return nil, err
 	}
-	if err := idx.set("mediaType", ocispec.MediaTypeImageIndex); err != nil {
+	if err := idx.Set("mediaType", ocispec.MediaTypeImageIndex); err != nil {
 		return nil, err
 	}
 	var ann map[string]string
-	if err := idx.get("annotations", &ann); err != nil {
+	if err := idx.Get("annotations", &ann); err != nil {
 		return nil, err
 	}
 	ann = maps.Clone(ann)
@@ -401,10 +402,10 @@ func FromIndex(ctx context.Context, index []byte, mediaType, name string, conver
 		ann = map[string]string{}
 	}
 	ann[AnnotationImageName] = name
-	if err := idx.set("annotations", ann); err != nil {
+	if err := idx.Set("annotations", ann); err != nil {
 		return nil, err
 	}
-	if out.Index, err = marshal(idx); err != nil {
+	if out.Index, err = rawjson.Marshal(idx); err != nil {
 		return nil, err
 	}
 	out.Digest = digest.FromBytes(out.Index)
@@ -428,7 +429,7 @@ func WrapIndex(name string, img *Image) *IndexImage {
 		Annotations: map[string]string{AnnotationImageName: name},
 	}
 	idx.SchemaVersion = 2
-	b, err := marshal(idx)
+	b, err := rawjson.Marshal(idx)
 	if err != nil {
 		panic(err) // a typed index always marshals
 	}

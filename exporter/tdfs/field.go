@@ -18,6 +18,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/tdfs-kit/tdfs/exporter/internal/rawjson"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -192,7 +193,7 @@ func (f *Field) Encode() []byte {
 		w.Rows[i].TotCells = len(w.Rows[i].Allotments)
 	}
 	w.TotRows = len(w.Rows)
-	b, err := marshal(w)
+	b, err := rawjson.Marshal(w)
 	if err != nil {
 		panic(err) // plain structs of strings and ints always marshal
 	}

@@ -9,6 +9,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/tdfs-kit/tdfs/exporter/internal/rawjson"
 	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/field"
 )
@@ -224,36 +225,36 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 // reports whether history now has one layer entry per layer, so a record
 // written on it would check.
 func partitionConfig(config []byte, f *Field, selected []Allotment, source digest.Digest, sel field.Selection) ([]byte, bool, error) {
-	cfg, err := decodeObject(config, "config")
+	cfg, err := rawjson.Decode(config, "config")
 	if err != nil {
 		return nil, false, err
 	}
-	var rootfs object
-	if err := cfg.get("rootfs", &rootfs); err != nil {
+	var rootfs rawjson.Object
+	if err := cfg.Get("rootfs", &rootfs); err != nil {
 		return nil, false, err
 	}
 	var diffIDs []json.RawMessage
-	if err := rootfs.get("diff_ids", &diffIDs); err != nil {
+	if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
 		return nil, false, err
 	}
 	base := len(diffIDs)
 	diffIDs = append([]json.RawMessage{}, diffIDs...)
 	for _, a := range selected {
-		raw, err := marshal(a.DiffID)
+		raw, err := rawjson.Marshal(a.DiffID)
 		if err != nil {
 			return nil, false, err
 		}
 		diffIDs = append(diffIDs, raw)
 	}
-	if err := rootfs.set("diff_ids", diffIDs); err != nil {
+	if err := rootfs.Set("diff_ids", diffIDs); err != nil {
 		return nil, false, err
 	}
-	if err := cfg.set("rootfs", rootfs); err != nil {
+	if err := cfg.Set("rootfs", rootfs); err != nil {
 		return nil, false, err
 	}
 
-	var history []object
-	if err := cfg.get("history", &history); err != nil {
+	var history []rawjson.Object
+	if err := cfg.Get("history", &history); err != nil {
 		return nil, false, err
 	}
 	historyOK := false
@@ -276,7 +277,7 @@ func partitionConfig(config []byte, f *Field, selected []Allotment, source diges
 				EmptyLayer bool   `json:"empty_layer"`
 				Comment    string `json:"comment"`
 			}
-			raw, _ := marshal(h)
+			raw, _ := rawjson.Marshal(h)
 			if err := json.Unmarshal(raw, &e); err != nil {
 				return nil, false, fmt.Errorf("history entry %d: %w", i, err)
 			}
@@ -296,7 +297,7 @@ func partitionConfig(config []byte, f *Field, selected []Allotment, source diges
 				break
 			}
 		}
-		var kept []object
+		var kept []rawjson.Object
 		for i, h := range history {
 			c, isMarked := markedAt[i]
 			switch {
@@ -310,37 +311,37 @@ func partitionConfig(config []byte, f *Field, selected []Allotment, source diges
 		if !inPlace {
 			created := cfg["created"]
 			for _, a := range selected {
-				h := object{}
+				h := rawjson.Object{}
 				if created != nil {
 					h["created"] = created
 				}
-				if err := h.set("created_by", "2dfs reference field allotment "+a.Cell().String()); err != nil {
+				if err := h.Set("created_by", "2dfs reference field allotment "+a.Cell().String()); err != nil {
 					return nil, false, err
 				}
-				if err := h.set("comment", field.HistoryComment(a.Cell())); err != nil {
+				if err := h.Set("comment", field.HistoryComment(a.Cell())); err != nil {
 					return nil, false, err
 				}
 				kept = append(kept, h)
 			}
 		}
 		if kept == nil {
-			kept = []object{}
+			kept = []rawjson.Object{}
 		}
-		if err := cfg.set("history", kept); err != nil {
+		if err := cfg.Set("history", kept); err != nil {
 			return nil, false, err
 		}
 		historyOK = layerEntries == base
 	}
 
-	var runConfig object
-	if err := cfg.get("config", &runConfig); err != nil {
+	var runConfig rawjson.Object
+	if err := cfg.Get("config", &runConfig); err != nil {
 		return nil, false, err
 	}
 	if runConfig == nil {
-		runConfig = object{}
+		runConfig = rawjson.Object{}
 	}
 	var labels map[string]json.RawMessage
-	if err := runConfig.get("Labels", &labels); err != nil {
+	if err := runConfig.Get("Labels", &labels); err != nil {
 		return nil, false, err
 	}
 	labels = maps.Clone(labels)
@@ -352,17 +353,17 @@ func partitionConfig(config []byte, f *Field, selected []Allotment, source diges
 	delete(labels, field.LabelKey)
 	delete(labels, LabelPaths)
 	for k, v := range map[string]string{partition.LabelSource: source.String(), partition.LabelSelection: sel.String()} {
-		if labels[k], err = marshal(v); err != nil {
+		if labels[k], err = rawjson.Marshal(v); err != nil {
 			return nil, false, err
 		}
 	}
-	if err := runConfig.set("Labels", labels); err != nil {
+	if err := runConfig.Set("Labels", labels); err != nil {
 		return nil, false, err
 	}
-	if err := cfg.set("config", runConfig); err != nil {
+	if err := cfg.Set("config", runConfig); err != nil {
 		return nil, false, err
 	}
-	out, err := marshal(cfg)
+	out, err := rawjson.Marshal(cfg)
 	return out, historyOK, err
 }
 
@@ -371,43 +372,43 @@ func setRecord(config []byte, rec *field.Record) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := decodeObject(config, "config")
+	cfg, err := rawjson.Decode(config, "config")
 	if err != nil {
 		return nil, err
 	}
-	var runConfig object
-	if err := cfg.get("config", &runConfig); err != nil {
+	var runConfig rawjson.Object
+	if err := cfg.Get("config", &runConfig); err != nil {
 		return nil, err
 	}
 	var labels map[string]json.RawMessage
-	if err := runConfig.get("Labels", &labels); err != nil {
+	if err := runConfig.Get("Labels", &labels); err != nil {
 		return nil, err
 	}
-	if labels[field.LabelKey], err = marshal(value); err != nil {
+	if labels[field.LabelKey], err = rawjson.Marshal(value); err != nil {
 		return nil, err
 	}
-	if err := runConfig.set("Labels", labels); err != nil {
+	if err := runConfig.Set("Labels", labels); err != nil {
 		return nil, err
 	}
-	if err := cfg.set("config", runConfig); err != nil {
+	if err := cfg.Set("config", runConfig); err != nil {
 		return nil, err
 	}
-	return marshal(cfg)
+	return rawjson.Marshal(cfg)
 }
 
 func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *partition.Result, sel field.Selection) ([]byte, error) {
-	m, err := decodeObject(manifest, "manifest")
+	m, err := rawjson.Decode(manifest, "manifest")
 	if err != nil {
 		return nil, err
 	}
-	var layers []object
-	if err := m.get("layers", &layers); err != nil {
+	var layers []rawjson.Object
+	if err := m.Get("layers", &layers); err != nil {
 		return nil, err
 	}
 	out := make([]any, 0, len(layers)+len(allotments))
 	for i, l := range layers {
 		var mt string
-		if err := l.get("mediaType", &mt); err != nil {
+		if err := l.Get("mediaType", &mt); err != nil {
 			return nil, err
 		}
 		if mt == MediaTypeField {
@@ -418,7 +419,7 @@ func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *pa
 		if err != nil {
 			return nil, fmt.Errorf("layers[%d]: %w", i, err)
 		}
-		if err := l.set("mediaType", oci); err != nil {
+		if err := l.Set("mediaType", oci); err != nil {
 			return nil, err
 		}
 		out = append(out, l)
@@ -426,26 +427,26 @@ func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *pa
 	for _, a := range allotments {
 		out = append(out, a)
 	}
-	if err := m.set("layers", out); err != nil {
+	if err := m.Set("layers", out); err != nil {
 		return nil, err
 	}
-	var cfg object
-	if err := m.get("config", &cfg); err != nil {
+	var cfg rawjson.Object
+	if err := m.Get("config", &cfg); err != nil {
 		return nil, err
 	}
 	for k, v := range map[string]any{"mediaType": res.ConfigMediaType, "digest": res.ConfigDigest, "size": len(res.Config)} {
-		if err := cfg.set(k, v); err != nil {
+		if err := cfg.Set(k, v); err != nil {
 			return nil, err
 		}
 	}
-	if err := m.set("config", cfg); err != nil {
+	if err := m.Set("config", cfg); err != nil {
 		return nil, err
 	}
-	if err := m.set("mediaType", ocispec.MediaTypeImageManifest); err != nil {
+	if err := m.Set("mediaType", ocispec.MediaTypeImageManifest); err != nil {
 		return nil, err
 	}
 	var ann map[string]string
-	if err := m.get("annotations", &ann); err != nil {
+	if err := m.Get("annotations", &ann); err != nil {
 		return nil, err
 	}
 	ann = maps.Clone(ann)
@@ -454,8 +455,8 @@ func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *pa
 	}
 	ann[partition.LabelSource] = res.Source.String()
 	ann[partition.LabelSelection] = sel.String()
-	if err := m.set("annotations", ann); err != nil {
+	if err := m.Set("annotations", ann); err != nil {
 		return nil, err
 	}
-	return marshal(m)
+	return rawjson.Marshal(m)
 }
