@@ -136,8 +136,15 @@ func (p *Proxy) build(ctx context.Context, up *upstream, name, base string, sel 
 	var top *Object
 	switch {
 	case partition.IsIndex(mediaType):
+		// The client's Accept chose the top-level type. Platform
+		// manifests are fetched by digest and must be fetched whatever
+		// their type: a client asking for an index (Accept: the index
+		// types only, as crane and go-containerregistry do) would
+		// otherwise get the registry's 404 for every platform.
+		childHdr := hdr.Clone()
+		childHdr.Set("Accept", manifestAccept)
 		idx, err := partition.Index(ctx, data, mediaType, sel, func(ctx context.Context, d ocispec.Descriptor) (*partition.Result, error) {
-			child, childType, err := p.fetchManifest(ctx, up, name, d.Digest.String(), hdr)
+			child, childType, err := p.fetchManifest(ctx, up, name, d.Digest.String(), childHdr)
 			if err != nil {
 				return nil, err
 			}

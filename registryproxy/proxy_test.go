@@ -309,6 +309,52 @@ func testPartitionIndex(t *testing.T, indexType, manifestType string) {
 	}
 }
 
+// strictAccept makes the upstream behave like the distribution registry:
+// a manifest whose type the request's Accept does not list is a 404.
+func strictAccept(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/manifests/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		mt := rec.Header().Get("Content-Type")
+		if rec.Code == http.StatusOK && !strings.Contains(strings.Join(r.Header.Values("Accept"), ","), mt) {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"%s found, but accept header does not support it"}]}`, mt)
+			return
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
+}
+
+// TestIndexAcceptOnlyIndex asks for a partition index with an Accept that
+// lists only index types (go-containerregistry's remote.Index does): the
+// platform manifests are still fetched, whatever the client accepts.
+func TestIndexAcceptOnlyIndex(t *testing.T) {
+	e := newEnv(t, strictAccept)
+	amd := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
+	index, manifests := partitiontest.Index(ocispec.MediaTypeImageIndex,
+		partitiontest.Platform{Image: amd, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}})
+	for _, m := range manifests {
+		push(t, e.registry.URL, "multi", m.Digest().String(), m)
+	}
+	pushManifest(t, e.registry.URL, "multi", "v1", ocispec.MediaTypeImageIndex, index)
+	accept := ocispec.MediaTypeImageIndex + "," + partition.MediaTypeDockerManifestList
+	r := do(t, http.MethodGet, e.proxy.URL+"/v2/multi/manifests/v1--0.0.0.0", nil, "Accept", accept)
+	checkServed(t, r, ocispec.MediaTypeImageIndex)
+	// The wrapper really refuses: the source's platform manifest with the
+	// same Accept is a 404 at the registry.
+	if r := do(t, http.MethodGet, e.upstream.URL+"/v2/multi/manifests/"+amd.Digest().String(), nil, "Accept", accept); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("strictAccept did not refuse: %s", r.Status)
+	}
+}
+
 func TestHeadThenGetByDigest(t *testing.T) {
 	e := newEnv(t, nil)
 	img := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
