@@ -275,35 +275,15 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 		}
 	}
 
-	// field.FromConfig found the record under config.Labels, so both exist.
-	var runConfig rawjson.Object
-	if err := cfg.Get("config", &runConfig); err != nil {
-		return nil, err
-	}
-	var labels map[string]json.RawMessage
-	if err := runConfig.Get("Labels", &labels); err != nil {
-		return nil, err
-	}
-	if labels == nil {
-		labels = map[string]json.RawMessage{}
-	}
 	value, err := rec.Encode()
 	if err != nil {
 		return nil, err
 	}
-	for k, v := range map[string]string{
+	if err := rawjson.SetLabels(cfg, map[string]string{
 		field.LabelKey: value,
 		LabelSource:    source.String(),
 		LabelSelection: sel.String(),
-	} {
-		if labels[k], err = rawjson.Marshal(v); err != nil {
-			return nil, err
-		}
-	}
-	if err := runConfig.Set("Labels", labels); err != nil {
-		return nil, err
-	}
-	if err := cfg.Set("config", runConfig); err != nil {
+	}); err != nil {
 		return nil, err
 	}
 	return rawjson.Marshal(cfg)
@@ -334,17 +314,9 @@ func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layer
 		return nil, err
 	}
 
-	var cfg rawjson.Object
-	if err := m.Get("config", &cfg); err != nil {
-		return nil, err
-	}
-	if err := cfg.Set("digest", configDigest); err != nil {
-		return nil, err
-	}
-	if err := cfg.Set("size", configSize); err != nil {
-		return nil, err
-	}
-	if err := m.Set("config", cfg); err != nil {
+	if err := m.Edit("config", func(cfg rawjson.Object) error {
+		return cfg.SetAll(map[string]any{"digest": configDigest, "size": configSize})
+	}); err != nil {
 		return nil, err
 	}
 

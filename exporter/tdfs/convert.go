@@ -228,27 +228,11 @@ func toReferenceConfig(config []byte, rec *field.Record, paths []PathsEntry) ([]
 		}
 	}
 
-	var runConfig rawjson.Object
-	if err := cfg.Get("config", &runConfig); err != nil {
-		return nil, err
-	}
-	var labels map[string]json.RawMessage
-	if err := runConfig.Get("Labels", &labels); err != nil {
-		return nil, err
-	}
-	labels = maps.Clone(labels)
-	delete(labels, field.LabelKey)
 	value, err := rawjson.Marshal(paths)
 	if err != nil {
 		return nil, err
 	}
-	if labels[LabelPaths], err = rawjson.Marshal(string(value)); err != nil {
-		return nil, err
-	}
-	if err := runConfig.Set("Labels", labels); err != nil {
-		return nil, err
-	}
-	if err := cfg.Set("config", runConfig); err != nil {
+	if err := rawjson.SetLabels(cfg, map[string]string{LabelPaths: string(value)}, field.LabelKey); err != nil {
 		return nil, err
 	}
 	return rawjson.Marshal(cfg)
@@ -282,16 +266,9 @@ func toReferenceManifest(manifest []byte, baseLayers int, img *Image) ([]byte, e
 	if err := m.Set("layers", out); err != nil {
 		return nil, err
 	}
-	var cfg rawjson.Object
-	if err := m.Get("config", &cfg); err != nil {
-		return nil, err
-	}
-	for k, v := range map[string]any{"mediaType": ocispec.MediaTypeImageConfig, "digest": img.ConfigDigest, "size": len(img.Config)} {
-		if err := cfg.Set(k, v); err != nil {
-			return nil, err
-		}
-	}
-	if err := m.Set("config", cfg); err != nil {
+	if err := m.Edit("config", func(cfg rawjson.Object) error {
+		return cfg.SetAll(map[string]any{"mediaType": ocispec.MediaTypeImageConfig, "digest": img.ConfigDigest, "size": len(img.Config)})
+	}); err != nil {
 		return nil, err
 	}
 	if err := m.Set("mediaType", ocispec.MediaTypeImageManifest); err != nil {

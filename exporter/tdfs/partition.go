@@ -333,34 +333,10 @@ func partitionConfig(config []byte, f *Field, selected []Allotment, source diges
 		historyOK = layerEntries == base
 	}
 
-	var runConfig rawjson.Object
-	if err := cfg.Get("config", &runConfig); err != nil {
-		return nil, false, err
-	}
-	if runConfig == nil {
-		runConfig = rawjson.Object{}
-	}
-	var labels map[string]json.RawMessage
-	if err := runConfig.Get("Labels", &labels); err != nil {
-		return nil, false, err
-	}
-	labels = maps.Clone(labels)
-	if labels == nil {
-		labels = map[string]json.RawMessage{}
-	}
 	// A record inherited from a base image would be stale here, and the
 	// paths label is superseded by the record setRecord writes.
-	delete(labels, field.LabelKey)
-	delete(labels, LabelPaths)
-	for k, v := range map[string]string{partition.LabelSource: source.String(), partition.LabelSelection: sel.String()} {
-		if labels[k], err = rawjson.Marshal(v); err != nil {
-			return nil, false, err
-		}
-	}
-	if err := runConfig.Set("Labels", labels); err != nil {
-		return nil, false, err
-	}
-	if err := cfg.Set("config", runConfig); err != nil {
+	if err := rawjson.SetLabels(cfg, map[string]string{partition.LabelSource: source.String(), partition.LabelSelection: sel.String()},
+		field.LabelKey, LabelPaths); err != nil {
 		return nil, false, err
 	}
 	out, err := rawjson.Marshal(cfg)
@@ -376,21 +352,7 @@ func setRecord(config []byte, rec *field.Record) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var runConfig rawjson.Object
-	if err := cfg.Get("config", &runConfig); err != nil {
-		return nil, err
-	}
-	var labels map[string]json.RawMessage
-	if err := runConfig.Get("Labels", &labels); err != nil {
-		return nil, err
-	}
-	if labels[field.LabelKey], err = rawjson.Marshal(value); err != nil {
-		return nil, err
-	}
-	if err := runConfig.Set("Labels", labels); err != nil {
-		return nil, err
-	}
-	if err := cfg.Set("config", runConfig); err != nil {
+	if err := rawjson.SetLabels(cfg, map[string]string{field.LabelKey: value}); err != nil {
 		return nil, err
 	}
 	return rawjson.Marshal(cfg)
@@ -430,16 +392,9 @@ func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *pa
 	if err := m.Set("layers", out); err != nil {
 		return nil, err
 	}
-	var cfg rawjson.Object
-	if err := m.Get("config", &cfg); err != nil {
-		return nil, err
-	}
-	for k, v := range map[string]any{"mediaType": res.ConfigMediaType, "digest": res.ConfigDigest, "size": len(res.Config)} {
-		if err := cfg.Set(k, v); err != nil {
-			return nil, err
-		}
-	}
-	if err := m.Set("config", cfg); err != nil {
+	if err := m.Edit("config", func(cfg rawjson.Object) error {
+		return cfg.SetAll(map[string]any{"mediaType": res.ConfigMediaType, "digest": res.ConfigDigest, "size": len(res.Config)})
+	}); err != nil {
 		return nil, err
 	}
 	if err := m.Set("mediaType", ocispec.MediaTypeImageManifest); err != nil {

@@ -60,3 +60,52 @@ func Marshal(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// Edit applies fn to the object under key (an empty one if the key is
+// missing or null) and stores the result back: a nested edit, such as a
+// manifest's config descriptor or an image config's config.Labels, in one
+// call.
+func (o Object) Edit(key string, fn func(Object) error) error {
+	var inner Object
+	if err := o.Get(key, &inner); err != nil {
+		return err
+	}
+	if inner == nil {
+		inner = Object{}
+	}
+	if err := fn(inner); err != nil {
+		return err
+	}
+	return o.Set(key, inner)
+}
+
+// SetAll sets several fields; see Set.
+func (o Object) SetAll(fields map[string]any) error {
+	for k, v := range fields {
+		if err := o.Set(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetLabels edits the labels of an image config (config.Labels): it sets
+// the given labels and removes the named ones.
+func SetLabels(imageConfig Object, set map[string]string, remove ...string) error {
+	return imageConfig.Edit("config", func(runConfig Object) error {
+		return runConfig.Edit("Labels", func(labels Object) error {
+			for _, k := range remove {
+				delete(labels, k)
+			}
+			return labels.SetAll(toAny(set))
+		})
+	})
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
