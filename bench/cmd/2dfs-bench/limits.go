@@ -139,7 +139,10 @@ func (b *bench) compression() error {
 		var v []float64
 		var phases []Phases
 		for run := range b.runs {
-			if err := b.prune(); err != nil {
+			if err := b.refreshCold(); err != nil {
+				return err
+			}
+			if err := b.prune(vTDFS); err != nil {
 				return err
 			}
 			d, p, err := b.build(vTDFS, fc.dir, b.refName("comp-"+comp, run), base, fmt.Sprintf("6-%s-r%d", comp, run),

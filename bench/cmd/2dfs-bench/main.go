@@ -38,6 +38,8 @@ type config struct {
 	requests int // proxy latency samples per figure
 	conc     []int
 
+	daemons string // hack/daemons folder, for more buildkitds
+
 	tools, buildkit, registry, containerd string
 }
 
@@ -55,6 +57,8 @@ type bench struct {
 	rbBase     string
 	limits     map[string][]float64 // machine limits in MB/s (experiment 6)
 	proxy      *proxyState
+	builders   map[string]string // BUILDKIT_HOST per variant
+	key        uint64 // last key of randomData used for fresh split bytes
 }
 
 func main() {
@@ -63,6 +67,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "bench-out", "output folder for results.md, results.json, results.png and logs")
 	flag.StringVar(&c.bin, "bin", "", "folder holding the 2dfs and 2dfs-proxy binaries")
 	flag.StringVar(&c.root, "root", ".", "repository root")
+	flag.StringVar(&c.daemons, "daemons", "", "folder of hack/daemons up, where more buildkitds are started")
 	flag.StringVar(&c.work, "work", "", "scratch folder for build contexts (default: a temporary folder)")
 	flag.IntVar(&c.splits, "splits", 8, "number of synthetic model splits (allotments)")
 	flag.IntVar(&c.splitMiB, "split-mib", 16, "size of each split in MiB")
@@ -93,8 +98,8 @@ func main() {
 		fatalf("-splits, -split-mib, -runs and -cols must be positive")
 	}
 	c.tools, c.buildkit, c.registry, c.containerd = os.Getenv("TDFS_TOOLS"), os.Getenv("BUILDKIT_HOST"), os.Getenv("TDFS_REGISTRY"), os.Getenv("CONTAINERD_ADDRESS")
-	if c.tools == "" || c.buildkit == "" || c.registry == "" || c.bin == "" {
-		fatalf("run through hack/bench (needs TDFS_TOOLS, BUILDKIT_HOST, TDFS_REGISTRY, CONTAINERD_ADDRESS and -bin)")
+	if c.tools == "" || c.buildkit == "" || c.registry == "" || c.bin == "" || c.daemons == "" {
+		fatalf("run through hack/bench (needs TDFS_TOOLS, BUILDKIT_HOST, TDFS_REGISTRY, CONTAINERD_ADDRESS, -bin and -daemons)")
 	}
 	if err := os.MkdirAll(filepath.Join(c.out, "logs"), 0o755); err != nil {
 		fatalf("%v", err)
@@ -110,7 +115,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	b := &bench{config: c, ctx: ctx, started: time.Now()}
+	b := &bench{config: c, ctx: ctx, started: time.Now(), key: 1 << 32}
 	b.res = &Results{
 		Started:  b.started.UTC().Format(time.RFC3339),
 		Splits:   c.splits,
@@ -133,6 +138,9 @@ func main() {
 }
 
 func (b *bench) run() error {
+	if err := b.startBuilders(); err != nil {
+		return err
+	}
 	steps := []struct {
 		n  int
 		fn func() error

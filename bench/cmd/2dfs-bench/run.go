@@ -46,13 +46,33 @@ func (b *bench) cmd(log string, name string, args ...string) (string, time.Durat
 	return buf.String(), d, nil
 }
 
-func (b *bench) buildctl(args ...string) []string {
-	return append([]string{"--addr", b.buildkit}, args...)
+func (b *bench) buildctl(addr string, args ...string) []string {
+	return append([]string{"--addr", addr}, args...)
 }
 
-// prune empties BuildKit's cache.
-func (b *bench) prune() error {
-	_, _, err := b.cmd("", filepath.Join(b.tools, "buildctl"), b.buildctl("prune", "--all")...)
+// startBuilders gives each variant its own buildkitd (2dfs the main one).
+// Sharing one would make them pay for each other's context transfers:
+// BuildKit keeps one incremental copy of a local context per shared key,
+// and neither buildctl nor our CLI sets SolveOpt.SharedKey, so every build
+// context on a daemon has the same key ("context:context:") and each build
+// of another folder re-sends all of its files.
+func (b *bench) startBuilders() error {
+	b.builders = map[string]string{vTDFS: b.buildkit}
+	// Base images are built on one more, so they do not evict the
+	// field's context either.
+	for _, v := range []string{vCopy, vLink, "base"} {
+		out, _, err := b.cmd("", filepath.Join(b.root, "hack/daemons"), "buildkitd", b.daemons, "bench-"+slugOf(v))
+		if err != nil {
+			return err
+		}
+		b.builders[v] = strings.TrimSpace(out)
+	}
+	return nil
+}
+
+// prune empties the cache of a variant's BuildKit.
+func (b *bench) prune(variant string) error {
+	_, _, err := b.cmd("", filepath.Join(b.tools, "buildctl"), b.buildctl(b.builders[variant], "prune", "--all")...)
 	return err
 }
 
@@ -62,7 +82,7 @@ func (b *bench) newBase() (string, error) {
 	b.baseN++
 	ref := fmt.Sprintf("%s/bench/base:b%d", b.registry, b.baseN)
 	c := exec.CommandContext(b.ctx, filepath.Join(b.root, "hack/base-image"), ref, "", fmt.Sprintf("bench-%d-%d", b.seed, b.baseN))
-	c.Env = append(os.Environ(), "BUILDKIT_HOST="+b.buildkit)
+	c.Env = append(os.Environ(), "BUILDKIT_HOST="+b.builders["base"])
 	if out, err := c.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("hack/base-image %s: %v\n%s", ref, err, out)
 	}
@@ -81,14 +101,14 @@ func (b *bench) build(variant, dir, ref, base, log string, extra ...string) (tim
 	var err error
 	switch variant {
 	case vTDFS:
-		out, d, err = b.cmd(log, filepath.Join(b.bin, "2dfs"), "build", "--addr", b.buildkit, "--progress", "plain",
+		out, d, err = b.cmd(log, filepath.Join(b.bin, "2dfs"), "build", "--addr", b.builders[vTDFS], "--progress", "plain",
 			"--build-context", "base=docker-image://"+base, "--output", output, dir)
 	case vCopy, vLink:
 		file := "Dockerfile"
 		if variant == vLink {
 			file = "Dockerfile.link"
 		}
-		out, d, err = b.cmd(log, filepath.Join(b.tools, "buildctl"), b.buildctl("build", "--progress", "plain",
+		out, d, err = b.cmd(log, filepath.Join(b.tools, "buildctl"), b.buildctl(b.builders[variant], "build", "--progress", "plain",
 			"--frontend", "dockerfile.v0", "--local", "context="+dir, "--local", "dockerfile="+dir,
 			"--opt", "filename="+file, "--opt", "build-arg:BASE="+base, "--output", output)...)
 	default:
