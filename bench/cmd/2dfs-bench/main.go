@@ -58,7 +58,7 @@ type bench struct {
 	limits     map[string][]float64 // machine limits in MB/s (experiment 6)
 	proxy      *proxyState
 	builders   map[string]string // BUILDKIT_HOST per variant
-	key        uint64 // last key of randomData used for fresh split bytes
+	key        uint64            // last key of randomData used for fresh split bytes
 }
 
 func main() {

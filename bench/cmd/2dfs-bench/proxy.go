@@ -30,12 +30,12 @@ type proxyState struct {
 	addr      string // host:port of the proxy
 	cmd       *exec.Cmd
 	done      chan struct{} // closed when the proxy has exited
-	repo      string // repository of the field image
-	tag       string // its tag
-	sel       string // the partition selection pulled in experiment 4
-	srcDigest string // digest of the field manifest
-	partDig   string // digest of the partition manifest
-	layer     string // digest of the largest layer
+	repo      string        // repository of the field image
+	tag       string        // its tag
+	sel       string        // the partition selection pulled in experiment 4
+	srcDigest string        // digest of the field manifest
+	partDig   string        // digest of the partition manifest
+	layer     string        // digest of the largest layer
 	layerSize int64
 }
 
