@@ -244,8 +244,8 @@ func (r *registryProc) waitReady(t *testing.T) {
 }
 
 // startRedisServer runs Debian's redis-server on a free loopback port, with
-// no persistence.
-func startRedisServer(t *testing.T) string {
+// no persistence, and returns its address and process.
+func startRedisServer(t *testing.T) (string, *proc) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -267,7 +267,7 @@ func startRedisServer(t *testing.T) string {
 		n, _ := io.ReadFull(c, buf)
 		return string(buf[:n]) == "+PONG\r\n"
 	})
-	return addr
+	return addr, p
 }
 
 // runEnv is runCmd with extra environment variables.

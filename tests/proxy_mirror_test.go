@@ -55,7 +55,7 @@ func TestProxyContainerdMirror(t *testing.T) {
 		}
 	})
 
-	t.Run("private with -upstream-credentials", func(t *testing.T) {
+	t.Run("private", func(t *testing.T) {
 		hash, err := bcrypt.GenerateFromPassword([]byte("puller-pw"), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
@@ -75,6 +75,17 @@ func TestProxyContainerdMirror(t *testing.T) {
 		out, _ := ctrPullRun(t, ref, filesScript, "--hosts-dir", hostsDir(t, reg.addr, px.addr))
 		if out != f.wantFiles(t, selection) {
 			t.Fatalf("files of the private partition:\n%s\nwant:\n%s", out, f.wantFiles(t, selection))
+		}
+		// Without -upstream-credentials, containerd's own credentials go
+		// through the mirror; without them it gets nothing.
+		own := startProxy(t, reg.addr)
+		hosts := hostsDir(t, reg.addr, own.addr)
+		out, _ = ctrPullRun(t, reg.addr+"/"+f.repo+":v1--0.0.0.1", filesScript, "--hosts-dir", hosts, "--user", "puller:puller-pw")
+		if out != f.wantFiles(t, "0.0.0.1") {
+			t.Fatalf("files of the private partition with ctr's own credentials:\n%s", out)
+		}
+		if out, err := tryCmd("", "ctr", "--address", env.ctrAddr, "--namespace", "tdfs-proxy-tests-direct", "images", "pull", "--hosts-dir", hosts, reg.addr+"/"+f.repo+":v1--1.0.1.0"); err == nil {
+			t.Fatalf("ctr without credentials pulled through a proxy without -upstream-credentials:\n%s", out)
 		}
 		// Control: the same pull without the proxy is refused by the
 		// registry.

@@ -54,7 +54,7 @@ func fetchByDigest(t *testing.T, px *proxyProc, repo, d string) []byte {
 // does not have it.
 func TestProxyReplicasRedis(t *testing.T) {
 	f := proxyField(t)
-	rds := startRedisServer(t)
+	rds, redisProc := startRedisServer(t)
 	a := startProxy(t, env.registry, "-redis-addr", rds)
 	b := startProxy(t, env.registry, "-redis-addr", rds)
 	lone := startProxy(t, env.registry)
@@ -97,6 +97,19 @@ func TestProxyReplicasRedis(t *testing.T) {
 	if d2 := resolve(t, b, f.repo, "v1--"+selection); d2 != d {
 		t.Fatalf("replicas disagree: %s vs %s", d, d2)
 	}
+
+	// Redis down: not ready; a new partition is not served (it could not
+	// be shared), with a 500 and no digest; what a replica holds in memory
+	// still is.
+	redisProc.kill()
+	if st := httpStatus("http://" + a.addr + "/readyz"); st != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with Redis down: %d", st)
+	}
+	st, h, body := regGet(t, http.MethodGet, "http://"+a.addr+"/v2/"+f.repo+"/manifests/v1--2.0.2.0", nil)
+	if st != http.StatusInternalServerError || h.Get("Docker-Content-Digest") != "" {
+		t.Fatalf("new partition with Redis down: %d %v %s", st, h, body)
+	}
+	fetchByDigest(t, a, f.repo, d)
 }
 
 // TestProxyDirStoreRestart restarts a proxy that keeps objects in a
