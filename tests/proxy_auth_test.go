@@ -324,6 +324,25 @@ func testAuth(t *testing.T, f *fieldFixture, reg *registryProc, c authCase) {
 	if out, err := tryCmd("", "ctr", "--address", env.ctrAddr, "--namespace", "tdfs-proxy-tests-anon", "images", "pull", "--plain-http", px.addr+"/"+f.repo+":v1--0.0.0.0"); err == nil {
 		t.Fatalf("ctr without credentials pulled a partition:\n%s", out)
 	}
+
+	// A proxy with -upstream-credentials reads for clients that bring
+	// none (Basic, or the token flow on the registry's Bearer challenge).
+	credsFile := filepath.Join(t.TempDir(), "creds.json")
+	data, _ := json.Marshal(map[string]any{reg.addr: map[string]string{"username": c.user, "password": c.pass}})
+	writeFile(t, credsFile, data)
+	withCreds := startProxy(t, reg.addr, "-upstream-credentials", credsFile, "-read-only")
+	if got := crane(t, dockerConfig(t, nil), "digest", withCreds.addr+"/"+f.repo+":v1--"+selection); got != d {
+		t.Fatalf("anonymous client through -upstream-credentials: %s, want %s", got, d)
+	}
+	fetchByDigest(t, withCreds, f.repo, d)
+	// A client's own (bad) credentials are used as they are, not replaced.
+	for what, hdr := range c.bad {
+		if hdr == nil {
+			continue
+		}
+		st, h, body := regGet(t, http.MethodGet, "http://"+withCreds.addr+"/v2/"+f.repo+"/manifests/v1--"+selection, hdr)
+		checkDenied(t, "-upstream-credentials proxy, "+what, st, h, body, c.challenge)
+	}
 }
 
 // checkDenied wants a 401 with the registry's challenge and nothing of the

@@ -296,3 +296,54 @@ func remoteIndex(t *testing.T, ref string) *ocispec.Index {
 	}
 	return &idx
 }
+
+// TestProxyDockerMediaTypes partitions an image with Docker schema 2 media
+// types (oci-mediatypes=false): the partition keeps them, containerd runs
+// it, and skopeo gets the same layers. Gzip, since Docker schema 2 has no
+// zstd layer type (2dfs build's zstd default with oci-mediatypes=false
+// gives layers containerd cannot unpack).
+func TestProxyDockerMediaTypes(t *testing.T) {
+	dir, want := example(t, baseImage(t, "v1", ""))
+	src := env.registry + "/proxy/docker:v1"
+	build(t, env.buildkit, dir, "--output", "type=image,name="+src+",push=true,oci-mediatypes=false,compression=gzip")
+	srcImg := pull(t, src)
+	px := startProxy(t, env.registry)
+	const selection = "0.1.1.1"
+	ref := px.addr + "/proxy/docker:v1--" + selection
+
+	out, d := ctrPullRun(t, ref, filesScript)
+	f := &fieldFixture{want: want}
+	if out != f.wantFiles(t, selection) {
+		t.Fatalf("files:\n%s\nwant:\n%s", out, f.wantFiles(t, selection))
+	}
+	manifest := ctrContent(t, d)
+	var m struct{ MediaType string }
+	if err := json.Unmarshal(manifest, &m); err != nil || m.MediaType != "application/vnd.docker.distribution.manifest.v2+json" {
+		t.Fatalf("partition media type %q (%v), want Docker schema 2", m.MediaType, err)
+	}
+	_, ls := manifestLayers(t, manifest)
+	var wantLayers []string
+	s := sel(t, selection)
+	for i, l := range srcImg.manifest.Layers {
+		if i < srcImg.record.BaseLayers {
+			wantLayers = append(wantLayers, l.Digest.String())
+		}
+	}
+	for _, a := range srcImg.record.Allotments {
+		if s.Contains(a.Cell()) {
+			wantLayers = append(wantLayers, srcImg.manifest.Layers[a.Layer].Digest.String())
+		}
+	}
+	if !slices.Equal(ls, wantLayers) {
+		t.Fatalf("layers %v, want %v", ls, wantLayers)
+	}
+	if cd := crane(t, nil, "digest", ref); cd != d {
+		t.Fatalf("crane %s, ctr %s", cd, d)
+	}
+	// skopeo converts to OCI for an OCI layout: other manifest bytes, the
+	// same layer blobs.
+	_, sk := skopeoCopy(t, ref)
+	if _, skl := manifestLayers(t, sk); !slices.Equal(skl, ls) {
+		t.Fatalf("skopeo layers %v, ctr %v", skl, ls)
+	}
+}
