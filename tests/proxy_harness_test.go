@@ -153,7 +153,11 @@ var (
 func proxyBin(t *testing.T) string {
 	t.Helper()
 	proxyBinOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-o", env.bin+"/", "./cmd/2dfs-proxy")
+		args := []string{"build", "-o", env.bin + "/"}
+		if os.Getenv("TDFS_PROXY_RACE") != "" {
+			args = append(args, "-race") // the race detector in the proxy processes
+		}
+		cmd := exec.Command("go", append(args, "./cmd/2dfs-proxy")...)
 		cmd.Dir = env.root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			proxyBinErr = fmt.Errorf("go build ./cmd/2dfs-proxy: %v\n%s", err, out)
@@ -183,6 +187,12 @@ func startProxy(t *testing.T, upstream string, args ...string) *proxyProc {
 	}
 	all = append(all, args...)
 	p := &proxyProc{proc: startProc(t, "2dfs-proxy-"+strings.ReplaceAll(addr, ":", "-"), proxyBin(t), nil, all...), addr: addr}
+	t.Cleanup(func() {
+		p.stop()
+		if log := p.logText(); strings.Contains(log, "DATA RACE") || strings.Contains(log, "panic:") {
+			t.Errorf("2dfs-proxy %s:\n%s", addr, log)
+		}
+	})
 	p.waitReady(t)
 	return p
 }
