@@ -57,6 +57,7 @@ type bench struct {
 	rbBase     string
 	limits     map[string][]float64 // machine limits in MB/s (experiment 6)
 	proxy      *proxyState
+	ctrd       *daemon           // the benchmark's containerd (experiment 4)
 	builders   map[string]string // BUILDKIT_HOST per variant
 	key        uint64            // last key of randomData used for fresh split bytes
 }
@@ -70,7 +71,7 @@ func main() {
 	flag.StringVar(&c.daemons, "daemons", "", "folder of hack/daemons up, where more buildkitds are started")
 	flag.StringVar(&c.work, "work", "", "scratch folder for build contexts (default: a temporary folder)")
 	flag.IntVar(&c.splits, "splits", 8, "number of synthetic model splits (allotments)")
-	flag.IntVar(&c.splitMiB, "split-mib", 16, "size of each split in MiB")
+	flag.IntVar(&c.splitMiB, "split-mib", 32, "size of each split in MiB")
 	flag.IntVar(&c.cols, "cols", 4, "columns of the field: split i is at row i/cols, col i%cols")
 	flag.IntVar(&c.runs, "runs", 3, "runs per figure (medians with min and max)")
 	flag.StringVar(&exps, "experiments", "1,2,3,4,5,6", "experiments to run (comma separated)")
@@ -127,6 +128,7 @@ func main() {
 	}
 	err := b.run()
 	b.stopProxy()
+	b.stopContainerd()
 	b.res.Seconds = time.Since(b.started).Seconds()
 	if werr := b.write(); werr != nil && err == nil {
 		err = werr
