@@ -347,3 +347,42 @@ func TestProxyDockerMediaTypes(t *testing.T) {
 		t.Fatalf("skopeo layers %v, ctr %v", skl, ls)
 	}
 }
+
+// TestProxyPartitionAsBuildKitBase builds a Dockerfile FROM a partition tag
+// served by the proxy: BuildKit resolves and pulls it like any base image,
+// and a RUN step sees only the selected allotments.
+func TestProxyPartitionAsBuildKitBase(t *testing.T) {
+	f := proxyField(t)
+	px := startProxy(t, env.registry)
+	// buildkitd reads its plain-HTTP registries when it starts.
+	regs, err := os.OpenFile(filepath.Join(env.dir, "registries"), os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = regs.WriteString(px.addr + "\n")
+	regs.Close()
+	bk := extraBuildkitd(t, "proxy-base")
+
+	const selection = "0.0.1.0"
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "list.sh"), []byte(filesScript+"\n"))
+	writeFile(t, filepath.Join(dir, "Dockerfile"), []byte("FROM "+px.addr+"/"+f.repo+":v1--"+selection+"\n"+
+		"COPY list.sh /list.sh\n"+
+		`RUN ["/bin/busybox", "sh", "-c", "/bin/busybox sh /list.sh > /listing"]`+"\n"))
+	out := filepath.Join(t.TempDir(), "out")
+	runCmd(t, "", filepath.Join(env.tools, "buildctl"), "--addr", bk, "build", "--progress", "plain",
+		"--frontend", "dockerfile.v0", "--local", "context="+dir, "--local", "dockerfile="+dir,
+		"--output", "type=local,dest="+out)
+	listing, err := os.ReadFile(filepath.Join(out, "listing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(listing)); got != f.wantFiles(t, selection) {
+		t.Fatalf("files a RUN step saw on the partition:\n%s\nwant:\n%s", got, f.wantFiles(t, selection))
+	}
+	for _, p := range []string{"model/b.bin", "model/d.bin", "tokenizer"} {
+		if _, err := os.Stat(filepath.Join(out, p)); err == nil {
+			t.Errorf("the build's rootfs has the unselected %s", p)
+		}
+	}
+}
