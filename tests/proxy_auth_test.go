@@ -282,6 +282,14 @@ func testAuth(t *testing.T, f *fieldFixture, reg *registryProc, c authCase) {
 	if ctrDigest != d {
 		t.Fatalf("ctr got %s, crane %s", ctrDigest, d)
 	}
+	// The same as a containerd mirror (hosts.toml), the image named by the
+	// registry: containerd answers the relayed challenge with its own
+	// credentials.
+	mref := reg.addr + "/" + f.repo + ":v1--0.0.0.0"
+	out, _ = ctrPullRun(t, mref, filesScript, "--hosts-dir", hostsDir(t, reg.addr, px.addr), "--user", c.user+":"+c.pass)
+	if out != f.wantFiles(t, "0.0.0.0") {
+		t.Fatalf("files through the mirror with ctr's credentials:\n%s\nwant:\n%s", out, f.wantFiles(t, "0.0.0.0"))
+	}
 	// Authorized raw requests, by tag and by digest.
 	for _, u := range []string{base + "/manifests/v1--" + selection, base + "/manifests/" + d} {
 		st, _, body := regGet(t, http.MethodGet, u, c.good)
