@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -24,6 +25,35 @@ type RedisStore struct {
 	client redis.UniversalClient
 	prefix string
 	ttl    time.Duration
+
+	// downUntil (Unix nanoseconds) is set when Redis fails to answer:
+	// until then Get and Put fail at once instead of waiting on Redis
+	// again. Every blob request looks its digest up in the store, so
+	// without this a Redis outage would slow every pull, not only the
+	// partitions.
+	downUntil atomic.Int64
+}
+
+// RedisBackoff is how long a RedisStore fails fast after Redis did not
+// answer.
+const RedisBackoff = time.Second
+
+// errRedisDown is returned while a RedisStore backs off.
+var errRedisDown = errors.New("redis store: unavailable, retrying in a moment")
+
+// available reports whether to try Redis now.
+func (s *RedisStore) available() bool {
+	return time.Now().UnixNano() >= s.downUntil.Load()
+}
+
+// failed records err; connection failures (not Redis's own error replies,
+// nor a caller's cancelled context) start a backoff.
+func (s *RedisStore) failed(ctx context.Context, err error) error {
+	var re redis.Error
+	if ctx.Err() == nil && !errors.As(err, &re) {
+		s.downUntil.Store(time.Now().Add(RedisBackoff).UnixNano())
+	}
+	return fmt.Errorf("redis store: %w", err)
 }
 
 // RedisOptions configure a RedisStore.
@@ -54,9 +84,12 @@ func (s *RedisStore) Get(ctx context.Context, d digest.Digest) (*Object, error) 
 	if err := d.Validate(); err != nil {
 		return nil, ErrNotFound
 	}
+	if !s.available() {
+		return nil, errRedisDown
+	}
 	fields, err := s.client.HGetAll(ctx, s.key(d)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redis store: %w", err)
+		return nil, s.failed(ctx, err)
 	}
 	data, ok := fields["data"]
 	if !ok {
@@ -81,6 +114,9 @@ func (s *RedisStore) Put(ctx context.Context, o *Object) error {
 	if err := verify(o); err != nil {
 		return err
 	}
+	if !s.available() {
+		return errRedisDown
+	}
 	manifest := "0"
 	if o.Manifest {
 		manifest = "1"
@@ -96,16 +132,18 @@ func (s *RedisStore) Put(ctx context.Context, o *Object) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("redis store: %w", err)
+		return s.failed(ctx, err)
 	}
 	return nil
 }
 
-// Ping reports whether Redis answers; /readyz uses it.
+// Ping reports whether Redis answers; /readyz uses it. It always asks
+// Redis, and a success ends a backoff.
 func (s *RedisStore) Ping(ctx context.Context) error {
 	if err := s.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis store: %w", err)
+		return s.failed(ctx, err)
 	}
+	s.downUntil.Store(0)
 	return nil
 }
 

@@ -159,9 +159,29 @@ func TestRedisStoreAuthAndDown(t *testing.T) {
 
 	// A store that cannot reach Redis fails (not ErrNotFound), and /readyz
 	// says so.
-	down := NewRedisStore(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second}), RedisOptions{})
+	down := NewRedisStore(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: 3, DialTimeout: time.Second}), RedisOptions{})
 	if _, err := down.Get(ctx, o.Digest); err == nil || errors.Is(err, ErrNotFound) {
 		t.Fatalf("get from an unreachable redis: %v", err)
+	}
+	// Then it backs off: no more waiting on Redis for a while.
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		if _, err := down.Get(ctx, o.Digest); !errors.Is(err, errRedisDown) {
+			t.Fatalf("get during the backoff: %v", err)
+		}
+		if err := down.Put(ctx, o); !errors.Is(err, errRedisDown) {
+			t.Fatalf("put during the backoff: %v", err)
+		}
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Fatalf("40 calls during the backoff took %v", d)
+	}
+	// A Redis error reply (here: NOAUTH) is not an outage.
+	if _, err := noPass.Get(ctx, o.Digest); err == nil {
+		t.Fatal("get without the password succeeded")
+	}
+	if !noPass.available() {
+		t.Fatal("an error reply started a backoff")
 	}
 	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer reg.Close()

@@ -110,6 +110,23 @@ func TestProxyReplicasRedis(t *testing.T) {
 		t.Fatalf("new partition with Redis down: %d %v %s", st, h, body)
 	}
 	fetchByDigest(t, a, f.repo, d)
+	// Blobs still stream from the registry, without waiting on Redis.
+	layer := f.cells[f.src.record.Allotments[0].Cell()]
+	start := time.Now()
+	for i := 0; i < 5; i++ {
+		if st, _, body := regGet(t, http.MethodGet, "http://"+a.addr+"/v2/"+f.repo+"/blobs/"+layer, nil); st != 200 || sha256Digest(body) != layer {
+			t.Fatalf("layer with Redis down: %d", st)
+		}
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("5 layer GETs with Redis down took %v: every blob waits on Redis", took)
+	}
+
+	// Redis back (empty, on the same port): replicas share again.
+	redisProc.start(t)
+	waitUntil(t, "replica a ready again", nil, func() bool { return httpStatus("http://"+a.addr+"/readyz") == 200 })
+	d3 := resolve(t, a, f.repo, "v1--2.0.2.0")
+	fetchByDigest(t, b, f.repo, d3)
 }
 
 // TestProxyDirStoreRestart restarts a proxy that keeps objects in a

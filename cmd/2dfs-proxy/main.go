@@ -238,8 +238,11 @@ func redisOptions(addr string, db int, user, passFile string, explicit map[strin
 	} else if p := os.Getenv(redisPasswordEnv); p != "" {
 		o.Password = p
 	}
-	// Fail fast: a store that hangs holds up every tag request.
+	// Fail fast: a store that hangs holds up every tag request (and the
+	// store backs off after a failure). One retry covers a pooled
+	// connection that Redis closed.
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	o.MaxRetries = 1
 	return o, nil
 }
 
