@@ -156,6 +156,15 @@ func TestDockerMediaTypes(t *testing.T) {
 	if string(img.manifest.MediaType) != "application/vnd.docker.distribution.manifest.v2+json" {
 		t.Fatalf("media type %s", img.manifest.MediaType)
 	}
+	// The CLI's zstd default falls back to gzip: Docker has no zstd layer type.
+	for _, l := range img.manifest.Layers {
+		if l.MediaType != "application/vnd.docker.image.rootfs.diff.tar.gzip" {
+			t.Errorf("layer %s has media type %s", l.Digest, l.MediaType)
+		}
+	}
+	if out := ctrRun(t, ref, "ls /model/a.bin"); !strings.Contains(out, "/model/a.bin") {
+		t.Errorf("containerd cannot run the Docker media type image: %s", out)
+	}
 	if len(img.record.Allotments) != 5 {
 		t.Fatalf("record = %+v", img.record)
 	}

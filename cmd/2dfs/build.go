@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/docker/cli/cli/config"
@@ -239,6 +240,17 @@ func exportEntries(f buildFlags) ([]client.ExportEntry, error) {
 	return append(exports, client.ExportEntry{Type: client.ExporterImage, Attrs: attrs}), nil
 }
 
+// dockerMediaTypes says whether an output writes Docker media types: asked
+// for with oci-mediatypes=false, or the docker exporter's default.
+func dockerMediaTypes(e client.ExportEntry) bool {
+	v, set := e.Attrs["oci-mediatypes"]
+	if !set {
+		return e.Type == client.ExporterDocker
+	}
+	oci, err := strconv.ParseBool(v)
+	return err == nil && !oci
+}
+
 // withCompression sets the layer compression on every image-producing
 // output that does not choose one. Allotments are large and mostly
 // incompressible (model weights), so the default is zstd at its fastest
@@ -260,8 +272,14 @@ func withCompression(exports []client.ExportEntry, compression string, level int
 		if _, set := e.Attrs["compression"]; set {
 			continue
 		}
-		attrs := map[string]string{"compression": compression}
-		if level >= 0 && compression != "uncompressed" {
+		c := compression
+		if dockerMediaTypes(e) && (c == "zstd" || c == "estargz") {
+			// Docker's media types have no zstd layer type; BuildKit would
+			// write one containerd cannot unpack.
+			c = "gzip"
+		}
+		attrs := map[string]string{"compression": c}
+		if level >= 0 && c != "uncompressed" {
 			attrs["compression-level"] = fmt.Sprint(level)
 		}
 		for k, v := range e.Attrs {

@@ -12,6 +12,8 @@ func TestWithCompression(t *testing.T) {
 		{Type: client.ExporterImage, Attrs: map[string]string{"name": "r/a", "push": "true"}},
 		{Type: client.ExporterOCI, Attrs: map[string]string{"compression": "gzip"}},
 		{Type: client.ExporterLocal, Attrs: map[string]string{}},
+		{Type: client.ExporterImage, Attrs: map[string]string{"oci-mediatypes": "false"}},
+		{Type: client.ExporterDocker, Attrs: map[string]string{}},
 	}
 	got, err := withCompression(exports, "zstd", 1)
 	if err != nil {
@@ -21,6 +23,8 @@ func TestWithCompression(t *testing.T) {
 		{"name": "r/a", "push": "true", "compression": "zstd", "compression-level": "1"},
 		{"compression": "gzip"},
 		{},
+		{"oci-mediatypes": "false", "compression": "gzip", "compression-level": "1"},
+		{"compression": "gzip", "compression-level": "1"},
 	}
 	for i := range want {
 		if !reflect.DeepEqual(got[i].Attrs, want[i]) {
