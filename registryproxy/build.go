@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tdfs-kit/tdfs/exporter/partition"
+	"github.com/tdfs-kit/tdfs/exporter/tdfs"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -184,19 +185,45 @@ func resultObjects(r *partition.Result) []*Object {
 	}
 }
 
+// partitionImage partitions one image manifest, ours or in the reference
+// 2DFS format (whose allotments are blobs named by a field layer).
 func (p *Proxy) partitionImage(ctx context.Context, up *upstream, name string, manifest []byte, mediaType string, sel field.Selection, hdr http.Header) (*partition.Result, error) {
-	// A manifest without a usable config is the image's fault (400), but
-	// one announcing a config over the cap is refused like any oversized
-	// upstream object (502, via ErrTooLarge).
-	cfgDesc, err := partition.ConfigOf(manifest)
+	return tdfs.PartitionImage(ctx, manifest, mediaType, sel, upstreamBlobs{p: p, up: up, name: name, hdr: hdr})
+}
+
+// upstreamBlobs reads the blobs a partition needs from the upstream, with
+// the client's credentials.
+type upstreamBlobs struct {
+	p    *Proxy
+	up   *upstream
+	name string
+	hdr  http.Header
+}
+
+// Blob fetches a config or field blob. A manifest announcing one over the
+// cap is refused like any oversized upstream object (502, via ErrTooLarge).
+func (b upstreamBlobs) Blob(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
+	return b.p.fetchBlob(ctx, b.up, b.name, d, b.hdr)
+}
+
+// Size asks the upstream for the size of an allotment blob of a
+// reference-format image, which no manifest lists with its size.
+func (b upstreamBlobs) Size(ctx context.Context, d digest.Digest) (int64, error) {
+	h := b.hdr.Clone()
+	h.Del("Accept")
+	resp, err := b.p.get(ctx, http.MethodHead, b.up, b.name+"/blobs/"+d.String(), h)
 	if err != nil {
-		return nil, err
+		var us *upstreamStatusError
+		if errors.As(err, &us) && us.status == http.StatusNotFound {
+			return 0, &badUpstreamError{fmt.Errorf("allotment blob %s is missing from %s", d, b.name)}
+		}
+		return 0, err
 	}
-	config, err := p.fetchBlob(ctx, up, name, cfgDesc, hdr)
-	if err != nil {
-		return nil, err
+	resp.Body.Close()
+	if resp.ContentLength < 0 {
+		return 0, &badUpstreamError{fmt.Errorf("allotment blob %s: the registry sent no size", d)}
 	}
-	return partition.Image(manifest, mediaType, config, sel)
+	return resp.ContentLength, nil
 }
 
 // transportError is a failure to talk to the upstream at all.
@@ -266,7 +293,8 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *upstream, name, ref strin
 	return data, partition.MediaTypeOf(data, mediaTypeOf(resp.Header.Get("Content-Type"))), nil
 }
 
-// fetchBlob GETs a config blob and verifies its digest and size.
+// fetchBlob GETs a small blob (a config, a field blob) and verifies its
+// digest and size.
 func (p *Proxy) fetchBlob(ctx context.Context, up *upstream, name string, d ocispec.Descriptor, hdr http.Header) ([]byte, error) {
 	h := hdr.Clone()
 	h.Del("Accept")
@@ -275,15 +303,15 @@ func (p *Proxy) fetchBlob(ctx context.Context, up *upstream, name string, d ocis
 		return nil, err
 	}
 	defer resp.Body.Close()
-	data, err := readCapped(resp.Body, partition.MaxConfigBytes, "config "+d.Digest.String())
+	data, err := readCapped(resp.Body, partition.MaxConfigBytes, "blob "+d.Digest.String())
 	if err != nil {
 		return nil, err
 	}
 	if err := verifyDigest(d.Digest, data); err != nil {
-		return nil, &badUpstreamError{fmt.Errorf("config blob: %w", err)}
+		return nil, &badUpstreamError{fmt.Errorf("blob %s: %w", d.Digest, err)}
 	}
 	if int64(len(data)) != d.Size {
-		return nil, &badUpstreamError{fmt.Errorf("config blob %s is %d bytes, the manifest says %d", d.Digest, len(data), d.Size)}
+		return nil, &badUpstreamError{fmt.Errorf("blob %s is %d bytes, the manifest says %d", d.Digest, len(data), d.Size)}
 	}
 	return data, nil
 }

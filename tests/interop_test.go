@@ -155,3 +155,63 @@ func TestReferenceFormatRoundTrip(t *testing.T) {
 		t.Fatalf("files in the imported partition:\n%s\nwant:\n%s", got, strings.Join(wantFiles, "\n"))
 	}
 }
+
+// The proxy partitions reference-format images exactly as it partitions
+// ours: the same layers for the same selection, and containerd runs them.
+func TestProxyServesReferenceFormat(t *testing.T) {
+	dir, want := example(t, baseImage(t, "v1", ""))
+	ours := env.registry + "/interop-proxy/field:v1"
+	build(t, env.buildkit, dir, "-t", ours, "--push", "--compression", "gzip")
+	twodfs(t, "export", "--format", "tdfs", ours, env.registry+"/interop-proxy/field:v1-tdfs")
+	proxy := startProxy(t, env.registry)
+
+	sel := "--0.0.0.1--2.0.2.0"
+	viaProxy := func(tag string) []string {
+		byArch := map[string][]string{}
+		idx, err := remote.Index(reference(t, proxy.addr+"/interop-proxy/field:"+tag+sel))
+		if err == nil {
+			im, ierr := idx.IndexManifest()
+			if ierr != nil {
+				t.Fatal(ierr)
+			}
+			for _, d := range im.Manifests {
+				img, err := idx.Image(d.Digest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, _ := img.Manifest()
+				for _, l := range m.Layers {
+					byArch[d.Platform.String()] = append(byArch[d.Platform.String()], l.Digest.String())
+				}
+			}
+			return byArch["linux/amd64"]
+		}
+		m, err := remoteImage(t, proxy.addr+"/interop-proxy/field:"+tag+sel).Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range m.Layers {
+			out = append(out, l.Digest.String())
+		}
+		return out
+	}
+	o, r := viaProxy("v1"), viaProxy("v1-tdfs")
+	if strings.Join(o, ",") != strings.Join(r, ",") || len(o) != len(layers(t, baseImage(t, "v1", "")))+3 {
+		t.Fatalf("proxy partitions differ or are wrong:\nours      %v\nreference %v", o, r)
+	}
+
+	got, _ := ctrPullRun(t, proxy.addr+"/interop-proxy/field:v1-tdfs"+sel, "find /model /tokenizer -type f 2>/dev/null | sort")
+	var wantFiles []string
+	for cell, files := range want {
+		if cell.Row == 0 || (cell.Row == 2 && cell.Col == 0) {
+			for p := range files {
+				wantFiles = append(wantFiles, p)
+			}
+		}
+	}
+	sort.Strings(wantFiles)
+	if got != strings.Join(wantFiles, "\n") {
+		t.Fatalf("files in the partition of the reference image:\n%s\nwant:\n%s", got, strings.Join(wantFiles, "\n"))
+	}
+}
