@@ -71,7 +71,7 @@ func main() {
 	flag.StringVar(&c.daemons, "daemons", "", "folder of hack/daemons up, where more buildkitds are started")
 	flag.StringVar(&c.work, "work", "", "scratch folder for build contexts (default: a temporary folder)")
 	flag.IntVar(&c.splits, "splits", 8, "number of synthetic model splits (allotments)")
-	flag.IntVar(&c.splitMiB, "split-mib", 32, "size of each split in MiB")
+	flag.IntVar(&c.splitMiB, "split-mib", 24, "size of each split in MiB")
 	flag.IntVar(&c.cols, "cols", 4, "columns of the field: split i is at row i/cols, col i%cols")
 	flag.IntVar(&c.runs, "runs", 3, "runs per figure (medians with min and max)")
 	flag.StringVar(&exps, "experiments", "1,2,3,4,5,6", "experiments to run (comma separated)")
