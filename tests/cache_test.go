@@ -276,3 +276,23 @@ func TestRecordOfDerivedImageIsStale(t *testing.T) {
 		t.Fatalf("FromConfig on a derived image = %v, want a stale record error", err)
 	}
 }
+
+// BuildKit keeps one incremental copy of each context folder: building
+// another folder in between must not make the next build of the first one
+// send every file again.
+func TestContextTransferIsIncremental(t *testing.T) {
+	base := baseImage(t, "v1", "")
+	a, _ := example(t, base)
+	b, _ := example(t, base)
+	build(t, env.buildkit, a, "-t", env.registry+"/incremental/a:v1", "--push")
+	build(t, env.buildkit, b, "-t", env.registry+"/incremental/b:v1", "--push")
+
+	data := make([]byte, 64<<10)
+	rand.Read(data)
+	writeFile(t, filepath.Join(a, "splits/c.bin"), data)
+	out := build(t, env.buildkit, a, "-t", env.registry+"/incremental/a:v2", "--push")
+	// The five sources are ~260 kB; the changed file is 64 KiB.
+	if n := contextBytes(t, out); n > 150e3 {
+		t.Fatalf("the re-build sent %.0f bytes of context, not just the changed file:\n%s", n, out)
+	}
+}

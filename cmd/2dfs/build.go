@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -129,6 +131,7 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 
 	dockerConfig := config.LoadDefaultConfigFile(os.Stderr)
 	solveOpt := client.SolveOpt{
+		SharedKey:     sharedKey(contextDir),
 		Exports:       exports,
 		CacheExports:  cacheExports,
 		CacheImports:  cacheImports,
@@ -288,4 +291,19 @@ func withCompression(exports []client.ExportEntry, compression string, level int
 		exports[i].Attrs = attrs
 	}
 	return exports, nil
+}
+
+// sharedKey names the client's copy of a context folder for BuildKit, which
+// keeps one incremental copy of each local source per shared key. Without
+// one, every folder built on a buildkitd shares the empty key, so building
+// another folder evicts this one and the next build re-sends every file.
+// Like buildx, the key is the folder plus this machine.
+func sharedKey(contextDir string) string {
+	abs, err := filepath.Abs(contextDir)
+	if err != nil {
+		abs = contextDir
+	}
+	host, _ := os.Hostname()
+	sum := sha256.Sum256([]byte(host + "\x00" + abs))
+	return filepath.Base(abs) + ":" + hex.EncodeToString(sum[:8])
 }

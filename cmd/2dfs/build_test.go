@@ -71,3 +71,10 @@ func TestFrontendAttrs(t *testing.T) {
 		t.Fatalf("attrs %v locals %v", attrs, locals)
 	}
 }
+
+func TestSharedKey(t *testing.T) {
+	a, b := sharedKey("/data/models/a"), sharedKey("/data/models/b")
+	if a == b || a != sharedKey("/data/models/a/") || a[:2] != "a:" {
+		t.Fatalf("shared keys %q %q", a, b)
+	}
+}
