@@ -122,6 +122,10 @@ func TestBakeMonorepo(t *testing.T) {
 	dockerEnv(t, dir, []string{"FRONTEND=" + frontend, "REGISTRY=" + prefix, "TAG=v1"},
 		"buildx", "bake", "--push", "--progress", "plain")
 	chat, code := pull(t, prefix+"/chat:v1"), pull(t, prefix+"/code:v1")
+	// The example exports zstd layers (fast compression for weights).
+	if mt := chat.manifest.Layers[0].MediaType; mt != "application/vnd.oci.image.layer.v1.tar+zstd" {
+		t.Errorf("monorepo layers are %s, want zstd", mt)
+	}
 	shared := []field.Cell{{Row: 0, Col: 0}, {Row: 0, Col: 1}}
 	for _, c := range shared {
 		if chat.allotmentLayers()[c] != code.allotmentLayers()[c] {
