@@ -3,8 +3,6 @@ package registryproxy
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -43,8 +41,13 @@ func (p *Proxy) servePartition(w http.ResponseWriter, r *http.Request, up *upstr
 	// Callers with different credentials or Accept headers must not share
 	// a build: one may see what the other may not, or get another type.
 	// The key holds a hash of Authorization, never the token itself.
-	auth := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-	key := strings.Join([]string{up.url.String(), name, sel.Tag(base), strings.Join(r.Header.Values("Accept"), ","), hex.EncodeToString(auth[:])}, "\x00")
+	auth := authHash(r.Header.Get("Authorization"))
+	accept := strings.Join(r.Header.Values("Accept"), ",")
+	key := strings.Join([]string{up.url.String(), name, sel.Tag(base), accept, auth}, "\x00")
+	// Partitions are reused across callers: what one gets depends only
+	// on the source manifest (checked upstream with each caller's own
+	// credentials), the selection and the type the Accept chose.
+	partKey := strings.Join([]string{up.url.String(), name, sel.Tag(base), accept}, "\x00")
 	hdr := clientHeaders(r)
 
 	ch := p.flight.DoChan(key, func() (any, error) {
@@ -52,15 +55,27 @@ func (p *Proxy) servePartition(w http.ResponseWriter, r *http.Request, up *upstr
 		// the others waiting on the same build.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.timeout)
 		defer cancel()
+		if objs, err := p.reuse(ctx, up, name, base, partKey, hdr); err != nil || objs != nil {
+			if err == nil {
+				p.metrics.builds.WithLabelValues("reused").Inc()
+			}
+			return objs, err
+		}
 		start := time.Now()
-		obj, err := p.build(ctx, up, name, base, sel, hdr)
+		objs, err := p.build(ctx, up, name, base, sel, hdr)
 		result := "ok"
 		if err != nil {
 			result = "error"
+		} else {
+			b := builtPartition{source: objs[len(objs)-1].Source}
+			for _, o := range objs {
+				b.objects = append(b.objects, o.Digest)
+			}
+			p.parts.add(partKey, b)
 		}
 		p.metrics.builds.WithLabelValues(result).Inc()
 		p.metrics.buildSeconds.Observe(time.Since(start).Seconds())
-		return obj, err
+		return objs, err
 	})
 	var res singleflight.Result
 	select {
@@ -72,7 +87,48 @@ func (p *Proxy) servePartition(w http.ResponseWriter, r *http.Request, up *upstr
 		p.writeBuildError(w, r, name, base, tag, res.Err)
 		return
 	}
-	serveObject(w, r, res.Val.(*Object))
+	objs := res.Val.([]*Object)
+	// The caller just read every source of these objects upstream with
+	// its credentials: its by-digest fetches that follow need no check.
+	if p.access != nil {
+		for _, o := range objs {
+			p.access.add(accessKey(up, name, o.Source, auth), struct{}{})
+		}
+	}
+	serveObject(w, r, objs[len(objs)-1])
+}
+
+// reuse returns the objects of the partition last built for partKey if the
+// base tag still points at its source: one upstream HEAD of the tag with
+// the caller's credentials and Accept (which also checks the caller may
+// read it), and store reads. It returns nil objects (and no error) when the
+// partition must be built: nothing reusable, the tag moved, the upstream
+// sent no digest, or the store lost an object. Upstream refusals are
+// returned as errors, as a build would.
+func (p *Proxy) reuse(ctx context.Context, up *upstream, name, base, partKey string, hdr http.Header) ([]*Object, error) {
+	b, ok := p.parts.get(partKey)
+	if !ok {
+		return nil, nil
+	}
+	resp, err := p.get(ctx, http.MethodHead, up, name+"/manifests/"+base, hdr)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	if digest.Digest(resp.Header.Get("Docker-Content-Digest")) != b.source {
+		return nil, nil
+	}
+	objs := make([]*Object, 0, len(b.objects))
+	for _, d := range b.objects {
+		o, err := p.store.Get(ctx, d)
+		if err != nil {
+			// Evicted or expired (or the store is down): build again,
+			// which stores it again or fails as a build fails.
+			return nil, nil
+		}
+		objs = append(objs, o)
+	}
+	return objs, nil
 }
 
 // clientHeaders are the request headers forwarded on the proxy's own
@@ -126,9 +182,9 @@ func (e *storeError) Error() string { return "store: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
 // build fetches NAME:BASE, partitions it (every platform, for an index) and
-// stores the results. It returns the top-level object. Nothing is stored
-// unless the whole build succeeds.
-func (p *Proxy) build(ctx context.Context, up *upstream, name, base string, sel field.Selection, hdr http.Header) (*Object, error) {
+// stores the results. It returns the stored objects, the top-level object
+// last. Nothing is stored unless the whole build succeeds.
+func (p *Proxy) build(ctx context.Context, up *upstream, name, base string, sel field.Selection, hdr http.Header) ([]*Object, error) {
 	data, mediaType, err := p.fetchManifest(ctx, up, name, base, hdr)
 	if err != nil {
 		return nil, err
@@ -164,18 +220,19 @@ func (p *Proxy) build(ctx context.Context, up *upstream, name, base string, sel 
 			return nil, err
 		}
 		objs = resultObjects(res)
-		top = objs[len(objs)-1]
+		top, objs = objs[len(objs)-1], objs[:len(objs)-1]
 	default:
 		return nil, fmt.Errorf("%s:%s is a %q: %w", name, base, mediaType, partition.ErrUnsupported)
 	}
 	// Configs and platform manifests before the object that points at
 	// them, so whatever a client can resolve is already there.
-	for _, o := range append(objs, top) {
+	objs = append(objs, top)
+	for _, o := range objs {
 		if err := p.store.Put(ctx, o); err != nil {
 			return nil, &storeError{fmt.Errorf("storing %s: %w", o.Digest, err)}
 		}
 	}
-	return top, nil
+	return objs, nil
 }
 
 func resultObjects(r *partition.Result) []*Object {
@@ -355,6 +412,16 @@ func (p *Proxy) serveStored(w http.ResponseWriter, r *http.Request, up *upstream
 	}
 	p.metrics.storeLookups.WithLabelValues("hit").Inc()
 
+	// A successful check is trusted for AccessCacheTTL for the same
+	// caller (a hash of its Authorization), repository and source.
+	var ak string
+	if p.access != nil {
+		ak = accessKey(up, name, obj.Source, authHash(r.Header.Get("Authorization")))
+		if _, ok := p.access.get(ak); ok {
+			serveObject(w, r, obj)
+			return true
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
 	hdr := clientHeaders(r)
@@ -365,6 +432,9 @@ func (p *Proxy) serveStored(w http.ResponseWriter, r *http.Request, up *upstream
 		return true
 	}
 	resp.Body.Close()
+	if p.access != nil {
+		p.access.add(ak, struct{}{})
+	}
 	serveObject(w, r, obj)
 	return true
 }

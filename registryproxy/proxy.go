@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +64,25 @@ type Options struct {
 	// Zero means DefaultBuildTimeout.
 	BuildTimeout time.Duration
 
+	// AccessCacheTTL is how long a successful access check (the caller
+	// could read the source manifest of a stored object) is trusted for
+	// the same caller (by a hash of its Authorization), repository and
+	// source, so that fetching stored objects by digest does not cost an
+	// upstream round trip each. A revoked credential keeps reading those
+	// objects for up to this long. Zero disables the cache: every
+	// by-digest request is checked upstream.
+	AccessCacheTTL time.Duration
+
+	// PartitionReuse is how long a built partition answers repeated
+	// requests for the same tag and selection: the proxy still sends one
+	// upstream HEAD of the base tag with the caller's credentials and
+	// Accept, and serves the stored partition without rebuilding when
+	// the tag still points at the same source manifest. After this long
+	// the next request builds and stores it again (which refreshes a
+	// store's expiry, e.g. Redis's TTL: keep it below that). Zero means
+	// DefaultPartitionReuse; negative disables reuse.
+	PartitionReuse time.Duration
+
 	// Logger receives one line per request and the errors. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -95,6 +116,12 @@ type Proxy struct {
 	metrics   *metrics
 	metricsH  http.Handler
 	upstreams []*upstream
+	// access holds successful access checks (nil when disabled).
+	access *ttlCache[struct{}]
+	// parts maps a tag request (upstream, repository, base tag,
+	// selection, Accept) to the partition last built for it (nil when
+	// reuse is disabled).
+	parts *ttlCache[builtPartition]
 }
 
 // upstream is one registry the proxy may talk to.
@@ -128,12 +155,24 @@ func New(opts Options) (*Proxy, error) {
 	if p.log == nil {
 		p.log = slog.Default()
 	}
+	if opts.AccessCacheTTL > 0 {
+		p.access = newTTLCache[struct{}](opts.AccessCacheTTL, accessCacheEntries)
+	}
+	switch reuse := opts.PartitionReuse; {
+	case reuse == 0:
+		p.parts = newTTLCache[builtPartition](DefaultPartitionReuse, partitionCacheEntries)
+	case reuse > 0:
+		p.parts = newTTLCache[builtPartition](reuse, partitionCacheEntries)
+	}
 	transport := opts.Transport
 	if transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		// Only the wait for response headers is bounded: a blob body may
 		// take as long as it takes, so there is no overall timeout.
 		t.ResponseHeaderTimeout = 2 * time.Minute
+		// Blob bodies are copied through ReverseProxy's buffer (below);
+		// larger socket-side buffers save syscalls on uploads too.
+		t.ReadBufferSize, t.WriteBufferSize = 64<<10, 64<<10
 		transport = t
 	}
 	reg := opts.Registry
@@ -183,6 +222,14 @@ func New(opts Options) (*Proxy, error) {
 func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Transport: transport,
+		// ReverseProxy copies bodies with its own loop (it never uses
+		// the ResponseWriter's io.ReaderFrom, and the source is an HTTP
+		// client body, which cannot be spliced anyway), 32 KiB at a time
+		// by default: one read and one write syscall per 32 KiB held
+		// blob pass-through to ~0.65× of the registry's speed on
+		// loopback. 1 MiB buffers from a pool (one per body in flight)
+		// cut the syscalls up to 32-fold.
+		BufferPool: copyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up.url)
 			pr.Out.Host = up.url.Host
@@ -422,3 +469,37 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// ReadFrom keeps the underlying writer's io.ReaderFrom (net/http's uses
+// sendfile for files and a pooled buffer otherwise) visible through the
+// recorder, for io.Copy callers such as http.ServeContent.
+func (s *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	s.wrote = true
+	var n int64
+	var err error
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(writerOnly{s.ResponseWriter}, src)
+	}
+	s.bytes += n
+	return n, err
+}
+
+// writerOnly hides every method but Write, so io.Copy does not loop back
+// into ReadFrom.
+type writerOnly struct{ io.Writer }
+
+// copyBufferSize is the size of ReverseProxy's body copy buffers. On
+// loopback (25 MB blob, 2 cores) 32 KiB ran at ~0.6× direct, 256 KiB ~0.75×,
+// 1 MiB ~0.9–1.0×. Each body in flight holds one, from a pool.
+const copyBufferSize = 1 << 20
+
+// copyBuffers is the pool of ReverseProxy's body copy buffers.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}}
+
+// bufferPool adapts sync.Pool to httputil.BufferPool.
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.pool.Get().(*[]byte) }
+func (b *bufferPool) Put(p []byte) { b.pool.Put(&p) }

@@ -78,6 +78,7 @@ func run() error {
 		storeDir    = flag.String("store-dir", defaultStore, "directory keeping synthesized manifests and configs across restarts (empty: memory only)")
 		memBytes    = flag.Int64("memory-store-bytes", registryproxy.DefaultMemoryStoreBytes, "bytes of synthesized objects kept in memory")
 		credsFile   = flag.String("upstream-credentials", "", `JSON file {"HOST":{"username":"..","password":".."}}: credentials for upstreams, used (Basic or token flow) on requests that carry none (mirror mode; every client then reads with them)`)
+		accessTTL   = flag.Duration("access-cache-ttl", registryproxy.DefaultAccessCacheTTL, "trust a caller's successful upstream access check of a stored partition's source this long (per credentials, repository and source; a revoked credential keeps reading for this long); 0: check upstream on every request")
 		buildTimout = flag.Duration("build-timeout", registryproxy.DefaultBuildTimeout, "time limit of the upstream round trips of one partition")
 		redisAddr   = flag.String("redis-addr", "", "Redis shared by proxy replicas for synthesized objects: host:port, or a redis:// or rediss:// URL (memory stays in front; -store-dir is then only used if given)")
 		redisDB     = flag.Int("redis-db", 0, "Redis database number (host:port form)")
@@ -107,10 +108,14 @@ func run() error {
 	logger := slog.New(handler)
 
 	opts := registryproxy.Options{
-		Mirrors:      mirrors,
-		ReadOnly:     *readOnly,
-		BuildTimeout: *buildTimout,
-		Logger:       logger,
+		Mirrors:        mirrors,
+		ReadOnly:       *readOnly,
+		BuildTimeout:   *buildTimout,
+		AccessCacheTTL: *accessTTL,
+		Logger:         logger,
+	}
+	if *accessTTL < 0 {
+		return errors.New("-access-cache-ttl must not be negative")
 	}
 	if *upstream != "" {
 		u, err := parseUpstream(*upstream)
@@ -154,6 +159,11 @@ func run() error {
 		client := redis.NewClient(ropts)
 		defer client.Close()
 		store = append(store, registryproxy.NewRedisStore(client, registryproxy.RedisOptions{Prefix: *redisPrefix, TTL: *redisTTL}))
+		// A reused partition is not written again, so rebuild (and
+		// re-write, refreshing the TTL) well before Redis expires it.
+		if *redisTTL > 0 && *redisTTL/2 < registryproxy.DefaultPartitionReuse {
+			opts.PartitionReuse = max(*redisTTL/2, time.Millisecond)
+		}
 	}
 	if len(store) == 0 {
 		return errors.New("no store: set -memory-store-bytes, -store-dir or -redis-addr")
