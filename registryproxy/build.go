@@ -101,7 +101,7 @@ func (p *Proxy) servePartition(w http.ResponseWriter, r *http.Request, up *upstr
 // reuse returns the objects of the partition last built for partKey if the
 // base tag still points at its source: one upstream HEAD of the tag with
 // the caller's credentials and Accept (which also checks the caller may
-// read it), and store reads. It returns nil objects (and no error) when the
+// read it), store reads, and for Redis one round trip. It returns nil objects (and no error) when the
 // partition must be built: nothing reusable, the tag moved, the upstream
 // sent no digest, or the store lost an object. Upstream refusals are
 // returned as errors, as a build would.
@@ -118,12 +118,20 @@ func (p *Proxy) reuse(ctx context.Context, up *upstream, name, base, partKey str
 	if digest.Digest(resp.Header.Get("Docker-Content-Digest")) != b.source {
 		return nil, nil
 	}
+	// Evicted or expired (or the store is down): build again, which
+	// stores it again or fails as a build fails (500 when the store
+	// cannot take it).
+	if k, ok := p.store.(keeper); ok {
+		// A shared store (Redis) must still hold the objects for other
+		// replicas, and keeps them alive as the rebuild's write would.
+		if ok, err := k.Keep(ctx, b.objects); !ok || err != nil {
+			return nil, nil
+		}
+	}
 	objs := make([]*Object, 0, len(b.objects))
 	for _, d := range b.objects {
 		o, err := p.store.Get(ctx, d)
 		if err != nil {
-			// Evicted or expired (or the store is down): build again,
-			// which stores it again or fails as a build fails.
 			return nil, nil
 		}
 		objs = append(objs, o)
@@ -302,7 +310,13 @@ func (p *Proxy) get(ctx context.Context, method string, up *upstream, path strin
 	}
 	resp, err := up.client.Do(req)
 	if err != nil {
+		if ctx.Err() == nil {
+			up.failed()
+		}
 		return nil, &transportError{redact(err)}
+	}
+	if resp.StatusCode >= 500 {
+		up.failed()
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
@@ -413,11 +427,12 @@ func (p *Proxy) serveStored(w http.ResponseWriter, r *http.Request, up *upstream
 	p.metrics.storeLookups.WithLabelValues("hit").Inc()
 
 	// A successful check is trusted for AccessCacheTTL for the same
-	// caller (a hash of its Authorization), repository and source.
+	// caller (a hash of its Authorization), repository and source, unless
+	// the upstream failed since: an outage is not hidden.
 	var ak string
 	if p.access != nil {
 		ak = accessKey(up, name, obj.Source, authHash(r.Header.Get("Authorization")))
-		if _, ok := p.access.get(ak); ok {
+		if _, ok := p.access.get(ak); ok && !up.failedWithin(p.access.ttl) {
 			serveObject(w, r, obj)
 			return true
 		}

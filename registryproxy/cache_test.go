@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/exporter/partition/partitiontest"
@@ -277,5 +279,68 @@ func TestBlobCopyBuffer(t *testing.T) {
 	}
 	if w.max <= 32<<10 {
 		t.Errorf("largest write %d bytes: the copy buffer is ReverseProxy's default", w.max)
+	}
+}
+
+// TestReuseWithRedis: a repeated tag is reused only while Redis (shared by
+// the replicas) holds the partition, and the reuse renews the entries' TTL.
+func TestReuseWithRedis(t *testing.T) {
+	addr := startRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	var log upstreamLog
+	mem := NewMemoryStore(1 << 20)
+	e := newEnv(t, log.wrap, func(o *Options) {
+		o.Store = TieredStore{mem, NewRedisStore(client, RedisOptions{Prefix: "t:", TTL: time.Hour})}
+	})
+	push(t, e.registry.URL, "app", "v1", partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...))
+	tag := e.proxy.URL + "/v2/app/manifests/v1--0.0.1.1"
+	d := checkServed(t, do(t, http.MethodGet, tag, nil), ocispec.MediaTypeImageManifest)
+	key := "t:" + d.String()
+	client.Expire(t.Context(), key, time.Minute) // as if built long ago
+	log.take()
+	do(t, http.MethodGet, tag, nil)
+	if got := log.take(); len(got) != 1 {
+		t.Fatalf("repeat: upstream %v, want one HEAD", got)
+	}
+	if ttl := client.TTL(t.Context(), key).Val(); ttl < 59*time.Minute {
+		t.Errorf("reuse did not renew the TTL: %v", ttl)
+	}
+	// Redis lost it (eviction, flush) while this replica's memory has
+	// it: rebuilt and written again, so other replicas can serve it.
+	client.FlushDB(t.Context())
+	do(t, http.MethodGet, tag, nil)
+	if got := log.take(); len(got) < 3 {
+		t.Errorf("after Redis lost it: upstream %v, want a rebuild", got)
+	}
+	if client.Exists(t.Context(), key).Val() != 1 {
+		t.Error("the rebuild did not write Redis again")
+	}
+}
+
+// TestAccessCacheOutage: after the upstream failed, cached access checks
+// are not used: a stored object is not served while the registry is down.
+func TestAccessCacheOutage(t *testing.T) {
+	var down atomic.Bool
+	e := newEnv(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}, func(o *Options) { o.AccessCacheTTL = time.Minute })
+	push(t, e.registry.URL, "app", "v1", partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...))
+	d := do(t, http.MethodHead, e.proxy.URL+"/v2/app/manifests/v1--0.0.1.1", nil).Header.Get("Docker-Content-Digest")
+	byDigest := e.proxy.URL + "/v2/app/manifests/" + d
+	if r := do(t, http.MethodGet, byDigest, nil); r.StatusCode != http.StatusOK {
+		t.Fatal(r.Status)
+	}
+	down.Store(true)
+	// Any failed upstream request (here a pass-through) suspends the cache.
+	do(t, http.MethodGet, e.proxy.URL+"/v2/", nil)
+	if r := do(t, http.MethodGet, byDigest, nil); r.StatusCode < 500 {
+		t.Errorf("stored object with the registry down: %s", r.Status)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,9 +79,9 @@ type Options struct {
 	// upstream HEAD of the base tag with the caller's credentials and
 	// Accept, and serves the stored partition without rebuilding when
 	// the tag still points at the same source manifest. After this long
-	// the next request builds and stores it again (which refreshes a
-	// store's expiry, e.g. Redis's TTL: keep it below that). Zero means
-	// DefaultPartitionReuse; negative disables reuse.
+	// the next request builds and stores it again. A reuse needs every
+	// object still in the store (a Redis store is asked, and renews their
+	// TTL). Zero means DefaultPartitionReuse; negative disables reuse.
 	PartitionReuse time.Duration
 
 	// Logger receives one line per request and the errors. Nil means
@@ -132,6 +133,19 @@ type upstream struct {
 	// object storage), dropping Authorization when one leaves the host.
 	client *http.Client
 	rp     *httputil.ReverseProxy
+	// failedAt (Unix nanoseconds) is when the upstream last failed to
+	// answer or answered 5xx. Cached access checks are not used for a
+	// while after that, so an outage answers 502/504 for stored objects
+	// too, as for everything else.
+	failedAt atomic.Int64
+}
+
+// failed records an upstream failure.
+func (up *upstream) failed() { up.failedAt.Store(time.Now().UnixNano()) }
+
+// failedWithin reports whether the upstream failed in the last d.
+func (up *upstream) failedWithin(d time.Duration) bool {
+	return time.Now().UnixNano()-up.failedAt.Load() < int64(d)
 }
 
 // New validates opts and returns a Proxy.
@@ -242,6 +256,9 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 			}
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode >= 500 {
+				up.failed()
+			}
 			rewriteLocation(resp, up.url)
 			return nil
 		},
@@ -249,6 +266,7 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 			if r.Context().Err() != nil {
 				return // the client went away; nobody to answer
 			}
+			up.failed()
 			err = redact(err)
 			p.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
 			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {

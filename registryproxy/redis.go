@@ -137,6 +137,60 @@ func (s *RedisStore) Put(ctx context.Context, o *Object) error {
 	return nil
 }
 
+// Keep reports whether Redis holds every digest in ds, renewing their TTL
+// (with one) as a rebuild would: a partition reused for a repeated tag is
+// not written again, and its entries must outlive the tag requests that
+// name them. One round trip.
+func (s *RedisStore) Keep(ctx context.Context, ds []digest.Digest) (bool, error) {
+	if !s.available() {
+		return false, errRedisDown
+	}
+	cmds := make([]*redis.BoolCmd, 0, len(ds))
+	var exists []*redis.IntCmd
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, d := range ds {
+			if s.ttl > 0 {
+				cmds = append(cmds, p.Expire(ctx, s.key(d), s.ttl))
+			} else {
+				exists = append(exists, p.Exists(ctx, s.key(d)))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, s.failed(ctx, err)
+	}
+	for _, c := range cmds {
+		if !c.Val() {
+			return false, nil
+		}
+	}
+	for _, c := range exists {
+		if c.Val() != 1 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// keeper is a store shared between replicas that can confirm (and keep
+// alive) the objects of a reused partition.
+type keeper interface {
+	Keep(ctx context.Context, ds []digest.Digest) (bool, error)
+}
+
+// Keep asks every store of t that can keep objects.
+func (t TieredStore) Keep(ctx context.Context, ds []digest.Digest) (bool, error) {
+	for _, s := range t {
+		if k, ok := s.(keeper); ok {
+			if ok, err := k.Keep(ctx, ds); !ok || err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
 // Ping reports whether Redis answers; /readyz uses it. It always asks
 // Redis, and a success ends a backoff.
 func (s *RedisStore) Ping(ctx context.Context) error {

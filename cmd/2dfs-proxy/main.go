@@ -159,11 +159,6 @@ func run() error {
 		client := redis.NewClient(ropts)
 		defer client.Close()
 		store = append(store, registryproxy.NewRedisStore(client, registryproxy.RedisOptions{Prefix: *redisPrefix, TTL: *redisTTL}))
-		// A reused partition is not written again, so rebuild (and
-		// re-write, refreshing the TTL) well before Redis expires it.
-		if *redisTTL > 0 && *redisTTL/2 < registryproxy.DefaultPartitionReuse {
-			opts.PartitionReuse = max(*redisTTL/2, time.Millisecond)
-		}
 	}
 	if len(store) == 0 {
 		return errors.New("no store: set -memory-store-bytes, -store-dir or -redis-addr")
