@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -223,27 +222,19 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 		return nil, err
 	}
 
-	var rootfs rawjson.Object
-	if err := cfg.Get("rootfs", &rootfs); err != nil {
-		return nil, err
-	}
-	var diffIDs []json.RawMessage
-	if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
-		return nil, err
-	}
-	var keptIDs []json.RawMessage
-	for i, id := range diffIDs {
-		if keep[i] {
-			keptIDs = append(keptIDs, id)
+	if err := cfg.Edit("rootfs", func(rootfs rawjson.Object) error {
+		var diffIDs []json.RawMessage
+		if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
+			return err
 		}
-	}
-	if keptIDs == nil {
-		keptIDs = []json.RawMessage{}
-	}
-	if err := rootfs.Set("diff_ids", keptIDs); err != nil {
-		return nil, err
-	}
-	if err := cfg.Set("rootfs", rootfs); err != nil {
+		keptIDs := []json.RawMessage{}
+		for i, id := range diffIDs {
+			if keep[i] {
+				keptIDs = append(keptIDs, id)
+			}
+		}
+		return rootfs.Set("diff_ids", keptIDs)
+	}); err != nil {
 		return nil, err
 	}
 
@@ -332,15 +323,7 @@ func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layer
 // annotations. Docker schema 2 has no annotations; there the config labels
 // (of every platform's config, for a manifest list) carry the same facts.
 func annotate(m rawjson.Object, source digest.Digest, sel field.Selection) error {
-	var ann map[string]string
-	if err := m.Get("annotations", &ann); err != nil {
-		return err
-	}
-	ann = maps.Clone(ann)
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[LabelSource] = source.String()
-	ann[LabelSelection] = sel.String()
-	return m.Set("annotations", ann)
+	return m.Edit("annotations", func(ann rawjson.Object) error {
+		return ann.SetAll(map[string]any{LabelSource: source.String(), LabelSelection: sel.String()})
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -187,18 +186,13 @@ func toReferenceConfig(config []byte, rec *field.Record, paths []PathsEntry) ([]
 	if err != nil {
 		return nil, err
 	}
-	var rootfs rawjson.Object
-	if err := cfg.Get("rootfs", &rootfs); err != nil {
-		return nil, err
-	}
-	var diffIDs []json.RawMessage
-	if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
-		return nil, err
-	}
-	if err := rootfs.Set("diff_ids", append([]json.RawMessage{}, diffIDs[:rec.BaseLayers]...)); err != nil {
-		return nil, err
-	}
-	if err := cfg.Set("rootfs", rootfs); err != nil {
+	if err := cfg.Edit("rootfs", func(rootfs rawjson.Object) error {
+		var diffIDs []json.RawMessage
+		if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
+			return err
+		}
+		return rootfs.Set("diff_ids", append([]json.RawMessage{}, diffIDs[:rec.BaseLayers]...))
+	}); err != nil {
 		return nil, err
 	}
 
@@ -370,16 +364,7 @@ func FromIndex(ctx context.Context, index []byte, mediaType, name string, conver
 	if err := idx.Set("mediaType", ocispec.MediaTypeImageIndex); err != nil {
 		return nil, err
 	}
-	var ann map[string]string
-	if err := idx.Get("annotations", &ann); err != nil {
-		return nil, err
-	}
-	ann = maps.Clone(ann)
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[AnnotationImageName] = name
-	if err := idx.Set("annotations", ann); err != nil {
+	if err := idx.Edit("annotations", func(ann rawjson.Object) error { return ann.Set(AnnotationImageName, name) }); err != nil {
 		return nil, err
 	}
 	if out.Index, err = rawjson.Marshal(idx); err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -400,17 +399,9 @@ func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *pa
 	if err := m.Set("mediaType", ocispec.MediaTypeImageManifest); err != nil {
 		return nil, err
 	}
-	var ann map[string]string
-	if err := m.Get("annotations", &ann); err != nil {
-		return nil, err
-	}
-	ann = maps.Clone(ann)
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[partition.LabelSource] = res.Source.String()
-	ann[partition.LabelSelection] = sel.String()
-	if err := m.Set("annotations", ann); err != nil {
+	if err := m.Edit("annotations", func(ann rawjson.Object) error {
+		return ann.SetAll(map[string]any{partition.LabelSource: res.Source.String(), partition.LabelSelection: sel.String()})
+	}); err != nil {
 		return nil, err
 	}
 	return rawjson.Marshal(m)
