@@ -158,14 +158,8 @@ func pushManifest(t *testing.T, base, repo, ref, mediaType string, data []byte, 
 	}
 }
 
-func sel(t *testing.T, s string) field.Selection {
-	t.Helper()
-	_, out, err := field.ParseTag("x--" + s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+// sel parses a selection; shared with the other rewriter tests.
+var sel = partitiontest.Selection
 
 // checkServed checks the headers of a served manifest or blob.
 func checkServed(t *testing.T, r response, wantType string) digest.Digest {

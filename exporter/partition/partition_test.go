@@ -19,14 +19,8 @@ import (
 	"github.com/tdfs-kit/tdfs/field"
 )
 
-func sel(t testing.TB, tag string) field.Selection {
-	t.Helper()
-	_, s, err := field.ParseTag("x--" + tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+// sel parses a selection; shared with the other rewriter tests.
+var sel = partitiontest.Selection
 
 var grid = []field.Cell{{Row: 0, Col: 0}, {Row: 0, Col: 1}, {Row: 1, Col: 0}, {Row: 1, Col: 1}, {Row: 2, Col: 2}}
 

@@ -19,14 +19,8 @@ import (
 	"github.com/tdfs-kit/tdfs/field"
 )
 
-func sel(t testing.TB, s string) field.Selection {
-	t.Helper()
-	_, out, err := field.ParseTag("x--" + s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+// sel parses a selection; shared with the other rewriter tests.
+var sel = partitiontest.Selection
 
 func hex(s string) string { return digest.FromString(s).Encoded() }
 
