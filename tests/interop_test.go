@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -37,6 +38,11 @@ func layoutLayers(t *testing.T, dir string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return layerDigests(t, img)
+}
+
+func layerDigests(t *testing.T, img v1.Image) []string {
+	t.Helper()
 	m, err := img.Manifest()
 	if err != nil {
 		t.Fatal(err)
@@ -166,35 +172,9 @@ func TestProxyServesReferenceFormat(t *testing.T) {
 	proxy := startProxy(t, env.registry)
 
 	sel := "--0.0.0.1--2.0.2.0"
+	// remote.Image picks linux/amd64 out of an index.
 	viaProxy := func(tag string) []string {
-		byArch := map[string][]string{}
-		idx, err := remote.Index(reference(t, proxy.addr+"/interop-proxy/field:"+tag+sel))
-		if err == nil {
-			im, ierr := idx.IndexManifest()
-			if ierr != nil {
-				t.Fatal(ierr)
-			}
-			for _, d := range im.Manifests {
-				img, err := idx.Image(d.Digest)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m, _ := img.Manifest()
-				for _, l := range m.Layers {
-					byArch[d.Platform.String()] = append(byArch[d.Platform.String()], l.Digest.String())
-				}
-			}
-			return byArch["linux/amd64"]
-		}
-		m, err := remoteImage(t, proxy.addr+"/interop-proxy/field:"+tag+sel).Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, l := range m.Layers {
-			out = append(out, l.Digest.String())
-		}
-		return out
+		return layerDigests(t, remoteImage(t, proxy.addr+"/interop-proxy/field:"+tag+sel))
 	}
 	o, r := viaProxy("v1"), viaProxy("v1-tdfs")
 	if strings.Join(o, ",") != strings.Join(r, ",") || len(o) != len(layers(t, baseImage(t, "v1", "")))+3 {
