@@ -48,10 +48,19 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "hack/daemons down: %v\n%s", err, out)
 		}
 	}()
-	out, err := exec.Command(filepath.Join(root, "hack/daemons"), "up", dir).Output()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "hack/daemons up: %v\n%s", err, stderrOf(err))
-		return 1
+	// Ports are picked by probing, so another process may take one between
+	// the probe and the bind: try once more before failing the run.
+	var out []byte
+	for attempt := 1; ; attempt++ {
+		out, err = exec.Command(filepath.Join(root, "hack/daemons"), "up", dir).Output()
+		if err == nil {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "hack/daemons up (attempt %d): %v\n%s", attempt, err, stderrOf(err))
+		if attempt == 2 {
+			return 1
+		}
+		_ = exec.Command(filepath.Join(root, "hack/daemons"), "down", dir).Run()
 	}
 	vars := readEnvFile(strings.TrimSpace(string(out)))
 	env.tools, env.buildkit, env.registry, env.ctrAddr = vars["TDFS_TOOLS"], vars["BUILDKIT_HOST"], vars["TDFS_REGISTRY"], vars["CONTAINERD_ADDRESS"]
