@@ -59,7 +59,7 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	planned, err := plan(ctx, c, desc, *buildContext)
+	planned, err := plan(ctx, c, desc, *buildContext, bc.CacheImports)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func (w withFilename) BuildOpts() client.BuildOpts {
 
 // plan checks every source against the build context, solving the context
 // once; BuildKit then reuses that transfer for the copies.
-func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State) ([]descriptor.Planned, error) {
+func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry) ([]descriptor.Planned, error) {
 	if len(desc.Allotments) == 0 {
 		return nil, nil
 	}
@@ -192,7 +192,7 @@ func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, bui
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB()})
+	r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), CacheImports: cacheImports})
 	if err != nil {
 		return nil, rpcError("load build context: %v", err)
 	}
