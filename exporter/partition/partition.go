@@ -167,16 +167,9 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 
 	// Typed decoding is only for checking; the output is edited from the
 	// raw JSON below.
-	var img ocispec.Image
-	if err := json.Unmarshal(config, &img); err != nil {
-		return nil, fmt.Errorf("partition: config is not valid: %w", err)
-	}
-	rec, err := field.FromConfig(&img)
+	_, rec, err := RecordOf(config)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
-	}
-	if rec == nil {
-		return nil, ErrNot2DFS
 	}
 
 	var selected []field.Placed
@@ -326,4 +319,22 @@ func annotate(m rawjson.Object, source digest.Digest, sel field.Selection) error
 	return m.Edit("annotations", func(ann rawjson.Object) error {
 		return ann.SetAll(map[string]any{LabelSource: source.String(), LabelSelection: sel.String()})
 	})
+}
+
+// RecordOf decodes an image config and reads its field record, checked
+// against the config (field.FromConfig). An image without a record is
+// ErrNot2DFS.
+func RecordOf(config []byte) (*ocispec.Image, *field.Record, error) {
+	var img ocispec.Image
+	if err := json.Unmarshal(config, &img); err != nil {
+		return nil, nil, fmt.Errorf("config is not valid: %w", err)
+	}
+	rec, err := field.FromConfig(&img)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec == nil {
+		return nil, nil, ErrNot2DFS
+	}
+	return &img, rec, nil
 }

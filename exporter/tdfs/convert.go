@@ -117,16 +117,9 @@ func FromImage(manifest []byte, mediaType string, config []byte) (*Image, error)
 	if err := checkBlob("config", configDesc, config); err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	var img ocispec.Image
-	if err := json.Unmarshal(config, &img); err != nil {
-		return nil, fmt.Errorf("convert: config is not valid: %w", err)
-	}
-	rec, err := field.FromConfig(&img)
+	img, rec, err := partition.RecordOf(config)
 	if err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
-	}
-	if rec == nil {
-		return nil, fmt.Errorf("convert: %w", partition.ErrNot2DFS)
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(manifest, &m); err != nil {
