@@ -20,27 +20,33 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// selfSigned writes a certificate and key for 127.0.0.1 and returns their
-// paths and the certificate's PEM.
-func selfSigned(t *testing.T) (certFile, keyFile string, certPEM []byte) {
+// selfSignedCert makes an ECDSA P-256 key and a certificate for it signed
+// by itself from tmpl (serial number and validity filled in).
+func selfSignedCert(t *testing.T, tmpl *x509.Certificate) (*ecdsa.PrivateKey, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "2dfs-proxy test"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
+	tmpl.SerialNumber = big.NewInt(1)
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key, der
+}
+
+// selfSigned writes a server certificate and key for 127.0.0.1 and returns
+// their paths and the certificate's PEM.
+func selfSigned(t *testing.T) (certFile, keyFile string, certPEM []byte) {
+	t.Helper()
+	key, der := selfSignedCert(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "2dfs-proxy test"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)

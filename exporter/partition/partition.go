@@ -215,18 +215,14 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 		return nil, err
 	}
 
-	if err := cfg.Edit("rootfs", func(rootfs rawjson.Object) error {
-		var diffIDs []json.RawMessage
-		if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
-			return err
-		}
-		keptIDs := []json.RawMessage{}
+	if err := rawjson.EditDiffIDs(cfg, func(diffIDs []json.RawMessage) []json.RawMessage {
+		kept := []json.RawMessage{}
 		for i, id := range diffIDs {
 			if keep[i] {
-				keptIDs = append(keptIDs, id)
+				kept = append(kept, id)
 			}
 		}
-		return rootfs.Set("diff_ids", keptIDs)
+		return kept
 	}); err != nil {
 		return nil, err
 	}

@@ -179,12 +179,8 @@ func toReferenceConfig(config []byte, rec *field.Record, paths []PathsEntry) ([]
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.Edit("rootfs", func(rootfs rawjson.Object) error {
-		var diffIDs []json.RawMessage
-		if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
-			return err
-		}
-		return rootfs.Set("diff_ids", append([]json.RawMessage{}, diffIDs[:rec.BaseLayers]...))
+	if err := rawjson.EditDiffIDs(cfg, func(diffIDs []json.RawMessage) []json.RawMessage {
+		return append([]json.RawMessage{}, diffIDs[:rec.BaseLayers]...)
 	}); err != nil {
 		return nil, err
 	}

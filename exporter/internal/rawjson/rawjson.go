@@ -109,3 +109,15 @@ func toAny(m map[string]string) map[string]any {
 	}
 	return out
 }
+
+// EditDiffIDs replaces the rootfs.diff_ids of an image config with what fn
+// returns for them.
+func EditDiffIDs(imageConfig Object, fn func([]json.RawMessage) []json.RawMessage) error {
+	return imageConfig.Edit("rootfs", func(rootfs Object) error {
+		var diffIDs []json.RawMessage
+		if err := rootfs.Get("diff_ids", &diffIDs); err != nil {
+			return err
+		}
+		return rootfs.Set("diff_ids", fn(diffIDs))
+	})
+}
