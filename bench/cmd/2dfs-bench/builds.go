@@ -253,17 +253,8 @@ func (b *bench) rebuild() error {
 					return err
 				}
 			}
-			for _, v := range runOrder(buildVariants, run) {
-				log := fmt.Sprintf("2-rebuild-%d-%s-%s-r%d", c.pct, c.dir, slugOf(v), run)
-				d, p, err := b.build(v, ctxs[v].dir, b.rebuildRef(v), base, log)
-				if err != nil {
-					return err
-				}
-				times[v] = append(times[v], d.Seconds())
-				if v == vTDFS {
-					phases = append(phases, p)
-					rebuilt = append(rebuilt, rebuiltAllotments(filepath.Join(b.out, "logs", log+".log")))
-				}
+			if err := b.rebuildEach(ctxs, base, run, fmt.Sprintf("2-rebuild-%d-%s", c.pct, c.dir), times, &phases, &rebuilt); err != nil {
+				return err
 			}
 		}
 		if c.dir != "top" {
@@ -297,6 +288,25 @@ func (b *bench) rebuild() error {
 	return nil
 }
 
+// rebuildEach builds every variant once from its warm context (the order
+// rotates with run), recording times, and for 2dfs its phases and how many
+// allotments BuildKit re-ran.
+func (b *bench) rebuildEach(ctxs map[string]*fieldContext, base string, run int, logPrefix string, times map[string][]float64, phases *[]Phases, rebuilt *[]int) error {
+	for _, v := range runOrder(buildVariants, run) {
+		log := fmt.Sprintf("%s-%s-r%d", logPrefix, slugOf(v), run)
+		d, p, err := b.build(v, ctxs[v].dir, b.rebuildRef(v), base, log)
+		if err != nil {
+			return err
+		}
+		times[v] = append(times[v], d.Seconds())
+		if v == vTDFS {
+			*phases = append(*phases, p)
+			*rebuilt = append(*rebuilt, rebuiltAllotments(filepath.Join(b.out, "logs", log+".log")))
+		}
+	}
+	return nil
+}
+
 // Experiment 3: a new base image under unchanged splits.
 func (b *bench) baseChange() error {
 	ctxs, _, err := b.rebuildContexts()
@@ -311,17 +321,8 @@ func (b *bench) baseChange() error {
 		if err != nil {
 			return err
 		}
-		for _, v := range runOrder(buildVariants, run) {
-			log := fmt.Sprintf("3-base-%s-r%d", slugOf(v), run)
-			d, p, err := b.build(v, ctxs[v].dir, b.rebuildRef(v), base, log)
-			if err != nil {
-				return err
-			}
-			times[v] = append(times[v], d.Seconds())
-			if v == vTDFS {
-				phases = append(phases, p)
-				rebuilt = append(rebuilt, rebuiltAllotments(filepath.Join(b.out, "logs", log+".log")))
-			}
+		if err := b.rebuildEach(ctxs, base, run, "3-base", times, &phases, &rebuilt); err != nil {
+			return err
 		}
 	}
 	allZero := true
