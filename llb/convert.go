@@ -19,7 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/field"
-	"github.com/tdfs-kit/tdfs/frontend/descriptor"
+	"github.com/tdfs-kit/tdfs/descriptor"
 )
 
 // NormalMode is the chmod applied to every copied file and directory:

@@ -12,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/field"
-	"github.com/tdfs-kit/tdfs/frontend/descriptor"
+	"github.com/tdfs-kit/tdfs/descriptor"
 )
 
 var amd64 = ocispec.Platform{OS: "linux", Architecture: "amd64"}

@@ -10,7 +10,7 @@ import (
 
 // FuzzParse checks that Parse never panics and that whatever it accepts is
 // valid and survives a round trip through JSON. Seeds live in
-// testdata/fuzz/FuzzParse; run with: go test -fuzz FuzzParse ./frontend/descriptor
+// testdata/fuzz/FuzzParse; run with: go test -fuzz FuzzParse ./descriptor
 func FuzzParse(f *testing.F) {
 	f.Add("2dfs.json", []byte(`{"allotments": [{"src": "a", "dst": "/a", "row": 0, "col": 0}]}`))
 	f.Add("2dfs.yaml", []byte("allotments:\n  - {src: [a, b], dst: [/a, /b], row: 1, col: 2}\n"))
