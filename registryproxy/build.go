@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tdfs-kit/tdfs/exporter/partition"
-	"github.com/tdfs-kit/tdfs/exporter/tdfs"
+	"github.com/tdfs-kit/tdfs/exporter/image"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -193,44 +193,22 @@ func (e *storeError) Unwrap() error { return e.err }
 // stores the results. It returns the stored objects, the top-level object
 // last. Nothing is stored unless the whole build succeeds.
 func (p *Proxy) build(ctx context.Context, up *upstream, name, base string, sel field.Selection, hdr http.Header) ([]*Object, error) {
-	data, mediaType, err := p.fetchManifest(ctx, up, name, base, hdr)
+	// The client's Accept chose the top-level type; upstreamSource
+	// fetches the platform manifests of an index whatever their type.
+	part, err := image.Partition(ctx, upstreamSource{p: p, up: up, name: name, hdr: hdr}, base, sel, "")
 	if err != nil {
 		return nil, err
 	}
 	var objs []*Object
 	var top *Object
-	switch {
-	case partition.IsIndex(mediaType):
-		// The client's Accept chose the top-level type. Platform
-		// manifests are fetched by digest and must be fetched whatever
-		// their type: a client asking for an index (Accept: the index
-		// types only, as crane and go-containerregistry do) would
-		// otherwise get the registry's 404 for every platform.
-		childHdr := hdr.Clone()
-		childHdr.Set("Accept", manifestAccept)
-		idx, err := partition.Index(ctx, data, mediaType, sel, func(ctx context.Context, d ocispec.Descriptor) (*partition.Result, error) {
-			child, childType, err := p.fetchManifest(ctx, up, name, d.Digest.String(), childHdr)
-			if err != nil {
-				return nil, err
-			}
-			return p.partitionImage(ctx, up, name, child, childType, sel, hdr)
-		})
-		if err != nil {
-			return nil, err
-		}
+	if idx := part.Index; idx != nil {
 		for _, c := range idx.Children {
 			objs = append(objs, resultObjects(c)...)
 		}
 		top = &Object{Digest: idx.Digest, MediaType: idx.MediaType, Data: idx.Index, Source: idx.Source, Manifest: true}
-	case partition.IsManifest(mediaType):
-		res, err := p.partitionImage(ctx, up, name, data, mediaType, sel, hdr)
-		if err != nil {
-			return nil, err
-		}
-		objs = resultObjects(res)
+	} else {
+		objs = resultObjects(part.Images[0])
 		top, objs = objs[len(objs)-1], objs[:len(objs)-1]
-	default:
-		return nil, fmt.Errorf("%s:%s is a %q: %w", name, base, mediaType, partition.ErrUnsupported)
 	}
 	// Configs and platform manifests before the object that points at
 	// them, so whatever a client can resolve is already there.
@@ -250,30 +228,38 @@ func resultObjects(r *partition.Result) []*Object {
 	}
 }
 
-// partitionImage partitions one image manifest, ours or in the reference
-// 2DFS format (whose allotments are blobs named by a field layer).
-func (p *Proxy) partitionImage(ctx context.Context, up *upstream, name string, manifest []byte, mediaType string, sel field.Selection, hdr http.Header) (*partition.Result, error) {
-	return tdfs.PartitionImage(ctx, manifest, mediaType, sel, upstreamBlobs{p: p, up: up, name: name, hdr: hdr})
-}
-
-// upstreamBlobs reads the blobs a partition needs from the upstream, with
-// the client's credentials.
-type upstreamBlobs struct {
+// upstreamSource is the image.Source of one repository of the upstream,
+// read with the client's credentials.
+type upstreamSource struct {
 	p    *Proxy
 	up   *upstream
 	name string
 	hdr  http.Header
 }
 
+// Manifest fetches a manifest by tag with the client's Accept, and by digest
+// (the platform manifests of an index) whatever its type: a client asking
+// for an index (Accept: the index types only, as crane and
+// go-containerregistry do) would otherwise get the registry's 404 for every
+// platform.
+func (s upstreamSource) Manifest(ctx context.Context, ref string) ([]byte, string, error) {
+	hdr := s.hdr
+	if _, err := digest.Parse(ref); err == nil {
+		hdr = s.hdr.Clone()
+		hdr.Set("Accept", manifestAccept)
+	}
+	return s.p.fetchManifest(ctx, s.up, s.name, ref, hdr)
+}
+
 // Blob fetches a config or field blob. A manifest announcing one over the
 // cap is refused like any oversized upstream object (502, via ErrTooLarge).
-func (b upstreamBlobs) Blob(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
-	return b.p.fetchBlob(ctx, b.up, b.name, d, b.hdr)
+func (s upstreamSource) Blob(ctx context.Context, d ocispec.Descriptor, limit int64) ([]byte, error) {
+	return s.p.fetchBlob(ctx, s.up, s.name, d, limit, s.hdr)
 }
 
 // Size asks the upstream for the size of an allotment blob of a
 // reference-format image, which no manifest lists with its size.
-func (b upstreamBlobs) Size(ctx context.Context, d digest.Digest) (int64, error) {
+func (b upstreamSource) Size(ctx context.Context, d digest.Digest) (int64, error) {
 	h := b.hdr.Clone()
 	h.Del("Accept")
 	resp, err := b.p.get(ctx, http.MethodHead, b.up, b.name+"/blobs/"+d.String(), h)
@@ -366,7 +352,7 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *upstream, name, ref strin
 
 // fetchBlob GETs a small blob (a config, a field blob) and verifies its
 // digest and size.
-func (p *Proxy) fetchBlob(ctx context.Context, up *upstream, name string, d ocispec.Descriptor, hdr http.Header) ([]byte, error) {
+func (p *Proxy) fetchBlob(ctx context.Context, up *upstream, name string, d ocispec.Descriptor, limit int64, hdr http.Header) ([]byte, error) {
 	h := hdr.Clone()
 	h.Del("Accept")
 	resp, err := p.get(ctx, http.MethodGet, up, name+"/blobs/"+d.Digest.String(), h)
@@ -374,7 +360,7 @@ func (p *Proxy) fetchBlob(ctx context.Context, up *upstream, name string, d ocis
 		return nil, err
 	}
 	defer resp.Body.Close()
-	data, err := readCapped(resp.Body, partition.MaxConfigBytes, "blob "+d.Digest.String())
+	data, err := readCapped(resp.Body, limit, "blob "+d.Digest.String())
 	if err != nil {
 		return nil, err
 	}

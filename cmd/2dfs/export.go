@@ -17,7 +17,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/tdfs-kit/tdfs/exporter/partition"
+	"github.com/tdfs-kit/tdfs/exporter/image"
+	"github.com/tdfs-kit/tdfs/exporter/layout"
+	exremote "github.com/tdfs-kit/tdfs/exporter/remote"
 	"github.com/tdfs-kit/tdfs/exporter/tdfs"
 )
 
@@ -60,13 +62,6 @@ SRC and DST are registry references or oci-layout://PATH[:TAG].`,
 	return cmd
 }
 
-// exported is a converted image ready to write: the reference index and,
-// per platform, the converted image and the manifest it came from.
-type exported struct {
-	index   *tdfs.IndexImage
-	sources map[digest.Digest][]byte // our manifests, by digest
-}
-
 func runExport(ctx context.Context, f exportFlags, srcRef, dstRef string, log io.Writer) error {
 	if f.format != formatTDFS {
 		return fmt.Errorf("export: --format must be %q (the reference 2DFS format), got %q", formatTDFS, f.format)
@@ -75,7 +70,7 @@ func runExport(ctx context.Context, f exportFlags, srcRef, dstRef string, log io
 	if err != nil {
 		return err
 	}
-	layoutPath, layoutTag, toLayout := parseLayoutRef(dstRef)
+	layoutPath, layoutTag, toLayout := layout.ParseRef(dstRef)
 	var dst name.Reference
 	imageName := f.name
 	if !toLayout {
@@ -94,69 +89,28 @@ func runExport(ctx context.Context, f exportFlags, srcRef, dstRef string, log io
 		return err
 	}
 	if toLayout {
-		w, err := newLayoutDir(layoutPath)
+		w, err := layout.NewDir(layoutPath)
 		if err != nil {
 			return err
 		}
 		if err := writeExportLayout(ctx, w, src, ex); err != nil {
 			return err
 		}
-		if err := w.finish(ex.index.Descriptor(), "", layoutTag); err != nil {
+		if err := w.Finish(ex.Index.Descriptor(), "", layoutTag); err != nil {
 			return err
 		}
 	} else if err := pushExport(ctx, f, src, dst, ex); err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "exported %s as %s (%s, %d platforms)\n", src, dstRef, ex.index.Digest, len(ex.index.Children))
+	fmt.Fprintf(log, "exported %s as %s (%s, %d platforms)\n", src, dstRef, ex.Index.Digest, len(ex.Index.Children))
 	return nil
 }
 
 // convertImage converts src's image (an index or a single manifest).
-func convertImage(ctx context.Context, src store, imageName string) (*exported, error) {
-	root, mediaType, err := src.root(ctx)
-	if err != nil {
-		return nil, err
-	}
-	mediaType = partition.MediaTypeOf(root, mediaType)
-	ex := &exported{sources: map[digest.Digest][]byte{}}
-	convert := func(ctx context.Context, manifest []byte, mt string) (*tdfs.Image, error) {
-		if tdfs.IsReference(manifest) {
-			return nil, fmt.Errorf("%s is already in the reference format", src)
-		}
-		cd, err := configOf(manifest)
-		if err != nil {
-			return nil, err
-		}
-		config, err := src.blob(ctx, cd.Digest, partition.MaxConfigBytes)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		img, err := tdfs.FromImage(manifest, mt, config)
-		if errors.Is(err, tdfs.ErrNotGzip) {
-			return nil, fmt.Errorf("%w; rebuild with 2dfs build --compression gzip", err)
-		}
-		if err != nil {
-			return nil, err
-		}
-		ex.sources[img.Source] = manifest
-		return img, nil
-	}
-	switch {
-	case partition.IsIndex(mediaType):
-		ex.index, err = tdfs.FromIndex(ctx, root, mediaType, imageName, func(ctx context.Context, d ocispec.Descriptor) (*tdfs.Image, error) {
-			m, err := src.manifest(ctx, d.Digest)
-			if err != nil {
-				return nil, err
-			}
-			return convert(ctx, m, d.MediaType)
-		})
-	case partition.IsManifest(mediaType):
-		var img *tdfs.Image
-		if img, err = convert(ctx, root, mediaType); err == nil {
-			ex.index = tdfs.WrapIndex(imageName, img)
-		}
-	default:
-		err = fmt.Errorf("a %q is not an image", mediaType)
+func convertImage(ctx context.Context, src store, imageName string) (*image.Converted, error) {
+	ex, err := image.Convert(ctx, src, "", imageName)
+	if errors.Is(err, tdfs.ErrNotGzip) {
+		err = fmt.Errorf("%w; rebuild with 2dfs build --compression gzip", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", src, err)
@@ -174,14 +128,14 @@ func layersOf(manifest []byte) ([]ocispec.Descriptor, error) {
 	return m.Layers, nil
 }
 
-func writeExportLayout(ctx context.Context, w *layoutWriter, src store, ex *exported) error {
-	for _, img := range ex.index.Children {
-		layers, err := layersOf(ex.sources[img.Source])
+func writeExportLayout(ctx context.Context, w *layout.Writer, src store, ex *image.Converted) error {
+	for _, img := range ex.Index.Children {
+		layers, err := layersOf(ex.Sources[img.Source])
 		if err != nil {
 			return err
 		}
 		for _, l := range layers {
-			if err := w.copy(ctx, src, l); err != nil {
+			if err := w.Copy(ctx, src, l); err != nil {
 				return err
 			}
 		}
@@ -189,23 +143,23 @@ func writeExportLayout(ctx context.Context, w *layoutWriter, src store, ex *expo
 			d    digest.Digest
 			data []byte
 		}{{img.ConfigDigest, img.Config}, {img.FieldDigest, img.FieldBlob}, {img.ManifestDigest, img.Manifest}} {
-			if err := w.bytes(b.d, b.data); err != nil {
+			if err := w.Bytes(b.d, b.data); err != nil {
 				return err
 			}
 		}
 	}
-	return w.bytes(ex.index.Digest, ex.index.Index)
+	return w.Bytes(ex.Index.Digest, ex.Index.Index)
 }
 
 // pushExport writes the converted image to a registry: layer blobs by
 // mount or copy (remote.WriteLayer skips blobs already there), then the
 // config and field blobs, the platform manifests by digest, the index by
 // DST's tag or digest.
-func pushExport(ctx context.Context, f exportFlags, src store, dst name.Reference, ex *exported) error {
+func pushExport(ctx context.Context, f exportFlags, src store, dst name.Reference, ex *image.Converted) error {
 	opts := f.remoteOptions(ctx)
 	repo := dst.Context()
-	for _, img := range ex.index.Children {
-		layers, err := layersOf(ex.sources[img.Source])
+	for _, img := range ex.Index.Children {
+		layers, err := layersOf(ex.Sources[img.Source])
 		if err != nil {
 			return err
 		}
@@ -230,7 +184,7 @@ func pushExport(ctx context.Context, f exportFlags, src store, dst name.Referenc
 			return fmt.Errorf("push manifest %s: %w", img.ManifestDigest, err)
 		}
 	}
-	if err := remote.Put(dst, rawManifest{ex.index.Index, ocispec.MediaTypeImageIndex}, opts...); err != nil {
+	if err := remote.Put(dst, rawManifest{ex.Index.Index, ocispec.MediaTypeImageIndex}, opts...); err != nil {
 		return fmt.Errorf("push index to %s: %w", dst.Name(), err)
 	}
 	return nil
@@ -239,8 +193,8 @@ func pushExport(ctx context.Context, f exportFlags, src store, dst name.Referenc
 // sourceLayer is a layer blob of src for remote.WriteLayer: a mountable
 // remote layer for a registry source, a streamed file for a layout.
 func sourceLayer(ctx context.Context, src store, l ocispec.Descriptor) (v1.Layer, error) {
-	if rs, ok := src.(*registryStore); ok {
-		return remote.Layer(rs.ref.Context().Digest(l.Digest.String()), rs.opts...)
+	if rs, ok := src.(*exremote.Source); ok {
+		return rs.Layer(l.Digest)
 	}
 	return partial.CompressedToLayer(&storeBlob{ctx: ctx, src: src, desc: l})
 }
@@ -257,4 +211,4 @@ func (b *storeBlob) Size() (int64, error)     { return b.desc.Size, nil }
 func (b *storeBlob) MediaType() (types.MediaType, error) {
 	return types.MediaType(b.desc.MediaType), nil
 }
-func (b *storeBlob) Compressed() (io.ReadCloser, error) { return b.src.open(b.ctx, b.desc.Digest) }
+func (b *storeBlob) Compressed() (io.ReadCloser, error) { return b.src.Open(b.ctx, b.desc.Digest) }

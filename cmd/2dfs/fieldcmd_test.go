@@ -22,6 +22,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/tdfs-kit/tdfs/exporter/image"
+	"github.com/tdfs-kit/tdfs/exporter/layout"
 	"github.com/tdfs-kit/tdfs/exporter/partition/partitiontest"
 	"github.com/tdfs-kit/tdfs/exporter/tdfs"
 	"github.com/tdfs-kit/tdfs/field"
@@ -74,13 +76,13 @@ func mustRef(t *testing.T, s string) name.Reference {
 	return r
 }
 
-func inspectJSON(t *testing.T, ref string) *inspectReport {
+func inspectJSON(t *testing.T, ref string) *image.Report {
 	t.Helper()
 	var out bytes.Buffer
 	if err := runInspect(context.Background(), inspectFlags{registryFlags: registryFlags{insecure: true}, json: true}, ref, &out); err != nil {
 		t.Fatal(err)
 	}
-	var r inspectReport
+	var r image.Report
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +178,7 @@ func TestExportInspectPartition(t *testing.T) {
 	}
 	for i := range ours.Images {
 		o, r := ours.Images[i], ref.Images[i]
-		if o.Format != formatRecord || r.Format != formatReference || o.Platform != r.Platform {
+		if o.Format != image.FormatRecord || r.Format != image.FormatReference || o.Platform != r.Platform {
 			t.Errorf("image %d: %s/%s %s/%s", i, o.Platform, o.Format, r.Platform, r.Format)
 		}
 		o.Format, r.Format, o.Manifest, r.Manifest = "", "", "", ""
@@ -208,7 +210,7 @@ func TestExportInspectPartition(t *testing.T) {
 			t.Errorf("%s: reference partition layers %v, want %v", p, layersRef[p], l)
 		}
 	}
-	if got := idxRef.Manifests[0].Annotations; got[ocispec.AnnotationRefName] != "v1--0.0.1.1" || got[annotationContainerdName] != host+"/ref:v1--0.0.1.1" {
+	if got := idxRef.Manifests[0].Annotations; got[ocispec.AnnotationRefName] != "v1--0.0.1.1" || got[layout.AnnotationContainerdName] != host+"/ref:v1--0.0.1.1" {
 		t.Errorf("index.json annotations %v", got)
 	}
 	_ = idxOurs
@@ -230,7 +232,7 @@ func TestExportInspectPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	fromLayout := inspectJSON(t, "oci-layout://"+layoutDir+":v1")
-	if len(fromLayout.Images) != 2 || fromLayout.Images[0].Format != formatReference {
+	if len(fromLayout.Images) != 2 || fromLayout.Images[0].Format != image.FormatReference {
 		t.Errorf("inspect of the exported layout: %+v", fromLayout)
 	}
 	if err := runPartition(ctx, partitionFlags{layout: t.TempDir()}, "oci-layout://"+layoutDir+":v1--0.0.0.0", io.Discard); err != nil {
@@ -310,7 +312,7 @@ func TestReferenceErrors(t *testing.T) {
 	host := startRegistry(t)
 	insecure := registryFlags{insecure: true}
 	present, absent := []byte("allotment present"), []byte("allotment absent")
-	f, _ := tdfs.NewField([]tdfs.Allotment{
+	f, _ := tdfs.NewField([]tdfs.Entry{
 		{Row: 0, Col: 0, Digest: digest.FromBytes(present), DiffID: digest.FromString("d0")},
 		{Row: 1, Col: 2, Digest: digest.FromBytes(absent), DiffID: digest.FromString("d1")},
 	})
@@ -381,30 +383,30 @@ func writeOursLayout(t *testing.T) string {
 	t.Helper()
 	img := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
 	dir := t.TempDir()
-	w, err := newLayoutDir(dir)
+	w, err := layout.NewDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range append(img.Blobs(), img.Manifest) {
-		if err := w.bytes(digest.FromBytes(b), b); err != nil {
+		if err := w.Bytes(digest.FromBytes(b), b); err != nil {
 			t.Fatal(err)
 		}
 	}
 	root := ocispec.Descriptor{MediaType: img.MediaType, Digest: img.Digest(), Size: int64(len(img.Manifest))}
-	if err := w.finish(root, "", "v1"); err != nil {
+	if err := w.Finish(root, "", "v1"); err != nil {
 		t.Fatal(err)
 	}
 	return dir
 }
 
 func TestRenderField(t *testing.T) {
-	pf := &platformField{
-		Platform: "linux/amd64", Manifest: digest.FromString("m"), Format: formatReference,
-		BaseLayers: []layerInfo{{Size: 1000}, {Size: 2048}}, BaseSize: 3048,
+	pf := &image.ImageReport{
+		Platform: "linux/amd64", Manifest: digest.FromString("m"), Format: image.FormatReference,
+		BaseLayers: []image.LayerReport{{Size: 1000}, {Size: 2048}}, BaseSize: 3048,
 	}
-	pf.addCell(cellInfo{Row: 0, Col: 0, Size: 1536, Paths: []string{"/model/a.bin"}})
-	pf.addCell(cellInfo{Row: 0, Col: 2, Size: 10, Paths: []string{"/very/long/path/that/does/not/fit/weights.bin", "/b", "/c", "/d"}})
-	pf.addCell(cellInfo{Row: 2, Col: 1, Size: -1, Missing: true, Digest: digest.FromString("x")})
+	pf.AddAllotment(image.AllotmentReport{Row: 0, Col: 0, Size: 1536, Paths: []string{"/model/a.bin"}})
+	pf.AddAllotment(image.AllotmentReport{Row: 0, Col: 2, Size: 10, Paths: []string{"/very/long/path/that/does/not/fit/weights.bin", "/b", "/c", "/d"}})
+	pf.AddAllotment(image.AllotmentReport{Row: 2, Col: 1, Size: -1, Missing: true, Digest: digest.FromString("x")})
 	var out bytes.Buffer
 	renderField(&out, pf)
 	want := `linux/amd64  manifest ` + digest.FromString("m").String() + `  format reference

@@ -9,14 +9,12 @@ import (
 	"os"
 	"strings"
 
-	"github.com/containerd/platforms"
 	"github.com/google/go-containerregistry/pkg/name"
-	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/tdfs-kit/tdfs/exporter/partition"
-	"github.com/tdfs-kit/tdfs/exporter/tdfs"
+	"github.com/tdfs-kit/tdfs/exporter/image"
+	"github.com/tdfs-kit/tdfs/exporter/layout"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -65,12 +63,12 @@ type partitionRef struct {
 }
 
 func parsePartitionRef(ref string, f *registryFlags) (*partitionRef, error) {
-	if path, tag, ok := parseLayoutRef(ref); ok {
+	if path, tag, ok := layout.ParseRef(ref); ok {
 		base, sel, err := field.ParseTag(tag)
 		if err != nil {
 			return nil, err
 		}
-		return &partitionRef{base: layoutScheme + path + ":" + base, tag: tag, sel: sel}, nil
+		return &partitionRef{base: layout.Scheme + path + ":" + base, tag: tag, sel: sel}, nil
 	}
 	r, err := name.ParseReference(ref, f.nameOptions()...)
 	if err != nil {
@@ -99,50 +97,15 @@ func runPartition(ctx context.Context, f partitionFlags, ref string, log io.Writ
 	if err != nil {
 		return err
 	}
-	root, rootType, err := src.root(ctx)
+	part, err := image.Partition(ctx, src, "", pr.sel, f.platform)
 	if err != nil {
 		return err
 	}
-	rootType = partition.MediaTypeOf(root, rootType)
 
-	var (
-		rootDesc ocispec.Descriptor
-		results  []*partition.Result
-		index    *partition.IndexResult
-	)
-	switch {
-	case partition.IsIndex(rootType) && f.platform != "":
-		child, err := pickPlatform(root, f.platform)
-		if err != nil {
-			return fmt.Errorf("%s: %w", src, err)
-		}
-		r, err := partitionChild(ctx, src, child, pr.sel)
-		if err != nil {
-			return err
-		}
-		results, rootDesc = []*partition.Result{r}, r.Descriptor()
-	case partition.IsIndex(rootType):
-		index, err = partition.Index(ctx, root, rootType, pr.sel, func(ctx context.Context, d ocispec.Descriptor) (*partition.Result, error) {
-			return partitionChild(ctx, src, d, pr.sel)
-		})
-		if err != nil {
-			return err
-		}
-		results, rootDesc = index.Children, index.Descriptor()
-	case partition.IsManifest(rootType):
-		r, err := partitionManifest(ctx, src, root, rootType, pr.sel)
-		if err != nil {
-			return err
-		}
-		results, rootDesc = []*partition.Result{r}, r.Descriptor()
-	default:
-		return fmt.Errorf("%s is a %q, not an image", src, rootType)
-	}
-
-	var w *layoutWriter
+	var w *layout.Writer
 	var out io.WriteCloser
 	if f.layout != "" {
-		w, err = newLayoutDir(f.layout)
+		w, err = layout.NewDir(f.layout)
 	} else {
 		out = os.Stdout
 		if f.output != "-" {
@@ -150,15 +113,15 @@ func runPartition(ctx context.Context, f partitionFlags, ref string, log io.Writ
 				return err
 			}
 		}
-		w, err = newLayoutTar(out)
+		w, err = layout.NewTar(out)
 	}
 	if err != nil {
 		return err
 	}
-	if err := writePartition(ctx, w, src, results, index); err != nil {
+	if err := writePartition(ctx, w, src, part); err != nil {
 		return err
 	}
-	if err := w.finish(rootDesc, pr.fullName, pr.tag); err != nil {
+	if err := w.Finish(part.Descriptor(), pr.fullName, pr.tag); err != nil {
 		return err
 	}
 	if out != nil && out != os.Stdout {
@@ -166,7 +129,7 @@ func runPartition(ctx context.Context, f partitionFlags, ref string, log io.Writ
 			return err
 		}
 	}
-	for _, r := range results {
+	for _, r := range part.Images {
 		n := 0
 		if r.Record != nil {
 			n = len(r.Record.Allotments)
@@ -176,78 +139,27 @@ func runPartition(ctx context.Context, f partitionFlags, ref string, log io.Writ
 	return nil
 }
 
-// pickPlatform returns the image manifest of index for platform p.
-func pickPlatform(index []byte, p string) (ocispec.Descriptor, error) {
-	want, err := platforms.Parse(p)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	match := platforms.OnlyStrict(want)
-	var idx ocispec.Index
-	if err := json.Unmarshal(index, &idx); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("index: %w", err)
-	}
-	var seen []string
-	for _, d := range idx.Manifests {
-		if isAttestation(d) || !partition.IsManifest(d.MediaType) || d.Platform == nil {
-			continue
-		}
-		seen = append(seen, platforms.Format(*d.Platform))
-		if match.Match(*d.Platform) {
-			return d, nil
-		}
-	}
-	return ocispec.Descriptor{}, fmt.Errorf("no image for platform %s (the index has %s)", p, strings.Join(seen, ", "))
-}
-
-func partitionChild(ctx context.Context, src store, d ocispec.Descriptor, sel field.Selection) (*partition.Result, error) {
-	m, err := src.manifest(ctx, d.Digest)
-	if err != nil {
-		return nil, err
-	}
-	return partitionManifest(ctx, src, m, d.MediaType, sel)
-}
-
-// partitionManifest partitions one image manifest, ours or reference-format.
-func partitionManifest(ctx context.Context, src store, manifest []byte, mediaType string, sel field.Selection) (*partition.Result, error) {
-	return tdfs.PartitionImage(ctx, manifest, mediaType, sel, blobSource{src})
-}
-
-// blobSource adapts a store to tdfs.BlobSource.
-type blobSource struct{ store }
-
-func (b blobSource) Blob(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
-	limit := int64(partition.MaxConfigBytes)
-	if d.MediaType == tdfs.MediaTypeField {
-		limit = tdfs.MaxFieldBytes
-	}
-	return b.store.blob(ctx, d.Digest, limit)
-}
-
-func (b blobSource) Size(ctx context.Context, d digest.Digest) (int64, error) {
-	return b.store.size(ctx, d)
-}
-
 // writePartition writes the partitioned images' blobs and manifests, and an
 // index's other entries (attestations it kept) as they are.
-func writePartition(ctx context.Context, w *layoutWriter, src store, results []*partition.Result, index *partition.IndexResult) error {
-	for _, r := range results {
+func writePartition(ctx context.Context, w *layout.Writer, src store, part *image.Partitioned) error {
+	for _, r := range part.Images {
 		var m ocispec.Manifest
 		if err := json.Unmarshal(r.Manifest, &m); err != nil {
 			return err
 		}
 		for _, l := range m.Layers {
-			if err := w.copy(ctx, src, l); err != nil {
+			if err := w.Copy(ctx, src, l); err != nil {
 				return err
 			}
 		}
-		if err := w.bytes(r.ConfigDigest, r.Config); err != nil {
+		if err := w.Bytes(r.ConfigDigest, r.Config); err != nil {
 			return err
 		}
-		if err := w.bytes(r.ManifestDigest, r.Manifest); err != nil {
+		if err := w.Bytes(r.ManifestDigest, r.Manifest); err != nil {
 			return err
 		}
 	}
+	index := part.Index
 	if index == nil {
 		return nil
 	}
@@ -256,19 +168,19 @@ func writePartition(ctx context.Context, w *layoutWriter, src store, results []*
 		return err
 	}
 	for _, d := range idx.Manifests {
-		if w.written[d.Digest] {
+		if w.Written(d.Digest) {
 			continue
 		}
 		if err := copyImage(ctx, w, src, d); err != nil {
 			return err
 		}
 	}
-	return w.bytes(index.Digest, index.Index)
+	return w.Bytes(index.Digest, index.Index)
 }
 
 // copyImage copies an image manifest, its config and layers unchanged.
-func copyImage(ctx context.Context, w *layoutWriter, src store, d ocispec.Descriptor) error {
-	data, err := src.manifest(ctx, d.Digest)
+func copyImage(ctx context.Context, w *layout.Writer, src store, d ocispec.Descriptor) error {
+	data, _, err := src.Manifest(ctx, d.Digest.String())
 	if err != nil {
 		return err
 	}
@@ -277,9 +189,9 @@ func copyImage(ctx context.Context, w *layoutWriter, src store, d ocispec.Descri
 		return fmt.Errorf("manifest %s: %w", d.Digest, err)
 	}
 	for _, l := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
-		if err := w.copy(ctx, src, l); err != nil {
+		if err := w.Copy(ctx, src, l); err != nil {
 			return err
 		}
 	}
-	return w.bytes(d.Digest, data)
+	return w.Bytes(d.Digest, data)
 }

@@ -1,14 +1,12 @@
 package partition
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tdfs-kit/tdfs/exporter/internal/rawjson"
 	"github.com/tdfs-kit/tdfs/field"
@@ -21,9 +19,11 @@ const (
 	ReferenceTypeAttestation  = "attestation-manifest"
 )
 
-// ChildFunc partitions one platform manifest of an index: the caller fetches
-// the manifest and its config (it owns all I/O) and usually calls Image.
-type ChildFunc func(ctx context.Context, child ocispec.Descriptor) (*Result, error)
+// IsAttestation reports whether an index entry is a BuildKit attestation
+// manifest rather than an image.
+func IsAttestation(d ocispec.Descriptor) bool {
+	return d.Annotations[AnnotationReferenceType] == ReferenceTypeAttestation
+}
 
 // IndexResult is a partitioned index and the partitions of its manifests.
 type IndexResult struct {
@@ -37,18 +37,15 @@ type IndexResult struct {
 	Children []*Result
 }
 
-// childParallelism bounds concurrent ChildFunc calls: each is a couple of
-// upstream round trips, and an index rarely has more than a handful of
-// platforms.
-const childParallelism = 4
-
-// Index partitions every image manifest of an index (OCI index or Docker
-// manifest list) with partitionChild. Entries keep their platform,
+// Index partitions an index (OCI index or Docker manifest list) whose image
+// manifests are already partitioned: children holds their partitions by the
+// digest of the manifest partitioned (exporter/image reads and partitions
+// them, each distinct one once). Entries keep their platform,
 // annotations and order. Attestation manifests that describe a manifest we
 // replaced are dropped: they attest the source image, not the partition.
 // Other attestations are kept. Any other entry (a nested index, an artifact)
 // is an error rather than something a partition silently carries along.
-func Index(ctx context.Context, index []byte, mediaType string, sel field.Selection, partitionChild ChildFunc) (*IndexResult, error) {
+func Index(index []byte, mediaType string, sel field.Selection, children map[digest.Digest]*Result) (*IndexResult, error) {
 	if sel.IsZero() {
 		return nil, errors.New("partition: empty selection")
 	}
@@ -82,7 +79,7 @@ func Index(ctx context.Context, index []byte, mediaType string, sel field.Select
 			return nil, fmt.Errorf("partition: index manifests[%d]: %w", i, err)
 		}
 		switch {
-		case descs[i].Annotations[AnnotationReferenceType] == ReferenceTypeAttestation:
+		case IsAttestation(descs[i]):
 		case IsManifest(descs[i].MediaType):
 			isImage[i] = true
 			images++
@@ -95,29 +92,18 @@ func Index(ctx context.Context, index []byte, mediaType string, sel field.Select
 	}
 
 	results := make([]*Result, len(entries))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(childParallelism)
 	for i := range entries {
 		if !isImage[i] {
 			continue
 		}
-		g.Go(func() error {
-			r, err := partitionChild(gctx, descs[i])
-			if err != nil {
-				return fmt.Errorf("partition: index manifests[%d] (%s): %w", i, descs[i].Digest, err)
-			}
-			if r == nil {
-				return fmt.Errorf("partition: index manifests[%d]: no partition returned", i)
-			}
-			if r.MediaType != descs[i].MediaType {
-				return fmt.Errorf("partition: index manifests[%d]: partition is a %q, the index says %q", i, r.MediaType, descs[i].MediaType)
-			}
-			results[i] = r
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+		r := children[descs[i].Digest]
+		if r == nil {
+			return nil, fmt.Errorf("partition: index manifests[%d] (%s) has no partition", i, descs[i].Digest)
+		}
+		if r.MediaType != descs[i].MediaType {
+			return nil, fmt.Errorf("partition: index manifests[%d]: partition is a %q, the index says %q", i, r.MediaType, descs[i].MediaType)
+		}
+		results[i] = r
 	}
 
 	replaced := map[digest.Digest]bool{}

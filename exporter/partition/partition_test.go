@@ -2,13 +2,11 @@ package partition_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -267,11 +265,18 @@ func TestIndex(t *testing.T) {
 				byDigest[m.Digest()] = m
 			}
 			s := sel(t, "0.0.0.1")
-			child := func(_ context.Context, d ocispec.Descriptor) (*partition.Result, error) {
-				m := byDigest[d.Digest]
-				return partition.Image(m.Manifest, d.MediaType, m.Config, s)
+			children := map[digest.Digest]*partition.Result{}
+			for d, m := range byDigest {
+				r, err := partition.Image(m.Manifest, m.MediaType, m.Config, s)
+				if errors.Is(err, partition.ErrNot2DFS) {
+					continue // an attestation
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				children[d] = r
 			}
-			res, err := partition.Index(context.Background(), index, "", s, child)
+			res, err := partition.Index(index, "", s, children)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -306,7 +311,7 @@ func TestIndex(t *testing.T) {
 				t.Error("Docker manifest list got annotations")
 			}
 
-			again, err := partition.Index(context.Background(), index, tc.index, s, child)
+			again, err := partition.Index(index, tc.index, s, children)
 			if err != nil || !bytes.Equal(again.Index, res.Index) {
 				t.Error("index partition is not deterministic")
 			}
@@ -318,18 +323,17 @@ func TestIndexErrors(t *testing.T) {
 	s := sel(t, "0.0.0.0")
 	img := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
 	index, _ := partitiontest.Index(ocispec.MediaTypeImageIndex, partitiontest.Platform{Image: img})
-	failing := func(context.Context, ocispec.Descriptor) (*partition.Result, error) { return nil, partition.ErrNot2DFS }
-	if _, err := partition.Index(context.Background(), index, "", s, failing); !errors.Is(err, partition.ErrNot2DFS) {
-		t.Errorf("child error not returned: %v", err)
+	if _, err := partition.Index(index, "", s, nil); err == nil || !strings.Contains(err.Error(), "has no partition") {
+		t.Errorf("a child without its partition: %v", err)
 	}
 
 	nested := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":1}]}`,
 		ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageIndex, digest.FromString("x"))
-	if _, err := partition.Index(context.Background(), nested, "", s, failing); !errors.Is(err, partition.ErrUnsupported) {
+	if _, err := partition.Index(nested, "", s, nil); !errors.Is(err, partition.ErrUnsupported) {
 		t.Errorf("nested index: %v", err)
 	}
 	onlyAtt, _ := partitiontest.Index(ocispec.MediaTypeImageIndex)
-	if _, err := partition.Index(context.Background(), onlyAtt, "", s, failing); !errors.Is(err, partition.ErrNot2DFS) {
+	if _, err := partition.Index(onlyAtt, "", s, nil); !errors.Is(err, partition.ErrNot2DFS) {
 		t.Errorf("empty index: %v", err)
 	}
 }
@@ -408,23 +412,26 @@ func FuzzIndex(f *testing.F) {
 		if err != nil {
 			return
 		}
-		var mu sync.Mutex
-		replaced := map[digest.Digest]bool{}
-		child := func(_ context.Context, d ocispec.Descriptor) (*partition.Result, error) {
-			mu.Lock()
-			replaced[d.Digest] = true
-			mu.Unlock()
-			r, err := partition.Image(img.Manifest, "", img.Config, s)
-			if err == nil {
-				r.MediaType = d.MediaType // whatever the fuzzed index claims
-			}
-			return r, err
+		var in ocispec.Index
+		if json.Unmarshal(index, &in) != nil {
+			return
 		}
-		res, err := partition.Index(context.Background(), index, "", s, child)
+		replaced := map[digest.Digest]bool{}
+		children := map[digest.Digest]*partition.Result{}
+		for _, d := range in.Manifests {
+			r, err := partition.Image(img.Manifest, "", img.Config, s)
+			if err != nil {
+				return
+			}
+			r.MediaType = d.MediaType // whatever the fuzzed index claims
+			replaced[d.Digest] = true
+			children[d.Digest] = r
+		}
+		res, err := partition.Index(index, "", s, children)
 		if err != nil {
 			return
 		}
-		again, err := partition.Index(context.Background(), index, "", s, child)
+		again, err := partition.Index(index, "", s, children)
 		if err != nil || !bytes.Equal(again.Index, res.Index) {
 			t.Fatal("not deterministic")
 		}

@@ -1,7 +1,6 @@
 package tdfs
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,14 +128,14 @@ func FromImage(manifest []byte, mediaType string, config []byte) (*Image, error)
 		return nil, fmt.Errorf("convert: manifest has %d layers but the field record describes %d", len(m.Layers), rec.Layers())
 	}
 
-	allotments := make([]Allotment, 0, len(rec.Allotments))
+	allotments := make([]Entry, 0, len(rec.Allotments))
 	paths := make([]PathsEntry, 0, len(rec.Allotments))
 	for _, a := range rec.Allotments {
 		layer := m.Layers[a.Layer]
 		if !isGzipLayer(layer.MediaType) {
 			return nil, fmt.Errorf("convert: allotment %s is a %q layer: %w", a.Cell(), layer.MediaType, ErrNotGzip)
 		}
-		allotments = append(allotments, Allotment{Row: a.Row, Col: a.Col, Digest: layer.Digest, DiffID: img.RootFS.DiffIDs[a.Layer]})
+		allotments = append(allotments, Entry{Row: a.Row, Col: a.Col, Digest: layer.Digest, DiffID: img.RootFS.DiffIDs[a.Layer]})
 		paths = append(paths, PathsEntry{Row: a.Row, Col: a.Col, Dst: a.Dst})
 	}
 	f, err := NewField(allotments)
@@ -260,10 +259,6 @@ func toReferenceManifest(manifest []byte, baseLayers int, img *Image) ([]byte, e
 	return rawjson.Marshal(m)
 }
 
-// ChildFunc converts one platform manifest of an index: the caller fetches
-// the manifest and its config and usually calls FromImage.
-type ChildFunc func(ctx context.Context, child ocispec.Descriptor) (*Image, error)
-
 // IndexImage is an index converted to the reference format.
 type IndexImage struct {
 	// Source is the digest of the index converted.
@@ -279,12 +274,14 @@ func (r *IndexImage) Descriptor() ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: r.Digest, Size: int64(len(r.Index))}
 }
 
-// FromIndex converts every image manifest of an index (OCI or Docker list)
-// with convert and returns an OCI index of the results, annotated with
+// FromIndex converts an index (OCI or Docker list) whose image manifests are
+// already converted: children holds them by the digest of our manifest
+// (exporter/image reads and converts them). It returns an OCI index of the
+// results, annotated with
 // AnnotationImageName = name as the reference builder does. Entries keep
 // their platform and annotations. Attestations of converted images are
 // dropped: they attest our image, not this one. Other entries are an error.
-func FromIndex(ctx context.Context, index []byte, mediaType, name string, convert ChildFunc) (*IndexImage, error) {
+func FromIndex(index []byte, mediaType, name string, children map[digest.Digest]*Image) (*IndexImage, error) {
 	if len(index) > partition.MaxManifestBytes {
 		return nil, fmt.Errorf("convert: index is %d bytes: %w", len(index), partition.ErrTooLarge)
 	}
@@ -314,15 +311,15 @@ func FromIndex(ctx context.Context, index []byte, mediaType, name string, conver
 	converted := map[digest.Digest]bool{}
 	results := make([]*Image, len(entries))
 	for i, d := range descs {
-		if d.Annotations[partition.AnnotationReferenceType] == partition.ReferenceTypeAttestation {
+		if partition.IsAttestation(d) {
 			continue
 		}
 		if !partition.IsManifest(d.MediaType) {
 			return nil, fmt.Errorf("convert: index manifests[%d] is a %q: %w", i, d.MediaType, partition.ErrUnsupported)
 		}
-		r, err := convert(ctx, d)
-		if err != nil {
-			return nil, fmt.Errorf("convert: index manifests[%d] (%s): %w", i, d.Digest, err)
+		r := children[d.Digest]
+		if r == nil {
+			return nil, fmt.Errorf("convert: index manifests[%d] (%s) was not converted", i, d.Digest)
 		}
 		results[i] = r
 		converted[d.Digest] = true

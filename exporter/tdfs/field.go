@@ -38,8 +38,10 @@ const MaxFieldBytes = 16 << 20
 // ErrMalformedField wraps every error about a field blob's content.
 var ErrMalformedField = errors.New("malformed 2DFS field")
 
-// Allotment is a non-empty cell of a reference field.
-type Allotment struct {
+// Entry is an entry of a field blob: a non-empty cell and the allotment blob
+// it names (the reference format keeps allotments as blobs outside the
+// manifest).
+type Entry struct {
 	Row, Col int
 	// Digest is the allotment blob's digest (of the gzip tar).
 	Digest digest.Digest
@@ -48,13 +50,13 @@ type Allotment struct {
 }
 
 // Cell returns the allotment's address.
-func (a Allotment) Cell() field.Cell { return field.Cell{Row: a.Row, Col: a.Col} }
+func (a Entry) Cell() field.Cell { return field.Cell{Row: a.Row, Col: a.Col} }
 
 // Field is a parsed reference field: its non-empty cells in row-major order.
 // Holes and trailing empty cells carry no information, so a Field does not
 // keep them; Encode writes the canonical ragged layout for its cells.
 type Field struct {
-	Allotments []Allotment
+	Entries []Entry
 }
 
 // wire types mirror the reference JSON exactly, keys in the order the
@@ -130,7 +132,7 @@ func ParseField(data []byte) (*Field, error) {
 			if err != nil {
 				return nil, malformed("%s (cell %d,%d): diffid: %v", where, r, c, err)
 			}
-			f.Allotments = append(f.Allotments, Allotment{Row: r, Col: c, Digest: d, DiffID: id})
+			f.Entries = append(f.Entries, Entry{Row: r, Col: c, Digest: d, DiffID: id})
 		}
 	}
 	return f, nil
@@ -154,9 +156,9 @@ func parseHex(s string) (digest.Digest, error) {
 
 // NewField validates allotments (sha256 digests, cells in bounds, each cell
 // once) and returns them as a Field in row-major order.
-func NewField(allotments []Allotment) (*Field, error) {
+func NewField(allotments []Entry) (*Field, error) {
 	sorted := slices.Clone(allotments)
-	slices.SortStableFunc(sorted, func(a, b Allotment) int { return a.Cell().Compare(b.Cell()) })
+	slices.SortStableFunc(sorted, func(a, b Entry) int { return a.Cell().Compare(b.Cell()) })
 	for i, a := range sorted {
 		if !a.Cell().Valid() {
 			return nil, fmt.Errorf("allotment %s: row and col must be within 0..%d", a.Cell(), field.MaxCoordinate)
@@ -170,7 +172,7 @@ func NewField(allotments []Allotment) (*Field, error) {
 			}
 		}
 	}
-	return &Field{Allotments: sorted}, nil
+	return &Field{Entries: sorted}, nil
 }
 
 // Encode writes the field blob exactly as the reference builder would for
@@ -178,7 +180,7 @@ func NewField(allotments []Allotment) (*Field, error) {
 // non-empty cell, holes as empty strings, bare hex digests.
 func (f *Field) Encode() []byte {
 	w := wireField{Rows: []wireRow{}}
-	for _, a := range f.Allotments {
+	for _, a := range f.Entries {
 		for len(w.Rows) <= a.Row {
 			w.Rows = append(w.Rows, wireRow{Allotments: []wireCell{}})
 		}
@@ -201,18 +203,18 @@ func (f *Field) Encode() []byte {
 }
 
 // Lookup returns the allotment at c.
-func (f *Field) Lookup(c field.Cell) (Allotment, bool) {
-	i, ok := slices.BinarySearchFunc(f.Allotments, c, func(a Allotment, c field.Cell) int { return a.Cell().Compare(c) })
+func (f *Field) Lookup(c field.Cell) (Entry, bool) {
+	i, ok := slices.BinarySearchFunc(f.Entries, c, func(a Entry, c field.Cell) int { return a.Cell().Compare(c) })
 	if !ok {
-		return Allotment{}, false
+		return Entry{}, false
 	}
-	return f.Allotments[i], true
+	return f.Entries[i], true
 }
 
 // Select returns the allotments sel contains, in row-major order, each once.
-func (f *Field) Select(sel field.Selection) []Allotment {
-	var out []Allotment
-	for _, a := range f.Allotments {
+func (f *Field) Select(sel field.Selection) []Entry {
+	var out []Entry
+	for _, a := range f.Entries {
 		if sel.Contains(a.Cell()) {
 			out = append(out, a)
 		}
@@ -223,7 +225,7 @@ func (f *Field) Select(sel field.Selection) []Allotment {
 // Size returns the number of rows and the length of the longest row: the
 // extent of the grid a viewer draws.
 func (f *Field) Size() (rows, cols int) {
-	for _, a := range f.Allotments {
+	for _, a := range f.Entries {
 		rows = max(rows, a.Row+1)
 		cols = max(cols, a.Col+1)
 	}

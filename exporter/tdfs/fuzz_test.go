@@ -25,7 +25,7 @@ func FuzzParseField(f *testing.F) {
 		if err != nil {
 			t.Fatalf("encoding of an accepted field does not parse: %v\n%s", err, enc)
 		}
-		if !slices.Equal(again.Allotments, field.Allotments) || !bytes.Equal(again.Encode(), enc) {
+		if !slices.Equal(again.Entries, field.Entries) || !bytes.Equal(again.Encode(), enc) {
 			t.Fatalf("round trip changed the field:\n%s\n%s", enc, again.Encode())
 		}
 	})

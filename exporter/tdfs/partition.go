@@ -223,7 +223,7 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 // builder made) one entry per selected allotment is appended. historyOK
 // reports whether history now has one layer entry per layer, so a record
 // written on it would check.
-func partitionConfig(config []byte, f *Field, selected []Allotment, source digest.Digest, sel field.Selection) ([]byte, bool, error) {
+func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Digest, sel field.Selection) ([]byte, bool, error) {
 	cfg, err := rawjson.Decode(config, "config")
 	if err != nil {
 		return nil, false, err
@@ -258,8 +258,8 @@ func partitionConfig(config []byte, f *Field, selected []Allotment, source diges
 	}
 	historyOK := false
 	if history != nil {
-		byComment := make(map[string]field.Cell, len(f.Allotments))
-		for _, a := range f.Allotments {
+		byComment := make(map[string]field.Cell, len(f.Entries))
+		for _, a := range f.Entries {
 			byComment[field.HistoryComment(a.Cell())] = a.Cell()
 		}
 		isSelected := make(map[field.Cell]bool, len(selected))
@@ -289,9 +289,9 @@ func partitionConfig(config []byte, f *Field, selected []Allotment, source diges
 				markedAt[i] = c
 			}
 		}
-		inPlace := len(marked) == len(f.Allotments)
+		inPlace := len(marked) == len(f.Entries)
 		for i := range marked {
-			if !inPlace || marked[i] != f.Allotments[i].Cell() {
+			if !inPlace || marked[i] != f.Entries[i].Cell() {
 				inPlace = false
 				break
 			}

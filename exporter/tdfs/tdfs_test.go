@@ -2,7 +2,6 @@ package tdfs_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,7 +118,7 @@ func TestFromImageLayout(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, c := range grid {
-				a := f.Allotments[i]
+				a := f.Entries[i]
 				layer := img.LayerFor(c)
 				if a.Cell() != c || a.Digest != digest.FromBytes(layer) || a.DiffID != digest.FromBytes(layer) {
 					t.Errorf("field cell %d is %+v, want %s with the layer's digests", i, a, c)
@@ -242,13 +241,13 @@ func TestFieldWithHolesRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []tdfs.Allotment{
+	want := []tdfs.Entry{
 		{Row: 0, Col: 0, Digest: digest.FromString("a"), DiffID: digest.FromString("a-diff")},
 		{Row: 0, Col: 2, Digest: digest.FromString("b"), DiffID: digest.FromString("b-diff")},
 		{Row: 2, Col: 0, Digest: digest.FromString("c"), DiffID: digest.FromString("c-diff")},
 	}
-	if !slices.Equal(f.Allotments, want) {
-		t.Fatalf("allotments %+v, want %+v", f.Allotments, want)
+	if !slices.Equal(f.Entries, want) {
+		t.Fatalf("allotments %+v, want %+v", f.Entries, want)
 	}
 	if got := string(f.Encode()); got != blob {
 		t.Errorf("Encode is not the reference layout:\n%s\nwant\n%s", got, blob)
@@ -265,7 +264,7 @@ func TestFieldWithHolesRoundTrips(t *testing.T) {
 }
 
 func TestSparseField(t *testing.T) {
-	f, err := tdfs.NewField([]tdfs.Allotment{
+	f, err := tdfs.NewField([]tdfs.Entry{
 		{Row: 3, Col: 0, Digest: digest.FromString("x"), DiffID: digest.FromString("y")},
 		{Row: 0, Col: 5, Digest: digest.FromString("z"), DiffID: digest.FromString("w")},
 	})
@@ -288,7 +287,7 @@ func TestSparseField(t *testing.T) {
 		t.Errorf("row lengths %v, want [6 0 0 1]", lens)
 	}
 	back, err := tdfs.ParseField(f.Encode())
-	if err != nil || !slices.Equal(back.Allotments, f.Allotments) {
+	if err != nil || !slices.Equal(back.Entries, f.Entries) {
 		t.Errorf("parse of encode: %+v, %v", back, err)
 	}
 	if empty, _ := tdfs.NewField(nil); string(empty.Encode()) != `{"rows":[],"rows_size":0,"owner":""}` {
@@ -448,10 +447,18 @@ func TestFromIndex(t *testing.T) {
 	for _, i := range images {
 		byDigest[i.Digest()] = i
 	}
-	res, err := tdfs.FromIndex(context.Background(), index, "", "registry.example/m:v1", func(_ context.Context, d ocispec.Descriptor) (*tdfs.Image, error) {
-		i := byDigest[d.Digest]
-		return tdfs.FromImage(i.Manifest, d.MediaType, i.Config)
-	})
+	children := map[digest.Digest]*tdfs.Image{}
+	for d, i := range byDigest {
+		if i.MediaType != ocispec.MediaTypeImageManifest || i.Config == nil {
+			continue
+		}
+		img, err := tdfs.FromImage(i.Manifest, i.MediaType, i.Config)
+		if err != nil {
+			continue // the attestations are no field images
+		}
+		children[d] = img
+	}
+	res, err := tdfs.FromIndex(index, "", "registry.example/m:v1", children)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,52 +487,5 @@ func TestFromIndex(t *testing.T) {
 	}
 	if len(idx.Manifests) != 1 || idx.Manifests[0].Platform.Architecture != "amd64" || idx.Annotations[tdfs.AnnotationImageName] != "r/m:v1" || wrapped.Digest != digest.FromBytes(wrapped.Index) {
 		t.Errorf("wrapped index %s", wrapped.Index)
-	}
-}
-
-// memSource is a repository in memory.
-type memSource map[digest.Digest][]byte
-
-func (m memSource) Blob(_ context.Context, d ocispec.Descriptor) ([]byte, error) {
-	b, ok := m[d.Digest]
-	if !ok {
-		return nil, fmt.Errorf("blob %s not found", d.Digest)
-	}
-	return b, nil
-}
-
-func (m memSource) Size(_ context.Context, d digest.Digest) (int64, error) {
-	b, ok := m[d]
-	if !ok {
-		return 0, fmt.Errorf("blob %s not found", d)
-	}
-	return int64(len(b)), nil
-}
-
-func TestPartitionImageEitherFormat(t *testing.T) {
-	img := partitiontest.New(ocispec.MediaTypeImageManifest, 2, grid...)
-	ref, err := tdfs.FromImage(img.Manifest, "", img.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := memSource{}
-	for _, b := range append(img.Blobs(), ref.Config, ref.FieldBlob) {
-		src[digest.FromBytes(b)] = b
-	}
-	ctx := context.Background()
-	ours, err := tdfs.PartitionImage(ctx, img.Manifest, img.MediaType, sel(t, "1.0.2.2"), src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs, err := tdfs.PartitionImage(ctx, ref.Manifest, ocispec.MediaTypeImageManifest, sel(t, "1.0.2.2"), src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(ours.Record) != fmt.Sprint(theirs.Record) || len(theirs.Record.Allotments) != 3 {
-		t.Errorf("records differ: %+v, %+v", ours.Record, theirs.Record)
-	}
-	delete(src, ref.FieldDigest)
-	if _, err := tdfs.PartitionImage(ctx, ref.Manifest, "", sel(t, "0.0.0.0"), src); err == nil || !strings.Contains(err.Error(), "field blob") {
-		t.Errorf("missing field blob: %v", err)
 	}
 }
