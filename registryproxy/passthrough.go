@@ -1,0 +1,122 @@
+package registryproxy
+
+// Pass-through: everything the proxy does not answer itself goes to the
+// upstream through httputil.ReverseProxy, streamed.
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Transport: transport,
+		// ReverseProxy copies bodies with its own loop (it never uses
+		// the ResponseWriter's io.ReaderFrom, and the source is an HTTP
+		// client body, which cannot be spliced anyway), 32 KiB at a time
+		// by default: one read and one write syscall per 32 KiB held
+		// blob pass-through to ~0.65× of the registry's speed on
+		// loopback. 1 MiB buffers from a pool (one per body in flight)
+		// cut the syscalls up to 32-fold.
+		BufferPool: copyBuffers,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(up.url)
+			pr.Out.Host = up.url.Host
+			if q := pr.Out.URL.Query(); q.Has("ns") {
+				// containerd's mirror hint is for us, not the upstream;
+				// remember it for the Location of an upload.
+				pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), nsKey{}, q.Get("ns")))
+				q.Del("ns")
+				pr.Out.URL.RawQuery = q.Encode()
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode >= 500 {
+				up.failed()
+			}
+			rewriteLocation(resp, up.url)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the client went away; nobody to answer
+			}
+			up.failed()
+			err = redact(err)
+			p.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
+			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+				writeError(w, http.StatusGatewayTimeout, codeUnavailable, "upstream registry timed out")
+				return
+			}
+			writeError(w, http.StatusBadGateway, codeUnavailable, "upstream registry unreachable")
+		},
+		// ReverseProxy's own log lines (body copy errors) carry no
+		// credentials; keep them out of the request log's level.
+		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// checkRedirect drops the client's Authorization when a redirect leaves the
+// registry's host:port. net/http only drops it when the host name changes,
+// so a registry's token would reach storage on the same host at another
+// port, or over plain HTTP.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Host != first.Host || req.URL.Scheme != first.Scheme {
+		req.Header.Del("Authorization")
+	}
+	return nil
+}
+
+// nsKey is the context key of the ?ns= a proxied request came with.
+type nsKey struct{}
+
+// rewriteLocation points upload and push Locations that name the upstream
+// back at the proxy (keeping the client's ?ns=), so the client's next
+// request comes through us. Redirects of reads (a 307 to object storage)
+// are left alone.
+func rewriteLocation(resp *http.Response, up *url.URL) {
+	loc := resp.Header.Get("Location")
+	if loc == "" || resp.Request == nil {
+		return
+	}
+	switch resp.Request.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	default:
+		return
+	}
+	u, err := url.Parse(loc)
+	if err != nil || (u.IsAbs() && u.Host != up.Host) || !strings.HasPrefix(u.Path, "/v2/") {
+		return
+	}
+	u.Scheme, u.Host, u.User = "", "", nil
+	if ns, ok := resp.Request.Context().Value(nsKey{}).(string); ok {
+		q := u.Query()
+		q.Set("ns", ns)
+		u.RawQuery = q.Encode()
+	}
+	resp.Header.Set("Location", u.String())
+}
+
+// copyBufferSize is the size of ReverseProxy's body copy buffers. On
+// loopback (25 MB blob, 2 cores) 32 KiB ran at ~0.6× direct, 256 KiB ~0.75×,
+// 1 MiB ~0.9–1.0×. Each body in flight holds one, from a pool.
+const copyBufferSize = 1 << 20
+
+// copyBuffers is the pool of ReverseProxy's body copy buffers.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}}
+
+// bufferPool adapts sync.Pool to httputil.BufferPool.
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte { return *b.pool.Get().(*[]byte) }
+
+func (b *bufferPool) Put(p []byte) { b.pool.Put(&p) }
