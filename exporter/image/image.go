@@ -28,7 +28,8 @@ import (
 type Source interface {
 	// Manifest returns the manifest or index ref names (a tag or a
 	// digest) and its media type as the source reports it. An empty ref
-	// names the source's default image (an OCI layout's only one).
+	// names the image the source was opened for (a registry reference; an
+	// OCI layout's tag, or its only image).
 	Manifest(ctx context.Context, ref string) (data []byte, mediaType string, err error)
 	// Blob returns a small blob (a config, a field blob) of at most
 	// limit bytes, checked against desc.Digest.
