@@ -15,6 +15,7 @@ import (
 
 	"github.com/tdfs-kit/tdfs/exporter/image"
 	"github.com/tdfs-kit/tdfs/exporter/layout"
+	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -64,6 +65,9 @@ type partitionRef struct {
 
 func parsePartitionRef(ref string, f *registryFlags) (*partitionRef, error) {
 	if path, tag, ok := layout.ParseRef(ref); ok {
+		if tag == "" {
+			return parseUntaggedLayoutRef(path)
+		}
 		base, sel, err := field.ParseTag(tag)
 		if err != nil {
 			return nil, err
@@ -83,6 +87,36 @@ func parsePartitionRef(ref string, f *registryFlags) (*partitionRef, error) {
 		return nil, err
 	}
 	return &partitionRef{base: t.Context().Tag(base).String(), fullName: t.Name(), tag: t.TagStr(), sel: sel}, nil
+}
+
+// parseUntaggedLayoutRef reads oci-layout://PATH--SEL: a partition of the
+// only image of a layout that names none, such as the layouts the reference
+// builder's `tdfs image export` writes. The selection is the trailing
+// rectangle-shaped "--" pieces of PATH, read as in a tag.
+func parseUntaggedLayoutRef(path string) (*partitionRef, error) {
+	dir := path
+	for field.IsPartitionTag(dir) {
+		dir = dir[:strings.LastIndex(dir, field.SelectionSeparator)]
+	}
+	suffix := path[len(dir):]
+	switch {
+	case suffix == "":
+		return nil, fmt.Errorf("%q has no partition selection: want %sPATH[:TAG]--r1.c1.r2.c2", layout.Scheme+path, layout.Scheme)
+	case dir == "":
+		return nil, fmt.Errorf("%q has no layout directory before the selection: want %sPATH[:TAG]--r1.c1.r2.c2", layout.Scheme+path, layout.Scheme)
+	}
+	// ParseTag wants a base tag; "_" stands in for the missing one.
+	_, sel, err := field.ParseTag("_" + suffix)
+	if te := (*field.TagError)(nil); errors.As(err, &te) {
+		te.Tag = suffix
+		if te.Part == "_"+suffix {
+			te.Part = suffix
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &partitionRef{base: layout.Scheme + dir + ":", sel: sel}, nil
 }
 
 func runPartition(ctx context.Context, f partitionFlags, ref string, log io.Writer) error {
@@ -130,13 +164,25 @@ func runPartition(ctx context.Context, f partitionFlags, ref string, log io.Writ
 		}
 	}
 	for _, r := range part.Images {
-		n := 0
-		if r.Record != nil {
-			n = len(r.Record.Allotments)
-		}
-		fmt.Fprintf(log, "partition %s of %s: %s, manifest %s\n", pr.sel, src, plural(n, "allotment"), r.ManifestDigest)
+		fmt.Fprintf(log, "partition %s of %s: %s, manifest %s\n", pr.sel, src, partitionHolds(r), r.ManifestDigest)
 	}
 	return nil
+}
+
+// partitionHolds says what a partition holds: its allotments when it has a
+// field record, else (the reference builder's images carry no paths, so
+// their partitions have no record) its layers, which are all we know.
+func partitionHolds(r *partition.Result) string {
+	if r.Record != nil {
+		return plural(len(r.Record.Allotments), "allotment")
+	}
+	var m struct {
+		Layers []json.RawMessage `json:"layers"`
+	}
+	if err := json.Unmarshal(r.Manifest, &m); err != nil {
+		return "unreadable manifest"
+	}
+	return plural(len(m.Layers), "layer") + ", no field record"
 }
 
 // writePartition writes the partitioned images' blobs and manifests, and an
