@@ -184,7 +184,7 @@ func (w withFilename) BuildOpts() client.BuildOpts {
 
 // plan checks every source against the build context, solving the context
 // once; BuildKit then reuses that transfer for the copies.
-func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry) ([]descriptor.Planned, error) {
+func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry) ([]descriptor.PlannedAllotment, error) {
 	if len(desc.Allotments) == 0 {
 		return nil, nil
 	}
