@@ -41,6 +41,9 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if res, ok, err := handleSubrequest(ctx, bc, desc, src.Data); err != nil || ok {
+		return res, err
+	}
 	if len(desc.Allotments) == 0 {
 		src.Warn(ctx, "the descriptor has no allotments: the image is the base image alone", client.WarnOpts{})
 	}
@@ -273,7 +276,7 @@ func resolveBase(ctx context.Context, c client.Client, bc *dockerui.Client, desc
 // sourceDateEpoch returns the SOURCE_DATE_EPOCH build arg as a time, or the
 // fixed default epoch.
 func sourceDateEpoch(args map[string]string) (time.Time, error) {
-	v, ok := args["SOURCE_DATE_EPOCH"]
+	v, ok := args[sourceDateEpochArg]
 	if !ok || v == "" {
 		return llb.DefaultEpoch, nil
 	}
