@@ -2,6 +2,8 @@ package tests
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -39,6 +41,22 @@ func TestBuildxSubrequests(t *testing.T) {
 	}
 	if len(l.Targets) != 1 || !l.Targets[0].Default || l.Targets[0].Base != base {
 		t.Errorf("targets = %+v, want one default target on %s", l.Targets, base)
+	}
+}
+
+// The frontend image writes its version line on start to its stderr, which
+// buildkitd logs, as BuildKit's own frontend puts its version into errors.
+func TestBuildxFrontendLogsVersion(t *testing.T) {
+	frontend := frontendImage(t)
+	dir, _ := example(t, "")
+	withDescriptor(t, dir, map[string]any{"syntax": frontend})
+	docker(t, dir, "buildx", "build", "--progress", "quiet", "--call", "targets", "-f", "2dfs.json", ".")
+	log, err := os.ReadFile(filepath.Join(env.dir, "buildkitd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "2dfs-frontend github.com/tdfs-kit/tdfs ") {
+		t.Errorf("buildkitd.log has no 2dfs-frontend version line:\n%s", log)
 	}
 }
 
