@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -203,16 +202,7 @@ func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, bui
 	if err != nil {
 		return nil, err
 	}
-	return desc.Plan(func(src string) (bool, error) {
-		st, err := ref.StatFile(ctx, client.StatRequest{Path: src})
-		if err != nil {
-			if strings.Contains(err.Error(), "no such file or directory") || strings.Contains(err.Error(), "not found") {
-				return false, fs.ErrNotExist
-			}
-			return false, err
-		}
-		return fs.FileMode(st.Mode).IsDir(), nil
-	})
+	return desc.Plan(contextStat(ctx, ref))
 }
 
 func targetPlatform(p *ocispec.Platform) ocispec.Platform {
