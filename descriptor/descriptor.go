@@ -150,12 +150,12 @@ type parser struct {
 	errs ErrorList
 }
 
-func (p *parser) add(pos Position, allotment int, cell *field.Cell, fieldName, msg string) {
-	p.errs = append(p.errs, &Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Field: fieldName, Msg: msg})
+func (p *parser) add(pos Position, allotment int, cell *field.Cell, key, msg string) {
+	p.errs = append(p.errs, &Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Key: key, Msg: msg})
 }
 
-func (p *parser) fail(pos Position, allotment int, cell *field.Cell, fieldName, msg string) error {
-	p.add(pos, allotment, cell, fieldName, msg)
+func (p *parser) fail(pos Position, allotment int, cell *field.Cell, key, msg string) error {
+	p.add(pos, allotment, cell, key, msg)
 	return p.errs
 }
 

@@ -188,7 +188,7 @@ func TestPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Planned{
+	want := []PlannedAllotment{
 		{Index: 2, Cell: field.Cell{Row: 0, Col: 0}, Copies: []Copy{{Src: "c.bin", Dst: "/data/c.bin"}}},
 		{Index: 1, Cell: field.Cell{Row: 0, Col: 1}, Copies: []Copy{{Src: "a.bin", Dst: "/data/a.bin"}, {Src: "b.bin", Dst: "/data/b"}}},
 		{Index: 0, Cell: field.Cell{Row: 1, Col: 0}, Copies: []Copy{{Src: "models", Dst: "/models", Dir: true}}},

@@ -15,7 +15,7 @@ type Position struct {
 }
 
 // Error is one problem in a descriptor, located as precisely as the input
-// allows: the file, the line and column, the allotment and the field.
+// allows: the file, the line and column, the allotment and the key.
 type Error struct {
 	File string
 	Pos  Position
@@ -24,9 +24,9 @@ type Error struct {
 	Allotment int
 	// Cell is the allotment's (row, col) when it is known.
 	Cell *field.Cell
-	// Field is the key the problem is about ("src[1]", "row"), if any.
-	Field string
-	Msg   string
+	// Key is the descriptor key the problem is about ("src[1]", "row"), if any.
+	Key string
+	Msg string
 }
 
 func (e *Error) Error() string {
@@ -43,8 +43,8 @@ func (e *Error) Error() string {
 		}
 		b.WriteString(": ")
 	}
-	if e.Field != "" {
-		b.WriteString(e.Field)
+	if e.Key != "" {
+		b.WriteString(e.Key)
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Msg)

@@ -22,15 +22,16 @@ type Copy struct {
 	Dir bool
 }
 
-// Planned is an allotment whose sources were found in the build context.
-type Planned struct {
+// PlannedAllotment is an allotment whose sources were found in the build
+// context: what llb.Convert turns into one layer.
+type PlannedAllotment struct {
 	Index  int
 	Cell   field.Cell
 	Copies []Copy
 }
 
 // Dsts lists the final destination paths of the allotment.
-func (p Planned) Dsts() []string {
+func (p PlannedAllotment) Dsts() []string {
 	out := make([]string, len(p.Copies))
 	for i, c := range p.Copies {
 		out[i] = c.Dst
@@ -45,7 +46,7 @@ type StatFunc func(src string) (isDir bool, err error)
 // Plan resolves every allotment against the build context and checks that
 // no two copies write the same path. Allotments come back in row-major
 // order, the order of their layers.
-func (d *Descriptor) Plan(stat StatFunc) ([]Planned, error) {
+func (d *Descriptor) Plan(stat StatFunc) ([]PlannedAllotment, error) {
 	p := &parser{file: d.Filename}
 	type placed struct {
 		dst   string
@@ -53,10 +54,10 @@ func (d *Descriptor) Plan(stat StatFunc) ([]Planned, error) {
 		entry int
 	}
 	var all []placed
-	planned := make([]Planned, 0, len(d.Allotments))
+	planned := make([]PlannedAllotment, 0, len(d.Allotments))
 	for ai := range d.Allotments {
 		a := &d.Allotments[ai]
-		pl := Planned{Index: a.Index, Cell: a.Cell}
+		pl := PlannedAllotment{Index: a.Index, Cell: a.Cell}
 		for j, src := range a.Src {
 			clean := path.Clean(src)
 			isDir, err := stat(clean)
@@ -106,7 +107,7 @@ func (d *Descriptor) Plan(stat StatFunc) ([]Planned, error) {
 	if err := p.errs.err(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(planned, func(x, y Planned) int { return x.Cell.Compare(y.Cell) })
+	slices.SortFunc(planned, func(x, y PlannedAllotment) int { return x.Cell.Compare(y.Cell) })
 	return planned, nil
 }
 

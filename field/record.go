@@ -27,13 +27,14 @@ const maxRecordBytes = 4 << 20
 // layer holds each allotment. Digests are not recorded: they live in the
 // manifest and config, and a record that repeated them could only go stale.
 type Record struct {
-	Version    int      `json:"version"`
-	BaseLayers int      `json:"baseLayers"`
-	Allotments []Placed `json:"allotments"`
+	Version    int                 `json:"version"`
+	BaseLayers int                 `json:"baseLayers"`
+	Allotments []RecordedAllotment `json:"allotments"`
 }
 
-// Placed is one allotment of a recorded field.
-type Placed struct {
+// RecordedAllotment is one allotment as the field record lists it: its cell,
+// its layer and what it writes.
+type RecordedAllotment struct {
 	Row int `json:"row"`
 	Col int `json:"col"`
 	// Layer is the index of the allotment's layer in the manifest's layers
@@ -44,13 +45,13 @@ type Placed struct {
 }
 
 // Cell returns the allotment's address.
-func (p Placed) Cell() Cell { return Cell{Row: p.Row, Col: p.Col} }
+func (p RecordedAllotment) Cell() Cell { return Cell{Row: p.Row, Col: p.Col} }
 
 // NewRecord lays allotments out after baseLayers in row-major order. The
 // input order does not matter.
-func NewRecord(baseLayers int, allotments []Placed) *Record {
+func NewRecord(baseLayers int, allotments []RecordedAllotment) *Record {
 	sorted := slices.Clone(allotments)
-	slices.SortStableFunc(sorted, func(a, b Placed) int { return a.Cell().Compare(b.Cell()) })
+	slices.SortStableFunc(sorted, func(a, b RecordedAllotment) int { return a.Cell().Compare(b.Cell()) })
 	for i := range sorted {
 		sorted[i].Layer = baseLayers + i
 	}

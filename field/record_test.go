@@ -9,7 +9,7 @@ import (
 )
 
 func sample() *Record {
-	return NewRecord(2, []Placed{
+	return NewRecord(2, []RecordedAllotment{
 		{Row: 1, Col: 0, Dst: []string{"/m/c"}},
 		{Row: 0, Col: 1, Dst: []string{"/m/b"}},
 		{Row: 0, Col: 0, Dst: []string{"/m/a", "/m/a2"}},

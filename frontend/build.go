@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +39,9 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	desc, bc, src, err := readDescriptor(ctx, c)
 	if err != nil {
 		return nil, err
+	}
+	if res, ok, err := handleSubrequest(ctx, bc, desc, src.Data); err != nil || ok {
+		return res, err
 	}
 	if len(desc.Allotments) == 0 {
 		src.Warn(ctx, "the descriptor has no allotments: the image is the base image alone", client.WarnOpts{})
@@ -184,7 +186,7 @@ func (w withFilename) BuildOpts() client.BuildOpts {
 
 // plan checks every source against the build context, solving the context
 // once; BuildKit then reuses that transfer for the copies.
-func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry) ([]descriptor.Planned, error) {
+func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry) ([]descriptor.PlannedAllotment, error) {
 	if len(desc.Allotments) == 0 {
 		return nil, nil
 	}
@@ -200,16 +202,7 @@ func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, bui
 	if err != nil {
 		return nil, err
 	}
-	return desc.Plan(func(src string) (bool, error) {
-		st, err := ref.StatFile(ctx, client.StatRequest{Path: src})
-		if err != nil {
-			if strings.Contains(err.Error(), "no such file or directory") || strings.Contains(err.Error(), "not found") {
-				return false, fs.ErrNotExist
-			}
-			return false, err
-		}
-		return fs.FileMode(st.Mode).IsDir(), nil
-	})
+	return desc.Plan(contextStat(ctx, ref))
 }
 
 func targetPlatform(p *ocispec.Platform) ocispec.Platform {
@@ -273,7 +266,7 @@ func resolveBase(ctx context.Context, c client.Client, bc *dockerui.Client, desc
 // sourceDateEpoch returns the SOURCE_DATE_EPOCH build arg as a time, or the
 // fixed default epoch.
 func sourceDateEpoch(args map[string]string) (time.Time, error) {
-	v, ok := args["SOURCE_DATE_EPOCH"]
+	v, ok := args[sourceDateEpochArg]
 	if !ok || v == "" {
 		return llb.DefaultEpoch, nil
 	}

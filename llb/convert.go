@@ -18,8 +18,8 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/descriptor"
+	"github.com/tdfs-kit/tdfs/field"
 )
 
 // NormalMode is the chmod applied to every copied file and directory:
@@ -61,10 +61,10 @@ type Result struct {
 
 // Convert builds the LLB of a field and the config of its image. allotments
 // must be in row-major order, as descriptor.Plan returns them.
-func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
+func Convert(allotments []descriptor.PlannedAllotment, opt Options) (*Result, error) {
 	img := baseConfig(opt)
 	inputs := []bkllb.State{opt.Base}
-	placed := make([]field.Placed, 0, len(allotments))
+	placed := make([]field.RecordedAllotment, 0, len(allotments))
 	for i, a := range allotments {
 		if i > 0 && allotments[i-1].Cell.Compare(a.Cell) >= 0 {
 			return nil, fmt.Errorf("allotments are not in row-major order at %s", a.Cell)
@@ -73,7 +73,7 @@ func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
 			return nil, fmt.Errorf("allotment %s has nothing to copy", a.Cell)
 		}
 		inputs = append(inputs, AllotmentState(a, opt.Context, opt.Epoch))
-		placed = append(placed, field.Placed{Row: a.Cell.Row, Col: a.Cell.Col, Dst: a.Dsts()})
+		placed = append(placed, field.RecordedAllotment{Row: a.Cell.Row, Col: a.Cell.Col, Dst: a.Dsts()})
 		created := opt.Epoch
 		img.History = append(img.History, ocispec.History{
 			Created:   &created,
@@ -97,7 +97,7 @@ func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
 
 // AllotmentState is one allotment: a scratch state with one FileOp that
 // copies its sources with fixed times, owner 0:0 and normalized modes.
-func AllotmentState(a descriptor.Planned, context bkllb.State, epoch time.Time) bkllb.State {
+func AllotmentState(a descriptor.PlannedAllotment, context bkllb.State, epoch time.Time) bkllb.State {
 	var action *bkllb.FileAction
 	for _, c := range a.Copies {
 		info := &bkllb.CopyInfo{
@@ -117,7 +117,7 @@ func AllotmentState(a descriptor.Planned, context bkllb.State, epoch time.Time) 
 	return bkllb.Scratch().File(action, bkllb.WithCustomName(fmt.Sprintf("[2dfs %s] %s", a.Cell, describeCopies(a))))
 }
 
-func describeCopies(a descriptor.Planned) string {
+func describeCopies(a descriptor.PlannedAllotment) string {
 	parts := make([]string, len(a.Copies))
 	for i, c := range a.Copies {
 		parts[i] = c.Src + " -> " + c.Dst

@@ -11,14 +11,14 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/descriptor"
+	"github.com/tdfs-kit/tdfs/field"
 )
 
 var amd64 = ocispec.Platform{OS: "linux", Architecture: "amd64"}
 
-func planned() []descriptor.Planned {
-	return []descriptor.Planned{
+func planned() []descriptor.PlannedAllotment {
+	return []descriptor.PlannedAllotment{
 		{Index: 1, Cell: field.Cell{Row: 0, Col: 0}, Copies: []descriptor.Copy{{Src: "a.bin", Dst: "/f/a.bin"}, {Src: "b.bin", Dst: "/f/b.bin"}}},
 		{Index: 0, Cell: field.Cell{Row: 0, Col: 1}, Copies: []descriptor.Copy{{Src: "models", Dst: "/models", Dir: true}}},
 		{Index: 2, Cell: field.Cell{Row: 2, Col: 0}, Copies: []descriptor.Copy{{Src: "c.bin", Dst: "/c.bin"}}},

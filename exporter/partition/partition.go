@@ -172,7 +172,7 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 		return nil, fmt.Errorf("partition: %w", err)
 	}
 
-	var selected []field.Placed
+	var selected []field.RecordedAllotment
 	keep := make(map[int]bool, rec.BaseLayers+len(rec.Allotments))
 	for i := range rec.BaseLayers {
 		keep[i] = true
@@ -185,7 +185,7 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 	}
 	newRec := field.NewRecord(rec.BaseLayers, selected)
 	if newRec.Allotments == nil {
-		newRec.Allotments = []field.Placed{} // "allotments":[] reads better than null
+		newRec.Allotments = []field.RecordedAllotment{} // "allotments":[] reads better than null
 	}
 	source := digest.FromBytes(manifest)
 

@@ -177,14 +177,14 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 	// A record is written only when it will check out against the config:
 	// every selected cell has its paths, and history matches the layers.
 	var rec *field.Record
-	placed := make([]field.Placed, 0, len(selected))
+	placed := make([]field.RecordedAllotment, 0, len(selected))
 	for _, a := range selected {
 		dst := paths[a.Cell()]
 		if len(dst) == 0 {
 			placed = nil
 			break
 		}
-		placed = append(placed, field.Placed{Row: a.Row, Col: a.Col, Dst: dst})
+		placed = append(placed, field.RecordedAllotment{Row: a.Row, Col: a.Col, Dst: dst})
 	}
 	source := digest.FromBytes(manifest)
 	newConfig, historyOK, err := partitionConfig(config, f, selected, source, sel)
@@ -194,7 +194,7 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 	if paths != nil && placed != nil && historyOK {
 		rec = field.NewRecord(len(m.Base), placed)
 		if rec.Allotments == nil {
-			rec.Allotments = []field.Placed{} // as exporter/partition writes it
+			rec.Allotments = []field.RecordedAllotment{} // as exporter/partition writes it
 		}
 		if newConfig, err = setRecord(newConfig, rec); err != nil {
 			return nil, fmt.Errorf("partition: config: %w", err)

@@ -64,11 +64,11 @@ func build(mediaType string, baseLayers int, cells []field.Cell, withRecord bool
 		history = append(history, map[string]any{"created_by": fmt.Sprintf("RUN base %d", i)})
 	}
 	history = append(history, map[string]any{"created_by": "ENV A=1", "empty_layer": true})
-	var placed []field.Placed
+	var placed []field.RecordedAllotment
 	for _, c := range cells {
 		img.Layers = append(img.Layers, fmt.Appendf(nil, "allotment %s", c))
 		history = append(history, map[string]any{"created_by": "2dfs", "comment": field.HistoryComment(c)})
-		placed = append(placed, field.Placed{Row: c.Row, Col: c.Col, Dst: []string{fmt.Sprintf("/data/%d/%d", c.Row, c.Col)}})
+		placed = append(placed, field.RecordedAllotment{Row: c.Row, Col: c.Col, Dst: []string{fmt.Sprintf("/data/%d/%d", c.Row, c.Col)}})
 	}
 	for _, l := range img.Layers {
 		// The rewriter never reads layers, so the "uncompressed" digest can
