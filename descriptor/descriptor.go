@@ -9,11 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -27,6 +29,25 @@ var DefaultFilenames = []string{"2dfs.json", "2dfs.yaml", "2dfs.yml"}
 // MaxSize caps the descriptor file. Descriptors list paths, not data; a
 // larger file is a mistake (a model split passed with -f).
 const MaxSize = 4 << 20
+
+// MaxValues caps the values (every key, scalar, list and object) the
+// descriptor stands for once YAML aliases are expanded, which bounds the
+// work of checking it. A JSON file of MaxSize bytes holds fewer (JSON needs
+// two bytes a value), so in practice only alias amplification reaches it:
+// a few kilobytes of aliases of aliases can stand for billions of values.
+const MaxValues = MaxSize / 2
+
+// File-name and path limits of Linux (NAME_MAX, PATH_MAX less the NUL): a
+// longer src or dst fails deep inside BuildKit with a message about lstat
+// or gRPC headers, so it is refused up front.
+const (
+	maxComponent = 255
+	maxPath      = 4095
+)
+
+// utf8BOM is the byte-order mark some Windows editors write at the start
+// of a UTF-8 file.
+var utf8BOM = []byte("\xEF\xBB\xBF")
 
 // Descriptor is a parsed and validated 2DFS descriptor.
 type Descriptor struct {
@@ -77,6 +98,7 @@ func Parse(filename string, data []byte) (*Descriptor, error) {
 	if len(data) > MaxSize {
 		return nil, p.fail(Position{}, -1, nil, "", fmt.Sprintf("file is %d bytes, over the %d byte limit for a descriptor", len(data), MaxSize))
 	}
+	data = bytes.TrimPrefix(data, utf8BOM)
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, p.fail(Position{}, -1, nil, "", `the descriptor is empty; it needs at least {"allotments": []}`)
 	}
@@ -93,9 +115,22 @@ func Parse(filename string, data []byte) (*Descriptor, error) {
 			return nil, p.fail(Position{}, -1, nil, "", "invalid JSON: "+err.Error())
 		}
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	// yaml.v3 keeps aliases as pointers in a yaml.Node: decoding costs the
+	// file's size, and only a walk that follows aliases can blow up.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc, next yaml.Node
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, p.fail(yamlErrorPosition(err), -1, nil, "", "invalid YAML: "+yamlLinePrefix.ReplaceAllString(err.Error(), ""))
+	}
+	switch err := dec.Decode(&next); {
+	case err == io.EOF:
+	case err != nil:
+		return nil, p.fail(yamlErrorPosition(err), -1, nil, "", "invalid YAML: "+yamlLinePrefix.ReplaceAllString(err.Error(), ""))
+	default:
+		return nil, p.fail(documentPosition(&next), -1, nil, "", "a second YAML document starts here; a descriptor is one document (remove the \"---\" line and what follows, or merge the allotments into one list)")
+	}
+	if at, over := expandsPast(&doc, MaxValues); over {
+		return nil, p.fail(pos(at), -1, nil, "", fmt.Sprintf("the descriptor stands for more than %d values once YAML aliases are expanded, and this is where it passes the limit; alias less, or split the field", MaxValues))
 	}
 	d := &Descriptor{Filename: filename}
 	p.document(&doc, d)
@@ -145,18 +180,105 @@ func offsetPosition(data []byte, offset int64) Position {
 	return Position{Line: line, Column: col}
 }
 
+// documentPosition locates a document at its "---" line, or at its first
+// node when it has none.
+func documentPosition(doc *yaml.Node) Position {
+	if doc.Line == 0 && len(doc.Content) > 0 {
+		return pos(doc.Content[0])
+	}
+	return pos(doc)
+}
+
+// expandsPast reports whether n stands for more than limit nodes once every
+// alias is replaced by what it names, and if so the first node in document
+// order at which the running count passes the limit. Sizes of anchored
+// nodes are remembered, so the check costs the file's size, not the
+// expansion's; an anchor whose value contains an alias of itself (yaml.v3
+// accepts "&a [*a]") stands for infinitely many.
+func expandsPast(n *yaml.Node, limit int) (*yaml.Node, bool) {
+	s := sizer{limit: limit, memo: map[*yaml.Node]int{}}
+	if s.size(n) <= limit {
+		return nil, false
+	}
+	budget := limit
+	for {
+		if n.Kind == yaml.AliasNode {
+			return n, true
+		}
+		budget--
+		if budget < 0 {
+			return n, true
+		}
+		next := n
+		for _, c := range n.Content {
+			sz := s.size(c)
+			if sz > budget {
+				next = c
+				break
+			}
+			budget -= sz
+		}
+		if next == n {
+			return n, true
+		}
+		n = next
+	}
+}
+
+type sizer struct {
+	limit int
+	// memo holds the size of anchored nodes, and -1 while one is being
+	// sized, which marks an alias to an enclosing node.
+	memo map[*yaml.Node]int
+}
+
+// size counts the nodes n stands for, stopping at limit+1.
+func (s *sizer) size(n *yaml.Node) int {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+		if n.Kind == yaml.AliasNode {
+			return s.size(n)
+		}
+	}
+	if n.Anchor != "" {
+		if v, ok := s.memo[n]; ok {
+			if v < 0 {
+				return s.limit + 1
+			}
+			return v
+		}
+		s.memo[n] = -1
+	}
+	total := 1
+	for _, c := range n.Content {
+		total += s.size(c)
+		if total > s.limit {
+			total = s.limit + 1
+			break
+		}
+	}
+	if n.Anchor != "" {
+		s.memo[n] = total
+	}
+	return total
+}
+
 type parser struct {
 	file string
 	errs ErrorList
 }
 
 func (p *parser) add(pos Position, allotment int, cell *field.Cell, fieldName, msg string) {
-	p.errs = append(p.errs, &Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Field: fieldName, Msg: msg})
+	if len(p.errs.Errors) >= MaxErrors {
+		p.errs.More++
+		return
+	}
+	p.errs.add(&Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Field: fieldName, Msg: msg})
 }
 
 func (p *parser) fail(pos Position, allotment int, cell *field.Cell, fieldName, msg string) error {
 	p.add(pos, allotment, cell, fieldName, msg)
-	return p.errs
+	return &p.errs
 }
 
 func pos(n *yaml.Node) Position { return Position{Line: n.Line, Column: n.Column} }
@@ -173,7 +295,11 @@ func resolve(n *yaml.Node) *yaml.Node {
 func (p *parser) mapping(n *yaml.Node, known []string, allotment int, cell *field.Cell, what string) map[string][2]*yaml.Node {
 	out := map[string][2]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.add(pos(k), allotment, cell, "", fmt.Sprintf("a key in %s must be a string, got %s", what, describe(k)))
+			continue
+		}
 		key := k.Value
 		if prev, dup := out[key]; dup {
 			p.add(pos(k), allotment, cell, key, fmt.Sprintf("key given twice (first at line %d)", prev[0].Line))
@@ -184,7 +310,7 @@ func (p *parser) mapping(n *yaml.Node, known []string, allotment int, cell *fiel
 			if s := suggest(key, known); s != "" {
 				msg = fmt.Sprintf("unknown key in %s; did you mean %q? (known keys: %s)", what, s, strings.Join(known, ", "))
 			}
-			p.add(pos(k), allotment, cell, strconv.Quote(key), msg)
+			p.add(pos(k), allotment, cell, quote(key), msg)
 			continue
 		}
 		out[key] = [2]*yaml.Node{k, v}
@@ -248,7 +374,7 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 		p.add(pos(n), i, nil, "", "must be an object with src, dst, row and col")
 		return a, false
 	}
-	before := len(p.errs)
+	before := p.errs.Len()
 	keys := p.mapping(n, allotmentKeys, i, nil, "an allotment")
 	var cell *field.Cell
 	rowKV, hasRow := keys["row"]
@@ -263,7 +389,7 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 	}
 	// Errors found so far (unknown keys) were reported before the cell was
 	// known; attach it now so every message names the allotment fully.
-	for _, e := range p.errs[before:] {
+	for _, e := range p.errs.Errors[min(before, len(p.errs.Errors)):] {
 		e.Cell = cell
 	}
 	for _, k := range allotmentKeys {
@@ -275,7 +401,7 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 		a.Src, a.SrcPos = p.paths(kv[1], i, cell, "src")
 		for j, s := range a.Src {
 			if msg := checkSrc(s); msg != "" {
-				p.add(a.SrcPos[j], i, cell, fmt.Sprintf("src[%d] %q", j, s), msg)
+				p.add(a.SrcPos[j], i, cell, fmt.Sprintf("src[%d] %s", j, quote(s)), msg)
 			}
 		}
 	}
@@ -283,14 +409,14 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 		a.Dst, a.DstPos = p.paths(kv[1], i, cell, "dst")
 		for j, s := range a.Dst {
 			if msg := checkDst(s); msg != "" {
-				p.add(a.DstPos[j], i, cell, fmt.Sprintf("dst[%d] %q", j, s), msg)
+				p.add(a.DstPos[j], i, cell, fmt.Sprintf("dst[%d] %s", j, quote(s)), msg)
 			}
 		}
 	}
 	if a.Src != nil && a.Dst != nil && len(a.Src) != len(a.Dst) {
 		p.add(pos(keys["dst"][1]), i, cell, "dst", fmt.Sprintf("lists %d paths but src lists %d; each src needs its own dst", len(a.Dst), len(a.Src)))
 	}
-	return a, len(p.errs) == before
+	return a, p.errs.Len() == before
 }
 
 func (p *parser) str(n *yaml.Node, allotment int, cell *field.Cell, name string) string {
@@ -329,11 +455,28 @@ func describe(n *yaml.Node) string {
 	}
 	switch n.Tag {
 	case "!!str":
-		return strconv.Quote(n.Value)
+		return quote(n.Value)
 	case "!!null":
 		return "null"
 	}
+	if len(n.Value) > 64 || strings.ContainsFunc(n.Value, isControl) {
+		return quote(n.Value)
+	}
 	return n.Value
+}
+
+// quote quotes a value from the descriptor for a message, shortening long
+// ones: the message must name the value, not repeat a 4 KiB path 50 times.
+func quote(s string) string {
+	const keep = 64
+	if len(s) <= keep+16 {
+		return strconv.Quote(s)
+	}
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 // paths reads a string or a non-empty list of strings.
@@ -370,8 +513,35 @@ func (p *parser) paths(n *yaml.Node, allotment int, cell *field.Cell, name strin
 	return out, at
 }
 
+// checkName returns what is wrong with a path as a file name on Linux, or
+// "": control characters (which also garble terminals and progress output)
+// and lengths past the kernel's limits.
+func checkName(s string) string {
+	for i, r := range s {
+		if isControl(r) && !(r == utf8.RuneError && strings.HasPrefix(s[i:], "\uFFFD")) {
+			c := strconv.QuoteRune(r)
+			if r == utf8.RuneError {
+				c = fmt.Sprintf("byte 0x%02x (not UTF-8)", s[i])
+			}
+			return fmt.Sprintf("holds the control character %s at byte %d; paths must be printable", c, i)
+		}
+	}
+	if len(s) > maxPath {
+		return fmt.Sprintf("is %d bytes long, over the %d-byte limit for a path", len(s), maxPath)
+	}
+	for _, c := range strings.Split(s, "/") {
+		if len(c) > maxComponent {
+			return fmt.Sprintf("has a %d-byte component %s, over the %d-byte limit for a file name", len(c), quote(c), maxComponent)
+		}
+	}
+	return ""
+}
+
 // checkSrc returns what is wrong with a source path, or "".
 func checkSrc(s string) string {
+	if msg := checkName(s); msg != "" {
+		return msg
+	}
 	switch {
 	case s == "":
 		return "must not be empty"
@@ -388,6 +558,9 @@ func checkSrc(s string) string {
 
 // checkDst returns what is wrong with a destination path, or "".
 func checkDst(s string) string {
+	if msg := checkName(s); msg != "" {
+		return msg
+	}
 	switch {
 	case s == "":
 		return "must not be empty"
