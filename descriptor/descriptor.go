@@ -30,12 +30,17 @@ var DefaultFilenames = []string{"2dfs.json", "2dfs.yaml", "2dfs.yml"}
 // larger file is a mistake (a model split passed with -f).
 const MaxSize = 4 << 20
 
-// MaxValues caps the values (every key, scalar, list and object) the
-// descriptor stands for once YAML aliases are expanded, which bounds the
-// work of checking it. A JSON file of MaxSize bytes holds fewer (JSON needs
-// two bytes a value), so in practice only alias amplification reaches it:
-// a few kilobytes of aliases of aliases can stand for billions of values.
-const MaxValues = MaxSize / 2
+// Checking a descriptor costs about a microsecond for each value (key,
+// scalar, list or object) it stands for once YAML aliases are expanded, and
+// a few kilobytes of aliases of aliases can stand for billions. Aliases may
+// therefore at most double the values a file writes out, or add
+// AliasValues to a small file, which keeps the work linear in the file's
+// size; MaxValues caps the whole (a JSON file of MaxSize bytes holds fewer:
+// JSON needs two bytes a value).
+const (
+	AliasValues = 100_000
+	MaxValues   = MaxSize / 2
+)
 
 // File-name and path limits of Linux (NAME_MAX, PATH_MAX less the NUL): a
 // longer src or dst fails deep inside BuildKit with a message about lstat
@@ -129,8 +134,10 @@ func Parse(filename string, data []byte) (*Descriptor, error) {
 	default:
 		return nil, p.fail(documentPosition(&next), -1, nil, "", "a second YAML document starts here; a descriptor is one document (remove the \"---\" line and what follows, or merge the allotments into one list)")
 	}
-	if at, over := expandsPast(&doc, MaxValues); over {
-		return nil, p.fail(pos(at), -1, nil, "", fmt.Sprintf("the descriptor stands for more than %d values once YAML aliases are expanded, and this is where it passes the limit; alias less, or split the field", MaxValues))
+	written := countNodes(&doc)
+	limit := min(MaxValues, written+max(written, AliasValues))
+	if at, over := expandsPast(&doc, limit); over {
+		return nil, p.fail(pos(at), -1, nil, "", fmt.Sprintf("YAML aliases expand the descriptor past %d values here (aliases may add at most %d to the %d values it writes out, up to %d in all); alias less, or write the entries out", limit, max(written, AliasValues), written, MaxValues))
 	}
 	d := &Descriptor{Filename: filename}
 	p.document(&doc, d)
@@ -187,6 +194,17 @@ func documentPosition(doc *yaml.Node) Position {
 		return pos(doc.Content[0])
 	}
 	return pos(doc)
+}
+
+// countNodes counts the nodes of the tree as written, an alias being one.
+func countNodes(n *yaml.Node) int {
+	total := 1
+	if n.Kind != yaml.AliasNode {
+		for _, c := range n.Content {
+			total += countNodes(c)
+		}
+	}
+	return total
 }
 
 // expandsPast reports whether n stands for more than limit nodes once every
