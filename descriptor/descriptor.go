@@ -287,11 +287,11 @@ type parser struct {
 }
 
 func (p *parser) add(pos Position, allotment int, cell *field.Cell, fieldName, msg string) {
-	if len(p.errs.Errors) >= MaxErrors {
+	if len(p.errs.Errors) == MaxErrors {
 		p.errs.More++
 		return
 	}
-	p.errs.add(&Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Field: fieldName, Msg: msg})
+	p.errs.Errors = append(p.errs.Errors, &Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Field: fieldName, Msg: msg})
 }
 
 func (p *parser) fail(pos Position, allotment int, cell *field.Cell, fieldName, msg string) error {

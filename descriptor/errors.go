@@ -76,14 +76,6 @@ type ErrorList struct {
 // Len is the number of problems found, listed or not.
 func (l *ErrorList) Len() int { return len(l.Errors) + l.More }
 
-func (l *ErrorList) add(e *Error) {
-	if len(l.Errors) < MaxErrors {
-		l.Errors = append(l.Errors, e)
-	} else {
-		l.More++
-	}
-}
-
 func (l *ErrorList) Error() string {
 	if l.Len() == 1 {
 		return l.Errors[0].Error()
