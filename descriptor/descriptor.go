@@ -155,7 +155,8 @@ func isYAMLName(name string) bool {
 // accept the input with a less helpful message or not at all.
 func checkJSON(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	var v any
+	// A RawMessage is only scanned, not built: the check costs no memory.
+	var v json.RawMessage
 	if err := dec.Decode(&v); err != nil {
 		return err
 	}
