@@ -63,6 +63,10 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	noCacheCells, err := noCache(c.BuildOpts().Opts, planned)
+	if err != nil {
+		return nil, err
+	}
 
 	rb, err := bc.Build(ctx, func(ctx context.Context, platform *ocispec.Platform, _ int) (*dockerui.BuildResult, error) {
 		p := targetPlatform(platform)
@@ -77,6 +81,7 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 			Platform:  p,
 			Epoch:     epoch,
 			Labels:    bc.Labels,
+			NoCache:   noCacheCells,
 		})
 		if err != nil {
 			return nil, err

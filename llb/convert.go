@@ -53,6 +53,9 @@ type Options struct {
 	Epoch time.Time
 	// Labels are added to the config (BuildKit's label: frontend opts).
 	Labels map[string]string
+	// NoCache says which allotments must run again instead of coming from
+	// the build cache (BuildKit's no-cache opt); nil for none.
+	NoCache func(field.Cell) bool
 }
 
 // Result is what a conversion produces.
@@ -75,7 +78,11 @@ func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
 		if len(a.Copies) == 0 {
 			return nil, fmt.Errorf("allotment %s has nothing to copy", a.Cell)
 		}
-		inputs = append(inputs, AllotmentState(a, opt.Context, opt.Epoch))
+		var extra []bkllb.ConstraintsOpt
+		if opt.NoCache != nil && opt.NoCache(a.Cell) {
+			extra = append(extra, bkllb.IgnoreCache)
+		}
+		inputs = append(inputs, AllotmentState(a, opt.Context, opt.Epoch, extra...))
 		placed = append(placed, field.Placed{Row: a.Cell.Row, Col: a.Cell.Col, Dst: a.Dsts()})
 		created := opt.Epoch
 		img.History = append(img.History, ocispec.History{
@@ -99,8 +106,9 @@ func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
 }
 
 // AllotmentState is one allotment: a scratch state with one FileOp that
-// copies its sources with fixed times, owner 0:0 and normalized modes.
-func AllotmentState(a descriptor.Planned, context bkllb.State, epoch time.Time) bkllb.State {
+// copies its sources with fixed times, owner 0:0 and normalized modes. extra
+// options go to the FileOp (bkllb.IgnoreCache to re-run it).
+func AllotmentState(a descriptor.Planned, context bkllb.State, epoch time.Time, extra ...bkllb.ConstraintsOpt) bkllb.State {
 	var action *bkllb.FileAction
 	owner := bkllb.WithUIDGID(0, 0)
 	for _, c := range a.Copies {
@@ -128,7 +136,8 @@ func AllotmentState(a descriptor.Planned, context bkllb.State, epoch time.Time) 
 			CreatedTime:         &epoch,
 		}, owner)
 	}
-	return bkllb.Scratch().File(action, bkllb.WithCustomName(fmt.Sprintf("[2dfs %s] %s", a.Cell, describeCopies(a))))
+	opts := append([]bkllb.ConstraintsOpt{bkllb.WithCustomName(fmt.Sprintf("[2dfs %s] %s", a.Cell, describeCopies(a)))}, extra...)
+	return bkllb.Scratch().File(action, opts...)
 }
 
 // SharedFolders lists, sorted, the folders other than "/" that hold two or

@@ -1,7 +1,10 @@
 package llb
 
 import (
+	"context"
+	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	bkllb "github.com/moby/buildkit/client/llb"
@@ -60,5 +63,33 @@ func TestSharedFoldersGetTheEpoch(t *testing.T) {
 		if act.SecondaryInput != -1 || act.Input != int64(len(all[head].Inputs)+len(a.Copies)+j-1) {
 			t.Errorf("re-stamp %s reads input %d secondary %d", dir, act.Input, act.SecondaryInput)
 		}
+	}
+}
+
+// Options.NoCache marks exactly the allotments it names to ignore the cache.
+func TestConvertNoCache(t *testing.T) {
+	res, err := Convert(planned(), Options{
+		Context:  bkllb.Local("context"),
+		Base:     bkllb.Scratch(),
+		Platform: amd64,
+		Epoch:    DefaultEpoch,
+		NoCache:  func(c field.Cell) bool { return c == field.Cell{Row: 0, Col: 1} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := res.State.Marshal(context.Background(), bkllb.Platform(amd64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignored := map[string]bool{}
+	for _, m := range def.Metadata {
+		if name := m.Description["llb.customname"]; strings.HasPrefix(name, "[2dfs ") {
+			ignored[name[:strings.Index(name, "]")+1]] = m.IgnoreCache
+		}
+	}
+	want := map[string]bool{"[2dfs 0,0]": false, "[2dfs 0,1]": true, "[2dfs 2,0]": false}
+	if !maps.Equal(ignored, want) {
+		t.Fatalf("ignore-cache by vertex = %v, want %v", ignored, want)
 	}
 }
