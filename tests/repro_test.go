@@ -3,6 +3,7 @@ package tests
 import (
 	"archive/tar"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,4 +209,47 @@ func sourceOf(landed map[string]string, p string) string {
 		}
 	}
 	return ""
+}
+
+// --no-cache=ROW.COL re-runs exactly the allotments it names; --no-cache
+// alone re-runs every one. Re-run allotments give the same layers.
+func TestNoCache(t *testing.T) {
+	dir, _ := example(t, baseImage(t, "v1", ""))
+	ref := env.registry + "/nocache/field"
+	build(t, env.buildkit, dir, "-t", ref+":v1", "--push")
+	before := pull(t, ref+":v1").allotmentLayers()
+
+	for _, c := range []struct {
+		flag  string
+		rerun map[string]bool
+	}{
+		{"--no-cache=1.0", map[string]bool{"1,0": true}},
+		{"--no-cache=2.0,0.1", map[string]bool{"2,0": true, "0,1": true}},
+		{"--no-cache", map[string]bool{"0,0": true, "0,1": true, "1,0": true, "1,1": true, "2,0": true}},
+	} {
+		out := build(t, env.buildkit, dir, "-t", ref+":v2", "--push", c.flag)
+		vertices := allotmentVertices(out)
+		// Count first: a progress format the parser no longer reads must
+		// not pass as "every allotment cached".
+		if len(vertices) != 5 {
+			t.Fatalf("%s: progress shows %d allotment vertices, want 5:\n%s", c.flag, len(vertices), out)
+		}
+		for cell, cached := range vertices {
+			if cached == c.rerun[cell] {
+				t.Errorf("%s: allotment %s cached = %v, want %v", c.flag, cell, cached, !c.rerun[cell])
+			}
+		}
+		if after := pull(t, ref+":v2").allotmentLayers(); !maps.Equal(after, before) {
+			t.Errorf("%s: layers changed on a re-run: %v -> %v", c.flag, before, after)
+		}
+	}
+
+	out := buildFails(t, env.buildkit, dir, "--no-cache=1,0")
+	if !strings.Contains(out, `no-cache=1,0: "1": want an allotment's cell as row.col`) {
+		t.Errorf("--no-cache=1,0 does not say to name cells as row.col:\n%s", out)
+	}
+	out = buildFails(t, env.buildkit, dir, "--no-cache=7.7")
+	if !strings.Contains(out, `no-cache=7.7: "7.7": the field has no allotment at row 7, col 7`) {
+		t.Errorf("--no-cache=7.7 does not name the missing cell:\n%s", out)
+	}
 }
