@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +58,8 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	planned, err := plan(ctx, c, desc, *buildContext, bc.CacheImports)
+	warn := func(msg string) { src.Warn(ctx, msg, client.WarnOpts{}) }
+	planned, err := plan(ctx, c, desc, *buildContext, bc.CacheImports, warn)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (w withFilename) BuildOpts() client.BuildOpts {
 
 // plan checks every source against the build context, solving the context
 // once; BuildKit then reuses that transfer for the copies.
-func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry) ([]descriptor.Planned, error) {
+func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry, warn func(string)) ([]descriptor.Planned, error) {
 	if len(desc.Allotments) == 0 {
 		return nil, nil
 	}
@@ -205,16 +205,8 @@ func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, bui
 	if err != nil {
 		return nil, err
 	}
-	return desc.Plan(func(src string) (bool, error) {
-		st, err := ref.StatFile(ctx, client.StatRequest{Path: src})
-		if err != nil {
-			if strings.Contains(err.Error(), "no such file or directory") || strings.Contains(err.Error(), "not found") {
-				return false, fs.ErrNotExist
-			}
-			return false, err
-		}
-		return fs.FileMode(st.Mode).IsDir(), nil
-	})
+	check := &sourceChecker{ctx: ctx, ref: ref, max: maxWalkFolders, warn: warn}
+	return desc.Plan(check.stat)
 }
 
 func targetPlatform(p *ocispec.Platform) ocispec.Platform {

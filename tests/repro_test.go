@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,5 +252,66 @@ func TestNoCache(t *testing.T) {
 	out = buildFails(t, env.buildkit, dir, "--no-cache=7.7")
 	if !strings.Contains(out, `no-cache=7.7: "7.7": the field has no allotment at row 7, col 7`) {
 		t.Errorf("--no-cache=7.7 does not name the missing cell:\n%s", out)
+	}
+}
+
+// FIFOs and device nodes, named as sources or inside a source folder, fail
+// the build with their location; regular files, folders and symlinks inside
+// the context build as before. (Sockets never reach BuildKit as sockets:
+// fsutil's sender clears the socket bit, so they arrive as empty files.)
+func TestSpecialFilesRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.bin"), []byte("a\n"))
+	writeFile(t, filepath.Join(dir, "tree/sub/ok.txt"), []byte("ok\n"))
+	writeFile(t, filepath.Join(dir, "good/sub/f.txt"), []byte("f\n"))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink("../../a.bin", filepath.Join(dir, "good/sub/link")))
+	must(os.Symlink("a.bin", filepath.Join(dir, "alias")))
+	must(syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644))
+	must(syscall.Mkfifo(filepath.Join(dir, "tree/sub/deep.fifo"), 0o644))
+	must(syscall.Mknod(filepath.Join(dir, "disk"), syscall.S_IFBLK|0o660, 7<<8|200 /* makedev(7, 200) */))
+	must(syscall.Mknod(filepath.Join(dir, "tty"), syscall.S_IFCHR|0o620, 1<<8|3 /* makedev(1, 3) */))
+
+	writeFile(t, filepath.Join(dir, "2dfs.json"), []byte(`{"allotments": [
+{"src": ["a.bin", "good", "alias"], "dst": ["/a.bin", "/good", "/alias"], "row": 0, "col": 0},
+{"src": "pipe", "dst": "/pipe", "row": 0, "col": 1},
+{"src": "tree", "dst": "/tree", "row": 1, "col": 0},
+{"src": "disk", "dst": "/disk", "row": 1, "col": 1},
+{"src": "tty", "dst": "/tty", "row": 2, "col": 0}
+]}`))
+	out := buildFails(t, env.buildkit, dir)
+	for _, want := range []string{
+		`2dfs.json:3:9: allotments[1] (row 0, col 1): src[0] "pipe": pipe is a named pipe (FIFO); only regular files, folders and symlinks can be copied into an allotment`,
+		`2dfs.json:4:9: allotments[2] (row 1, col 0): src[0] "tree": tree/sub/deep.fifo is a named pipe (FIFO)`,
+		`2dfs.json:5:9: allotments[3] (row 1, col 1): src[0] "disk": disk is a block device`,
+		`2dfs.json:6:9: allotments[4] (row 2, col 0): src[0] "tty": tty is a character device`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the build does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `"a.bin"`) || strings.Contains(out, `"good"`) || strings.Contains(out, `"alias"`) {
+		t.Errorf("a regular file, folder or symlink was refused:\n%s", out)
+	}
+
+	// Without the special sources, the same context builds; the symlinks
+	// stay what they are.
+	writeFile(t, filepath.Join(dir, "2dfs.json"), []byte(`{"allotments": [
+{"src": ["a.bin", "good", "alias"], "dst": ["/a.bin", "/good", "/alias"], "row": 0, "col": 0}
+]}`))
+	ref := env.registry + "/special/field:v1"
+	build(t, env.buildkit, dir, "-t", ref, "--push")
+	img := pull(t, ref)
+	entries, _ := readLayer(t, img.raw, img.record.Allotments[0].Layer)
+	if e := entries["/good/sub/link"]; e.hdr == nil || e.hdr.Typeflag != tar.TypeSymlink || e.hdr.Linkname != "../../a.bin" {
+		t.Errorf("/good/sub/link = %+v, want the symlink", e.hdr)
+	}
+	if e := entries["/alias"]; e.hdr == nil || e.hdr.Typeflag != tar.TypeReg || string(e.data) != "a\n" {
+		t.Errorf("/alias = %+v, want a.bin's contents (a named source symlink is followed)", e.hdr)
 	}
 }
