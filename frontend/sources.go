@@ -8,15 +8,20 @@ import (
 	"strings"
 
 	"github.com/moby/buildkit/frontend/gateway/client"
+	fstypes "github.com/tonistiigi/fsutil/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 )
 
 // maxWalkFolders bounds how many folders inside source folders the build
-// reads to look for special files: one gateway call each. Past it the rest
-// is copied unchecked, with a warning, rather than slowing every build of a
-// huge tree.
-const maxWalkFolders = 10000
+// reads to look for special files: one gateway call each, about 2-4 ms on a
+// busy builder, walkWidth at a time. Past it the rest is copied unchecked,
+// with a warning, rather than slowing every build of a huge tree.
+const (
+	maxWalkFolders = 2000
+	walkWidth      = 8
+)
 
 // sourceChecker stats allotment sources in the solved build context.
 type sourceChecker struct {
@@ -49,32 +54,48 @@ func (s *sourceChecker) stat(src string) (fs.FileMode, error) {
 	return mode, nil
 }
 
+// walk reads the folders under dir level by level, each level's folders
+// walkWidth at a time, and reports the first special entry in that order,
+// so the same tree always gives the same error.
 func (s *sourceChecker) walk(dir string) error {
-	queue := []string{dir}
-	for len(queue) > 0 {
-		if s.folders >= s.max {
+	level := []string{dir}
+	for len(level) > 0 {
+		if left := s.max - s.folders; len(level) > left {
 			if !s.warned && s.warn != nil {
-				s.warn(fmt.Sprintf("source folders hold more than %d folders: the rest (from %s on) were not checked for FIFOs, sockets and devices", s.max, queue[0]))
+				s.warn(fmt.Sprintf("source folders hold more than %d folders: the rest (from %s on) were not checked for FIFOs and devices", s.max, level[max(left, 0)]))
 			}
 			s.warned = true
-			return nil
+			level = level[:max(left, 0)]
 		}
-		s.folders++
-		d := queue[0]
-		queue = queue[1:]
-		entries, err := s.ref.ReadDir(s.ctx, client.ReadDirRequest{Path: d})
-		if err != nil {
-			return fmt.Errorf("read folder %s: %v", d, err)
+		s.folders += len(level)
+		entries := make([][]*fstypes.Stat, len(level))
+		eg, ctx := errgroup.WithContext(s.ctx)
+		eg.SetLimit(walkWidth)
+		for i, d := range level {
+			eg.Go(func() error {
+				var err error
+				if entries[i], err = s.ref.ReadDir(ctx, client.ReadDirRequest{Path: d}); err != nil {
+					return fmt.Errorf("read folder %s: %v", d, err)
+				}
+				return nil
+			})
 		}
-		for _, e := range entries {
-			m, p := fs.FileMode(e.Mode), path.Join(d, e.Path)
-			switch {
-			case m.IsDir():
-				queue = append(queue, p)
-			case !descriptor.Copyable(m):
-				return &descriptor.SpecialFileError{Path: p, Mode: m}
+		if err := eg.Wait(); err != nil {
+			return err
+		}
+		var next []string
+		for i, d := range level {
+			for _, e := range entries[i] {
+				m, p := fs.FileMode(e.Mode), path.Join(d, e.Path)
+				switch {
+				case m.IsDir():
+					next = append(next, p)
+				case !descriptor.Copyable(m):
+					return &descriptor.SpecialFileError{Path: p, Mode: m}
+				}
 			}
 		}
+		level = next
 	}
 	return nil
 }
