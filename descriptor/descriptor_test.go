@@ -171,14 +171,17 @@ func mustParse(t *testing.T, in string) *Descriptor {
 	return d
 }
 
-// statMap is a build context: path → is a directory.
+// statMap is a build context: path → is a directory (else a regular file).
 func statMap(m map[string]bool) StatFunc {
-	return func(src string) (bool, error) {
+	return func(src string) (fs.FileMode, error) {
 		dir, ok := m[src]
 		if !ok {
-			return false, fmt.Errorf("stat %s: %w", src, fs.ErrNotExist)
+			return 0, fmt.Errorf("stat %s: %w", src, fs.ErrNotExist)
 		}
-		return dir, nil
+		if dir {
+			return fs.ModeDir | 0o755, nil
+		}
+		return 0o644, nil
 	}
 }
 

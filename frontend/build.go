@@ -61,7 +61,12 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	planned, err := plan(ctx, c, desc, *buildContext, bc.CacheImports)
+	warn := func(msg string) { src.Warn(ctx, msg, client.WarnOpts{}) }
+	planned, err := plan(ctx, c, desc, *buildContext, bc.CacheImports, warn)
+	if err != nil {
+		return nil, err
+	}
+	noCacheCells, err := noCache(c.BuildOpts().Opts, planned)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +84,7 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 			Platform:  p,
 			Epoch:     epoch,
 			Labels:    bc.Labels,
+			NoCache:   noCacheCells,
 		})
 		if err != nil {
 			return nil, err
@@ -186,7 +192,7 @@ func (w withFilename) BuildOpts() client.BuildOpts {
 
 // plan checks every source against the build context, solving the context
 // once; BuildKit then reuses that transfer for the copies.
-func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry) ([]descriptor.PlannedAllotment, error) {
+func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry, warn func(string)) ([]descriptor.PlannedAllotment, error) {
 	if len(desc.Allotments) == 0 {
 		return nil, nil
 	}
@@ -202,7 +208,7 @@ func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, bui
 	if err != nil {
 		return nil, err
 	}
-	return desc.Plan(contextStat(ctx, ref))
+	return desc.Plan(newSourceChecker(ctx, ref, maxWalkFolders, warn).stat)
 }
 
 func targetPlatform(p *ocispec.Platform) ocispec.Platform {

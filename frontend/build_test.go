@@ -36,10 +36,16 @@ func TestCheckCapsWithoutMergeOp(t *testing.T) {
 }
 
 func TestWithFilenameDoesNotMutate(t *testing.T) {
-	inner := capsClient{}
+	inner := optsClient{opts: map[string]string{"filename": "x.json", "no-cache": ""}}
 	opts := withFilename{Client: inner, filename: "2dfs.yaml"}.BuildOpts().Opts
-	if opts["filename"] != "2dfs.yaml" || inner.BuildOpts().Opts["filename"] != "x.json" {
-		t.Fatalf("opts = %v", opts)
+	if opts["filename"] != "2dfs.yaml" {
+		t.Fatalf("opts = %v, want filename 2dfs.yaml", opts)
+	}
+	if _, ok := opts["no-cache"]; !ok {
+		t.Errorf("opts = %v: the wrapper dropped the other opts", opts)
+	}
+	if got := inner.BuildOpts().Opts; got["filename"] != "x.json" || len(got) != 2 {
+		t.Fatalf("the wrapped client's opts changed to %v", got)
 	}
 }
 

@@ -38,7 +38,7 @@ type buildFlags struct {
 	contexts     []string
 	progress     string
 	metadataFile string
-	noCache      bool
+	noCache      string
 	compression  string
 	level        int
 }
@@ -80,7 +80,8 @@ frontend image is needed. Flags follow buildctl and docker buildx.`,
 	fl.StringArrayVar(&f.contexts, "build-context", nil, "named context NAME=VALUE (base=docker-image://... overrides the descriptor's base)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
 	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the build result metadata (image digest) to this file")
-	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache")
+	fl.StringVar(&f.noCache, "no-cache", "", "re-run allotments instead of taking them from the build cache: all of them, or with --no-cache=`CELLS` those listed as row.col (--no-cache=1.2,0.0)")
+	fl.Lookup("no-cache").NoOptDefVal = "true"
 	fl.StringVar(&f.compression, "compression", "zstd", "layer compression for image outputs that set none: zstd, gzip, estargz or uncompressed")
 	fl.IntVar(&f.level, "compression-level", 1, "compression level for --compression (-1: the compressor's default)")
 	return cmd
@@ -213,8 +214,15 @@ func frontendAttrs(f buildFlags) (map[string]string, map[string]string, error) {
 		}
 		attrs["context:"+k] = v
 	}
-	if f.noCache {
+	// BuildKit's no-cache opt, as buildctl and buildx send it: empty for
+	// everything, else the names (here cells) to re-run. "true" and "false"
+	// keep the flag's old boolean meaning.
+	switch f.noCache {
+	case "", "false":
+	case "true":
 		attrs["no-cache"] = ""
+	default:
+		attrs["no-cache"] = f.noCache
 	}
 	return attrs, localDirs, nil
 }
