@@ -111,12 +111,15 @@ func Write(w io.Writer, metadata map[string]string, inputs []Input, buf []byte) 
 	if buf == nil {
 		buf = make([]byte, 32<<10)
 	}
+	// Hide w's ReaderFrom: *os.File's would copy through its own 32 KiB
+	// buffer (it can use copy_file_range only from a plain *os.File).
+	dst := struct{ io.Writer }{w}
 	byName := make(map[string]io.Reader, len(inputs))
 	for _, in := range inputs {
 		byName[in.Name] = in.Data
 	}
 	for _, t := range ts {
-		n, err := io.CopyBuffer(w, io.LimitReader(byName[t.Name], t.Size()), buf)
+		n, err := io.CopyBuffer(dst, io.LimitReader(byName[t.Name], t.Size()), buf)
 		if err != nil {
 			return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
