@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,3 +148,41 @@ func TestOpenNamesTheFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// readFromRecorder is a destination with a ReaderFrom, like *os.File.
+type readFromRecorder struct {
+	bytes.Buffer
+	readFrom bool
+	writes   []int
+}
+
+func (r *readFromRecorder) ReadFrom(src io.Reader) (int64, error) {
+	r.readFrom = true
+	return r.Buffer.ReadFrom(src)
+}
+
+func (r *readFromRecorder) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, len(p))
+	return r.Buffer.Write(p)
+}
+
+// Tensor bytes go through the caller's buffer, whatever the destination:
+// *os.File's ReadFrom would copy in 32 KiB steps instead.
+func TestWriteUsesTheBuffer(t *testing.T) {
+	var dst readFromRecorder
+	size := int64(3 << 20)
+	_, err := Write(&dst, nil, []Input{{Name: "x", DType: "U8", Shape: []int64{size}, Data: io.LimitReader(zeros{}, size)}}, make([]byte, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dst.readFrom {
+		t.Fatal("Write copied through the destination's ReadFrom, not the buffer")
+	}
+	if n := len(dst.writes); n != 1+3 { // the header, then 1 MiB steps
+		t.Fatalf("%d writes %v, want the header and 3 writes of 1 MiB", n, dst.writes)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
