@@ -189,3 +189,44 @@ func TestTag(t *testing.T) {
 		t.Fatalf("tag %s", got)
 	}
 }
+
+// FuzzMakePlan: any names and sizes either fail with an error or place every
+// tensor exactly once, in contiguous stages of layers, part 0 never empty.
+func FuzzMakePlan(f *testing.F) {
+	f.Add("model.layers.0.a\nmodel.layers.1.b\nmodel.embed.w\nlm_head.w", uint64(12345), 2, 2)
+	f.Add("h.3.x\nh.1.y\nh.1.z\nwte\nln_f.w", uint64(7), 0, 3)
+	f.Add("blocks.0.a\nencoder.layer.0.b", uint64(1), 1, 1)
+	f.Fuzz(func(t *testing.T, names string, seed uint64, stages, cols int) {
+		if stages > 64 || cols > 64 {
+			return
+		}
+		r := rand.New(rand.NewPCG(seed, 0))
+		var ts []TensorSize
+		for _, n := range strings.Split(names, "\n") {
+			ts = append(ts, TensorSize{n, r.Int64N(1 << 40)})
+		}
+		p, err := MakePlan(ts, Options{Stages: stages, Cols: cols})
+		if err != nil {
+			return
+		}
+		at := stageOf(p)
+		if len(at) != len(ts) {
+			t.Fatalf("%d tensors placed of %d", len(at), len(ts))
+		}
+		prevLast := -1
+		for s, st := range p.Stages {
+			if len(st.Parts[0]) == 0 || st.FirstLayer <= prevLast || st.LastLayer < st.FirstLayer {
+				t.Fatalf("stage %d: %+v after layer %d", s, st, prevLast)
+			}
+			prevLast = st.LastLayer
+		}
+		for _, x := range ts {
+			if _, stack, layer, _ := classify(x.Name); stack != "" {
+				st := p.Stages[at[x.Name][0]]
+				if layer < st.FirstLayer || layer > st.LastLayer {
+					t.Fatalf("%s (layer %d) in stage %+v", x.Name, layer, st)
+				}
+			}
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -149,7 +150,7 @@ func names(ts []safetensors.Tensor) []string {
 	return out
 }
 
-func itoa(i int) string { return string(rune('0' + i)) }
+func itoa(i int) string { return strconv.Itoa(i) }
 
 func TestSplitShardedFolder(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "ckpt")
@@ -395,5 +396,38 @@ func TestSplitRefusesNonEmptyOut(t *testing.T) {
 	empty := t.TempDir()
 	if _, err := run(context.Background(), src, empty, Options{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// More columns than a stage has tensors leaves the last cells of the row
+// empty: no file, no allotment; the index stays with part 0.
+func TestSplitEmptyCells(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "m.safetensors")
+	if err := splittest.WriteFile(src, splittest.Llama(2, 4)); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "field")
+	l, err := run(context.Background(), src, out, Options{Cols: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLayout(t, src, out, l)
+	// Stage 0: the embeddings and layer 0's 6 tensors; stage 1: layer 1's 5,
+	// the final norm and the head. 7 tensors each, in 9 columns.
+	for s, row := range l.Cells {
+		if len(row) != 9 || row[0] != "stage-"+itoa(s)+"/part-0.safetensors" || row[6] == "" || row[7] != "" || row[8] != "" {
+			t.Fatalf("stage %d cells %q", s, row)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "stage-1/part-7.safetensors")); !os.IsNotExist(err) {
+		t.Fatalf("empty cell written: %v", err)
+	}
+	d, _ := os.ReadFile(filepath.Join(out, "2dfs.json"))
+	desc, _ := descriptor.Parse("2dfs.json", d)
+	if len(desc.Allotments) != 7+7 {
+		t.Fatalf("%d allotments, want 14", len(desc.Allotments))
+	}
+	if l.Tag(1) != "--1.0.1.8" {
+		t.Fatalf("tag %s", l.Tag(1))
 	}
 }
