@@ -80,6 +80,10 @@ func Read(path string) (_ *Checkpoint, err error) {
 			c.Close()
 		}
 	}()
+	if !st.IsDir() && filepath.Base(path) == IndexName {
+		// The index stands for its folder.
+		return Read(filepath.Dir(path))
+	}
 	if !st.IsDir() {
 		if err := c.addShard(path, nil); err != nil {
 			return nil, err

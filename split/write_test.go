@@ -163,6 +163,14 @@ func TestSplitShardedFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLayout(t, src, out, l)
+	// The index file names its folder just as well.
+	viaIndex := filepath.Join(t.TempDir(), "field")
+	if _, err := run(context.Background(), filepath.Join(src, IndexName), viaIndex, Options{Stages: 3, Cols: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(tree(t, out), tree(t, viaIndex)) {
+		t.Fatal("splitting the index file gave another field than splitting its folder")
+	}
 	if l.OtherRow != 3 || l.Tag(1) != "--1.0.1.1--3.0.3.0" {
 		t.Fatalf("other row %d, tag of stage 1 %s", l.OtherRow, l.Tag(1))
 	}
