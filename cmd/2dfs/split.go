@@ -25,9 +25,10 @@ func newSplitCommand() *cobra.Command {
 		Use:   "split CHECKPOINT -o OUTDIR [--stages N] [--cols K]",
 		Short: "Split a safetensors checkpoint into a field whose rows are pipeline stages",
 		Long: `Split reads a safetensors checkpoint (one file, or a folder with one file or
-shards and model.safetensors.index.json) and writes a build context for
-'2dfs build': row k of the field is pipeline stage k, and the worker of stage
-k pulls only its weights with the partition tag --k.0.k.(K-1)--N.0.N.0.
+shards and model.safetensors.index.json, or that index) and writes a build
+context for '2dfs build': row k of the field is pipeline stage k, and the
+worker of stage k pulls only its weights with the partition tag
+--k.0.k.(K-1)--N.0.N.0.
 
   - Tensors are grouped by their layer index (model.layers.N., h.N., layers.N.,
     layer.N., blocks.N., block.N.) into --stages contiguous stages of about
