@@ -64,6 +64,11 @@ type Descriptor struct {
 	Base       string
 	BasePos    Position
 	Allotments []Allotment
+	// Config is the "config" block (config.go); nil when absent.
+	Config *Config
+	// Dependencies is the "dependencies" block (dependencies.go) that makes
+	// the build a CIR; nil when absent.
+	Dependencies *Dependencies
 }
 
 // Allotment is one entry of the descriptor's "allotments" list.
@@ -91,7 +96,7 @@ func (d *Descriptor) Sources() []string {
 }
 
 var (
-	topLevelKeys  = []string{"syntax", "base", "allotments"}
+	topLevelKeys  = []string{"syntax", "base", "config", "dependencies", "allotments"}
 	allotmentKeys = []string{"src", "dst", "row", "col"}
 )
 
@@ -356,6 +361,15 @@ func (p *parser) document(doc *yaml.Node, d *Descriptor) {
 		d.BasePos = pos(kv[1])
 		if strings.TrimSpace(d.Base) == "" {
 			p.add(pos(kv[1]), -1, nil, "base", "must name an image (leave the key out for scratch)")
+		}
+	}
+	if kv, ok := keys["config"]; ok {
+		d.Config = p.config(kv[1])
+	}
+	if kv, ok := keys["dependencies"]; ok {
+		d.Dependencies = p.dependencies(kv[1])
+		if d.Dependencies != nil && (d.Base == "" || d.Base == "scratch") {
+			p.add(pos(kv[0]), -1, nil, "dependencies", `needs a "base": the Debian image (with python3 for pip) the dependencies are resolved against and assembled on`)
 		}
 	}
 	kv, ok := keys["allotments"]

@@ -84,7 +84,7 @@ func TestParseErrors(t *testing.T) {
 			`2dfs.json:1:1: missing key "allotments" (use [] for an image with no allotments)`},
 		{"unknown top-level key", "2dfs.json", `{"allotment": []}`,
 			`2 problems in the 2DFS descriptor:
-  2dfs.json:1:2: "allotment": unknown key in the descriptor; did you mean "allotments"? (known keys: syntax, base, allotments)
+  2dfs.json:1:2: "allotment": unknown key in the descriptor; did you mean "allotments"? (known keys: syntax, base, config, dependencies, allotments)
   2dfs.json:1:1: missing key "allotments" (use [] for an image with no allotments)`},
 		{"typo colum", "2dfs.json", `{"allotments": [{"src": "a", "dst": "/a", "row": 0, "col": 0, "colum": 1}]}`,
 			`2dfs.json:1:63: allotments[0] (row 0, col 0): "colum": unknown key in an allotment; did you mean "col"? (known keys: src, dst, row, col)`},

@@ -85,6 +85,7 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 			Epoch:     epoch,
 			Labels:    bc.Labels,
 			NoCache:   noCacheCells,
+			Config:    desc.Config,
 		})
 		if err != nil {
 			return nil, err

@@ -56,6 +56,9 @@ type Options struct {
 	// NoCache says which allotments must run again instead of coming from
 	// the build cache (BuildKit's no-cache opt); nil for none.
 	NoCache func(field.Cell) bool
+	// Config is the descriptor's config block, applied over the base's
+	// (config.go); nil keeps the base's.
+	Config *descriptor.Config
 }
 
 // Result is what a conversion produces.
@@ -193,5 +196,6 @@ func baseConfig(opt Options) *dockerspec.DockerOCIImage {
 		img.Config.Labels = map[string]string{}
 	}
 	maps.Copy(img.Config.Labels, opt.Labels)
+	ApplyConfig(&img, opt.Config)
 	return &img
 }
