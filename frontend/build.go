@@ -71,6 +71,10 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 		return nil, err
 	}
 
+	if desc.Dependencies != nil {
+		return buildCIR(ctx, c, bc, desc, planned, *buildContext, epoch, noCacheCells)
+	}
+
 	rb, err := bc.Build(ctx, func(ctx context.Context, platform *ocispec.Platform, _ int) (*dockerui.BuildResult, error) {
 		p := targetPlatform(platform)
 		base, baseImg, err := resolveBase(ctx, c, bc, desc, p)

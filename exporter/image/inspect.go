@@ -12,6 +12,7 @@ import (
 
 	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/exporter/tdfs"
+	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -46,6 +47,8 @@ type ImageReport struct {
 	Rows       int               `json:"rows"`
 	Cols       int               `json:"cols"`
 	Allotments []AllotmentReport `json:"allotments"`
+	// CIR is the record of a CIR image (docs/cir.md); nil for other images.
+	CIR *cir.Record `json:"cir,omitempty"`
 }
 
 // LayerReport is a base layer.
@@ -185,6 +188,9 @@ func inspectManifest(ctx context.Context, src Source, manifest []byte) (*ImageRe
 		Manifest:  digest.FromBytes(manifest),
 		Format:    FormatRecord,
 		Selection: img.Config.Labels[partition.LabelSelection],
+	}
+	if r.CIR, err = cir.FromConfig(&img); err != nil {
+		return nil, err
 	}
 	for _, l := range m.Layers[:rec.BaseLayers] {
 		r.AddBase(l)
