@@ -10,9 +10,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/exporter/tdfs"
-	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
