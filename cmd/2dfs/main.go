@@ -24,6 +24,7 @@ func main() {
 	root.AddCommand(newPartitionCommand())
 	root.AddCommand(newVersionCommand(version.Read()))
 	root.AddCommand(newSplitCommand())
+	root.AddCommand(newDeployCommand())
 	if err := root.ExecuteContext(appcontext.Context()); err != nil {
 		fmt.Fprintf(os.Stderr, "2dfs: %v\n", err)
 		os.Exit(1)

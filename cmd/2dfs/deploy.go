@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/containerd/platforms"
+	"github.com/docker/cli/cli/config"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/util/progress/progressui"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tdfs-kit/tdfs/cir"
+	"github.com/tdfs-kit/tdfs/exporter/partition"
+	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/frontend"
+	"github.com/tdfs-kit/tdfs/llb"
+)
+
+type deployFlags struct {
+	buildFlags
+	registryFlags
+	platform string
+	helper   string
+}
+
+func newDeployCommand() *cobra.Command {
+	var f deployFlags
+	cmd := &cobra.Command{
+		Use:   "deploy [flags] REF",
+		Short: "Assemble a CIR for one platform on a buildkitd: base, one layer per dependency, the application",
+		Long: `Deploy is the CIR lazy-builder (docs/cir.md). It reads the CIR REF from its
+registry, resolves its pip dependencies for the target platform and the
+base's interpreter with pip in a helper container of the build host's
+architecture, fetches every wheel pinned by its sha256 with BuildKit's HTTP
+source, unpacks each into a layer of its own, merges base, wheels and
+application and applies the CIR's config. Outputs are those of 2dfs build.`,
+		Example: `  2dfs deploy registry.example.com/app:cir --platform linux/amd64 -t registry.example.com/app:amd64 --push`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDeploy(cmd.Context(), f, args[0])
+		},
+	}
+	fl := cmd.Flags()
+	defaultAddr := os.Getenv("BUILDKIT_HOST")
+	if defaultAddr == "" {
+		defaultAddr = "unix:///run/buildkit/buildkitd.sock"
+	}
+	fl.StringVar(&f.addr, "addr", defaultAddr, "buildkitd address (default from BUILDKIT_HOST)")
+	fl.StringVar(&f.platform, "platform", "", "target platform (os/arch[/variant]), required")
+	fl.StringVar(&f.helper, "helper", "", "helper image with python3 and pip for the build host's platform (default: the CIR's base)")
+	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "image name to export (repeatable)")
+	fl.BoolVar(&f.push, "push", false, "push the image named by --tag")
+	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output, as in buildctl (type=image,name=...,push=true | type=oci,dest=...)")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
+	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the result metadata (image digest) to this file")
+	fl.StringVar(&f.compression, "compression", "zstd", "layer compression: zstd, gzip, estargz or uncompressed")
+	fl.IntVar(&f.level, "compression-level", 1, "compression level for --compression (-1: the compressor's default)")
+	f.registryFlags.register(fl)
+	_ = cmd.MarkFlagRequired("platform")
+	return cmd
+}
+
+// readCIR reads a CIR's config from its registry: its record, its field
+// record and the platform it declares, and pins it by digest.
+func readCIR(ctx context.Context, ref string, f *registryFlags) (frontend.DeployRequest, error) {
+	var req frontend.DeployRequest
+	src, err := openStore(ctx, ref, f)
+	if err != nil {
+		return req, err
+	}
+	manifest, mediaType, err := src.Manifest(ctx, "")
+	if err != nil {
+		return req, fmt.Errorf("read the CIR %s: %w", ref, err)
+	}
+	if partition.IsIndex(mediaType) {
+		return req, fmt.Errorf("%s is an index; a CIR is one manifest (was it built from a descriptor with \"dependencies\"?)", ref)
+	}
+	cd, err := partition.ConfigOf(manifest)
+	if err != nil {
+		return req, err
+	}
+	dt, err := src.Blob(ctx, cd, partition.MaxConfigBytes)
+	if err != nil {
+		return req, fmt.Errorf("read the config of %s: %w", ref, err)
+	}
+	var img ocispec.Image
+	if err := json.Unmarshal(dt, &img); err != nil {
+		return req, fmt.Errorf("config of %s: %w", ref, err)
+	}
+	if req.Record, err = cir.FromConfig(&img); err != nil {
+		return req, fmt.Errorf("%s: %w", ref, err)
+	}
+	if req.Record == nil {
+		return req, fmt.Errorf("%s is not a CIR: its config has no %s label (build it from a descriptor with \"dependencies\")", ref, cir.LabelKey)
+	}
+	if req.AppRecord, err = field.FromConfig(&img); err != nil {
+		return req, fmt.Errorf("%s: %w", ref, err)
+	}
+	if req.AppRecord == nil {
+		return req, fmt.Errorf("%s has a CIR record but no %s record", ref, field.LabelKey)
+	}
+	named, err := name.ParseReference(ref, f.nameOptions()...)
+	if err != nil {
+		return req, err
+	}
+	req.CIR = named.Context().Name() + "@" + digest.FromBytes(manifest).String()
+	req.CIRPlatform = img.Platform
+	return req, nil
+}
+
+func runDeploy(ctx context.Context, f deployFlags, ref string) error {
+	target, err := platforms.Parse(f.platform)
+	if err != nil {
+		return fmt.Errorf("--platform %q: %w", f.platform, err)
+	}
+	exports, err := exportEntries(f.buildFlags)
+	if err != nil {
+		return err
+	}
+	if exports, err = withCompression(exports, f.compression, f.level); err != nil {
+		return err
+	}
+	req, err := readCIR(ctx, ref, &f.registryFlags)
+	if err != nil {
+		return err
+	}
+	req.Target = target
+	req.Helper = f.helper
+	req.Epoch = llb.DefaultEpoch
+
+	c, err := client.New(ctx, f.addr)
+	if err != nil {
+		return fmt.Errorf("connect to buildkitd at %s: %w", f.addr, err)
+	}
+	defer c.Close()
+	dockerConfig := config.LoadDefaultConfigFile(os.Stderr)
+	solveOpt := client.SolveOpt{
+		Exports: exports,
+		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: authprovider.LoadAuthConfig(dockerConfig),
+		})},
+	}
+	display, err := progressui.NewDisplay(os.Stderr, progressui.DisplayMode(f.progress))
+	if err != nil {
+		return err
+	}
+	ch := make(chan *client.SolveStatus)
+	eg, ctx := errgroup.WithContext(ctx)
+	var resp *client.SolveResponse
+	eg.Go(func() error {
+		var err error
+		resp, err = c.Build(ctx, solveOpt, "2dfs-deploy", frontend.Deploy(req), ch)
+		return err
+	})
+	eg.Go(func() error {
+		_, err := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		return err
+	})
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
+		fmt.Fprintln(os.Stdout, dgst)
+	}
+	if f.metadataFile != "" {
+		dt, err := json.MarshalIndent(resp.ExporterResponse, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(f.metadataFile, dt, 0o644)
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/platforms"
+	bkllb "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/client/llb/sourceresolver"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	commonexptypes "github.com/moby/buildkit/exporter/exptypes"
+	"github.com/moby/buildkit/frontend/gateway/client"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tdfs-kit/tdfs/cir"
+	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/llb"
+)
+
+// DeployRequest is what the lazy-builder assembles: a CIR, read by the
+// caller from its registry, and a target platform.
+type DeployRequest struct {
+	// CIR is the CIR by digest, CIRPlatform the platform its config declares
+	// (the platform its application layers are pulled as).
+	CIR         string
+	CIRPlatform ocispec.Platform
+	Record      *cir.Record
+	// AppRecord is the CIR's field record: its application allotments.
+	AppRecord *field.Record
+	Target    ocispec.Platform
+	// Helper is the image resolving and unpacking run in, of the build
+	// host's platform with python3 and pip; "" takes the CIR's base for the
+	// build host's platform.
+	Helper string
+	Epoch  time.Time
+}
+
+// Deploy is the lazy-builder: a client.BuildFunc that assembles the CIR for
+// the target platform. Resolving and unpacking run in the helper, of the
+// build host's architecture: nothing of the target runs, so no emulation.
+func Deploy(req DeployRequest) client.BuildFunc {
+	return func(ctx context.Context, c client.Client) (*client.Result, error) {
+		target := platforms.Normalize(req.Target)
+		tp := platforms.Format(target)
+		rec := req.Record
+		pinned, ok := rec.Platform(tp)
+		if !ok {
+			return nil, fmt.Errorf("the CIR's base %s was pinned for %s at pre-build, not for %s; pre-build the CIR with --platform %s (the base must offer it)",
+				rec.Base.Ref, strings.Join(rec.PlatformNames(), ", "), tp, tp)
+		}
+		if rec.Resolver.PipAuthSecret != "" {
+			return nil, fmt.Errorf("the CIR's index needs the secret %q: deploy does not send index credentials yet", rec.Resolver.PipAuthSecret)
+		}
+		if len(rec.Dependencies.Apt) > 0 {
+			return nil, fmt.Errorf("the CIR lists apt dependencies (%s): deploy assembles pip dependencies only so far", strings.Join(rec.Dependencies.Apt, " "))
+		}
+
+		baseImg, err := imageConfig(ctx, c, rec.Base.Ref, target, "base")
+		if err != nil {
+			return nil, err
+		}
+		if got := digest.FromBytes(baseImg.raw); got.String() != pinned.Config {
+			return nil, fmt.Errorf("the CIR's base %s for %s has config %s, but the CIR pinned %s; the base changed under its digest", rec.Base.Ref, tp, got, pinned.Config)
+		}
+		base := bkllb.Image(rec.Base.Ref, bkllb.Platform(target), bkllb.WithCustomName("[2dfs cir] base for "+tp))
+		interp, err := readInterpreter(ctx, c, base, target)
+		if err != nil {
+			return nil, fmt.Errorf("the CIR's base %s for %s: %w", rec.Base.Ref, tp, err)
+		}
+
+		host := buildHost(c)
+		helperRef := req.Helper
+		if helperRef == "" {
+			if _, ok := rec.Platform(platforms.Format(host)); !ok {
+				return nil, fmt.Errorf("resolving runs in a helper of the build host's platform %s, which the CIR's base was not pinned for; name a helper image with python3 and pip (--helper)", platforms.Format(host))
+			}
+			helperRef = rec.Base.Ref
+		}
+		helper := bkllb.Image(helperRef, bkllb.Platform(host), bkllb.WithCustomName("[2dfs cir] helper for "+platforms.Format(host)))
+
+		var wheels []cir.Wheel
+		if len(rec.Dependencies.Pip) > 0 {
+			tags, err := interp.PlatformTags(target.Architecture)
+			if err != nil {
+				return nil, err
+			}
+			wheels, err = resolvePip(ctx, c, llb.ResolveOptions{
+				Helper: helper, Requirements: rec.Dependencies.Pip, Index: rec.Resolver.PipIndex,
+				Interpreter: interp, Tags: tags, Platform: tp, Epoch: req.Epoch,
+			}, host)
+			if err != nil {
+				return nil, err
+			}
+		}
+		resolved := &cir.Resolved{Version: 1, CIR: req.CIR, Platform: tp, Python: interp.Version}
+		layers := make([]bkllb.State, len(wheels))
+		for i, w := range wheels {
+			layers[i] = llb.WheelLayer(w, helper, interp, "", req.Epoch)
+			resolved.Wheels = append(resolved.Wheels, cir.ResolvedWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, Digest: w.Digest.String()})
+		}
+		app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
+		res, err := llb.Assemble(llb.AssembleOptions{
+			Base: base, BaseImage: baseImg.img, App: app, AppRecord: req.AppRecord,
+			Wheels: wheels, WheelLayers: layers, SitePackage: interp.SitePackages(),
+			Config: rec.Config, Resolved: resolved, Platform: target, Epoch: req.Epoch,
+		})
+		if err != nil {
+			return nil, err
+		}
+		def, err := res.State.Marshal(ctx, bkllb.Platform(target), bkllb.WithCaps(c.BuildOpts().LLBCaps))
+		if err != nil {
+			return nil, fmt.Errorf("marshal LLB: %w", err)
+		}
+		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB()})
+		if err != nil {
+			return nil, wheelError(err, wheels)
+		}
+		ref, err := r.SingleRef()
+		if err != nil {
+			return nil, err
+		}
+		config, err := json.Marshal(res.Image)
+		if err != nil {
+			return nil, err
+		}
+		out := client.NewResult()
+		out.SetRef(ref)
+		out.AddMeta(exptypes.ExporterImageConfigKey, config)
+		out.AddMeta(commonexptypes.ExporterEpochKey, []byte(strconv.FormatInt(req.Epoch.Unix(), 10)))
+		plats, err := json.Marshal(exptypes.Platforms{Platforms: []exptypes.Platform{{ID: tp, Platform: target}}})
+		if err != nil {
+			return nil, err
+		}
+		out.AddMeta(exptypes.ExporterPlatformsKey, plats)
+		return out, nil
+	}
+}
+
+type resolvedConfig struct {
+	img *dockerspec.DockerOCIImage
+	raw []byte
+}
+
+func imageConfig(ctx context.Context, c client.Client, ref string, p ocispec.Platform, what string) (resolvedConfig, error) {
+	_, _, dt, err := c.ResolveImageConfig(ctx, ref, sourceresolver.Opt{
+		LogName:  fmt.Sprintf("[2dfs cir] resolve %s %s for %s", what, ref, platforms.Format(p)),
+		ImageOpt: &sourceresolver.ResolveImageOpt{Platform: &p},
+	})
+	if err != nil {
+		return resolvedConfig{}, rpcError("%s %s for %s: %v", what, ref, platforms.Format(p), err)
+	}
+	var img dockerspec.DockerOCIImage
+	if err := json.Unmarshal(dt, &img); err != nil {
+		return resolvedConfig{}, fmt.Errorf("%s %s: image config is not valid JSON: %w", what, ref, err)
+	}
+	return resolvedConfig{img: &img, raw: dt}, nil
+}
+
+// readInterpreter reads the base's python3.X and Debian release from its
+// files, without running anything of the target.
+func readInterpreter(ctx context.Context, c client.Client, base bkllb.State, p ocispec.Platform) (cir.Interpreter, error) {
+	ref, err := solveRef(ctx, c, base, p)
+	if err != nil {
+		return cir.Interpreter{}, err
+	}
+	stats, err := ref.ReadDir(ctx, client.ReadDirRequest{Path: "/usr/bin", IncludePattern: "python3.*"})
+	if err != nil {
+		return cir.Interpreter{}, rpcError("read /usr/bin: %v", err)
+	}
+	var names []string
+	for _, s := range stats {
+		names = append(names, path.Base(s.Path))
+	}
+	dv, err := ref.ReadFile(ctx, client.ReadRequest{Filename: "/etc/debian_version"})
+	if err != nil {
+		return cir.Interpreter{}, rpcError("read /etc/debian_version (a CIR base is a Debian image): %v", err)
+	}
+	return cir.FindInterpreter(names, string(dv))
+}
+
+func solveRef(ctx context.Context, c client.Client, st bkllb.State, p ocispec.Platform) (client.Reference, error) {
+	def, err := st.Marshal(ctx, bkllb.Platform(p), bkllb.WithCaps(c.BuildOpts().LLBCaps))
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB()})
+	if err != nil {
+		return nil, err
+	}
+	return r.SingleRef()
+}
+
+// resolvePip runs the resolution and reads its outcome.
+func resolvePip(ctx context.Context, c client.Client, o llb.ResolveOptions, host ocispec.Platform) ([]cir.Wheel, error) {
+	ref, err := solveRef(ctx, c, llb.PipResolve(o), host)
+	if err != nil {
+		return nil, rpcError("pip resolve: %v", err)
+	}
+	read := func(name string) string {
+		dt, err := ref.ReadFile(ctx, client.ReadRequest{Filename: name})
+		if err != nil {
+			return ""
+		}
+		return string(dt)
+	}
+	if strings.TrimSpace(read("/status")) != "0" {
+		var missing []string
+		for _, l := range strings.Split(read("/missing"), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				missing = append(missing, l)
+			}
+		}
+		return nil, cir.ResolveError(o.Platform, o.Index, missing, read("/log"))
+	}
+	report, err := ref.ReadFile(ctx, client.ReadRequest{Filename: "/report.json"})
+	if err != nil {
+		return nil, rpcError("pip resolve left no report: %v", err)
+	}
+	return cir.ParseReport(report)
+}
+
+// wheelError names the wheel whose fetch failed its checksum: BuildKit's
+// message names the digests, not the package.
+func wheelError(err error, wheels []cir.Wheel) error {
+	msg := err.Error()
+	if !strings.Contains(msg, "digest mismatch") && !strings.Contains(msg, "checksum") {
+		return err
+	}
+	for _, w := range wheels {
+		if strings.Contains(msg, w.Filename) || strings.Contains(msg, w.Digest.Encoded()) {
+			return fmt.Errorf("wheel %s %s from %s: checksum mismatch, the index listed %s: %w", w.Name, w.Version, w.URL, w.Digest, err)
+		}
+	}
+	return errors.New(msg)
+}

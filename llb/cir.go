@@ -1,0 +1,155 @@
+package llb
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	bkllb "github.com/moby/buildkit/client/llb"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tdfs-kit/tdfs/cir"
+	"github.com/tdfs-kit/tdfs/field"
+)
+
+// The cell layout of an assembled CIR (docs/cir.md): row 0 for apt
+// packages, row 1 for wheels, the application's rows after them.
+const (
+	AptRow   = 0
+	WheelRow = 1
+	AppRow   = 2
+)
+
+// scripts is a scratch state holding the lazy-builder's scripts, mounted
+// read-only into helper containers.
+func scripts(epoch time.Time) bkllb.State {
+	return bkllb.Scratch().File(
+		bkllb.Mkfile("/wheel.py", 0o644, []byte(cir.WheelScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/resolve.sh", 0o644, []byte(cir.ResolveScript), bkllb.WithCreatedTime(epoch)),
+		bkllb.WithCustomName("[2dfs cir] scripts"))
+}
+
+// ResolveOptions are the inputs of a pip resolution.
+type ResolveOptions struct {
+	// Helper is an image of the build host's platform with python3 and pip.
+	Helper       bkllb.State
+	Requirements []string
+	Index        string
+	Interpreter  cir.Interpreter
+	Tags         []string
+	Platform     string
+	Epoch        time.Time
+}
+
+// PipResolve runs pip in the helper to resolve requirements for the target
+// platform's tags. Its result (the /out mount) holds resolve.sh's files. It
+// never comes from the cache: without a lock, each deploy resolves fresh.
+func PipResolve(o ResolveOptions) bkllb.State {
+	args := append([]string{"/bin/sh", "/2dfs/resolve.sh"}, o.Requirements...)
+	runOpts := []bkllb.RunOption{
+		bkllb.Args(args),
+		bkllb.AddEnv("PYVER", o.Interpreter.Version),
+		bkllb.AddEnv("ABI", o.Interpreter.ABI()),
+		bkllb.AddEnv("TAGS", strings.Join(o.Tags, " ")),
+		bkllb.AddEnv("INDEX", o.Index),
+		bkllb.AddEnv("PIP_ROOT_USER_ACTION", "ignore"),
+		bkllb.AddMount("/2dfs", scripts(o.Epoch), bkllb.Readonly),
+		bkllb.IgnoreCache,
+		bkllb.WithCustomNamef("[2dfs cir] pip resolve %d requirements for %s (Python %s)", len(o.Requirements), o.Platform, o.Interpreter.Version),
+	}
+	return o.Helper.Run(runOpts...).AddMount("/out", bkllb.Scratch())
+}
+
+// WheelLayer is one wheel: fetched by buildkitd pinned by its sha256 (a
+// different content fails the fetch), unpacked by the helper into a layer of
+// its own. Its cache key is the helper, the script, the wheel's digest and
+// the site folder, so the same wheel gives the same layer in every
+// application.
+func WheelLayer(w cir.Wheel, helper bkllb.State, interp cir.Interpreter, authSecret string, epoch time.Time) bkllb.State {
+	httpOpts := []bkllb.HTTPOption{
+		bkllb.Checksum(w.Digest),
+		bkllb.Filename(w.Filename),
+		bkllb.WithCustomNamef("[2dfs cir] fetch %s", w.Filename),
+	}
+	if authSecret != "" {
+		httpOpts = append(httpOpts, bkllb.AuthHeaderSecret(authSecret))
+	}
+	whl := bkllb.HTTP(w.URL, httpOpts...)
+	run := helper.Run(
+		bkllb.Args([]string{"python3", "/2dfs/wheel.py", "/in/" + w.Filename, interp.SitePackages(), "/usr/local/bin", strconv.FormatInt(epoch.Unix(), 10)}),
+		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
+		bkllb.AddMount("/in", whl, bkllb.Readonly),
+		bkllb.WithCustomNamef("[2dfs cir] wheel %s %s", w.Name, w.Version),
+	)
+	return run.AddMount("/out", bkllb.Scratch())
+}
+
+// AssembleOptions are the inputs of an assembly.
+type AssembleOptions struct {
+	Base      bkllb.State
+	BaseImage *dockerspec.DockerOCIImage
+	// App is the CIR image: its layers are the application allotments
+	// AppRecord lists.
+	App       bkllb.State
+	AppRecord *field.Record
+	Wheels    []cir.Wheel
+	// WheelLayers are the layers of Wheels, in the same order.
+	WheelLayers []bkllb.State
+	SitePackage string
+	Config      cir.Config
+	Resolved    *cir.Resolved
+	Platform    ocispec.Platform
+	Epoch       time.Time
+}
+
+// Assemble merges the base, one layer per wheel and the application, in
+// that order, and makes the image config: the base's, the CIR's config
+// applied over it, the field record of the layout above and the record of
+// what was resolved.
+func Assemble(o AssembleOptions) (*Result, error) {
+	if len(o.Wheels) != len(o.WheelLayers) {
+		return nil, fmt.Errorf("assemble: %d wheels but %d wheel layers", len(o.Wheels), len(o.WheelLayers))
+	}
+	if o.AppRecord.BaseLayers != 0 {
+		return nil, fmt.Errorf("assemble: the CIR's field record has %d base layers; a CIR holds application allotments only", o.AppRecord.BaseLayers)
+	}
+	img := baseConfig(Options{BaseImage: o.BaseImage, Platform: o.Platform, Epoch: o.Epoch})
+	ApplyConfig(img, o.Config.Descriptor())
+	baseLayers := len(img.RootFS.DiffIDs)
+	created := o.Epoch
+	var placed []field.RecordedAllotment
+	inputs := []bkllb.State{o.Base}
+	for i, w := range o.Wheels {
+		cell := field.Cell{Row: WheelRow, Col: i}
+		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: []string{o.SitePackage}})
+		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: fmt.Sprintf("2dfs cir wheel %s %s (%s)", w.Name, w.Version, w.Digest), Comment: field.HistoryComment(cell)})
+		inputs = append(inputs, o.WheelLayers[i])
+	}
+	for _, a := range o.AppRecord.Allotments {
+		cell := field.Cell{Row: AppRow + a.Row, Col: a.Col}
+		if !cell.Valid() {
+			return nil, fmt.Errorf("assemble: application allotment %s moves out of the field at %s", a.Cell(), cell)
+		}
+		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: a.Dst})
+		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: "2dfs cir application " + strings.Join(a.Dst, ", "), Comment: field.HistoryComment(cell)})
+	}
+	inputs = append(inputs, o.App)
+	record := field.NewRecord(baseLayers, placed)
+	value, err := record.Encode()
+	if err != nil {
+		return nil, err
+	}
+	img.Config.Labels[field.LabelKey] = value
+	delete(img.Config.Labels, cir.LabelKey)
+	if o.Resolved != nil {
+		v, err := o.Resolved.Encode()
+		if err != nil {
+			return nil, err
+		}
+		img.Config.Labels[cir.ResolvedLabelKey] = v
+	}
+	st := bkllb.Merge(inputs, bkllb.WithCustomNamef("[2dfs cir] merge base, %d wheels and the application", len(o.Wheels)))
+	return &Result{State: st, Image: img, Record: record}, nil
+}

@@ -1,0 +1,287 @@
+package tests
+
+import (
+	"archive/zip"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tdfs-kit/tdfs/cir"
+	"github.com/tdfs-kit/tdfs/field"
+)
+
+var debianOnce sync.Once
+var debianRef string
+
+// debianBase pushes the python3+pip Debian base that hack/debian-base makes
+// (debootstrap, cached) to the main registry, once per run.
+func debianBase(t *testing.T) string {
+	t.Helper()
+	debianOnce.Do(func() {
+		ref := env.registry + "/debian:bookworm-python"
+		cmd := exec.Command(filepath.Join(env.root, "hack/debian-base"), ref, "amd64")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("hack/debian-base: %v\n%s", err, out)
+		}
+		debianRef = ref
+	})
+	if debianRef == "" {
+		t.Fatal("no Debian base")
+	}
+	return debianRef
+}
+
+// wheel makes a wheel: a zip with the files, METADATA, WHEEL, RECORD and
+// optional entry points, with fixed times.
+func wheel(t *testing.T, name, version, tag string, files map[string]string, requires []string, entryPoints string) (string, []byte) {
+	t.Helper()
+	distinfo := fmt.Sprintf("%s-%s.dist-info", name, version)
+	all := map[string]string{}
+	for k, v := range files {
+		all[k] = v
+	}
+	meta := fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", name, version)
+	for _, r := range requires {
+		meta += "Requires-Dist: " + r + "\n"
+	}
+	all[distinfo+"/METADATA"] = meta
+	all[distinfo+"/WHEEL"] = fmt.Sprintf("Wheel-Version: 1.0\nGenerator: 2dfs-tests\nRoot-Is-Purelib: true\nTag: %s\n", tag)
+	if entryPoints != "" {
+		all[distinfo+"/entry_points.txt"] = entryPoints
+	}
+	var names []string
+	for k := range all {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var record strings.Builder
+	for _, n := range names {
+		sum := sha256.Sum256([]byte(all[n]))
+		fmt.Fprintf(&record, "%s,sha256=%s,%d\n", n, base64.RawURLEncoding.EncodeToString(sum[:]), len(all[n]))
+	}
+	record.WriteString(distinfo + "/RECORD,,\n")
+	all[distinfo+"/RECORD"] = record.String()
+	names = append(names, distinfo+"/RECORD")
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, n := range names {
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: n, Method: zip.Deflate, Modified: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(all[n]))
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s-%s-%s.whl", name, version, tag), buf.Bytes()
+}
+
+// pipIndex is a PEP 503 simple index on loopback serving the wheels given.
+// Fetches that are not pip's (buildkitd's HTTP source) get tampered bytes
+// for the files named in tamper.
+type pipIndex struct {
+	URL     string
+	files   map[string][]byte
+	tamper  map[string]bool
+	mu      sync.Mutex
+	fetches map[string]int
+}
+
+func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
+	t.Helper()
+	ix := &pipIndex{files: wheels, tamper: map[string]bool{}, fetches: map[string]int{}}
+	projects := map[string][]string{}
+	for f := range wheels {
+		p := strings.ToLower(strings.SplitN(f, "-", 2)[0])
+		projects[p] = append(projects[p], f)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/simple/", func(w http.ResponseWriter, r *http.Request) {
+		p := strings.Trim(strings.TrimPrefix(r.URL.Path, "/simple/"), "/")
+		files, ok := projects[strings.ReplaceAll(p, "_", "-")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, "<!DOCTYPE html><html><body>\n")
+		for _, f := range files {
+			sum := sha256.Sum256(ix.files[f])
+			fmt.Fprintf(w, "<a href=\"/files/%s#sha256=%s\">%s</a><br/>\n", f, hex.EncodeToString(sum[:]), f)
+		}
+		fmt.Fprint(w, "</body></html>\n")
+	})
+	mux.HandleFunc("/files/", func(w http.ResponseWriter, r *http.Request) {
+		f := strings.TrimPrefix(r.URL.Path, "/files/")
+		data, ok := ix.files[f]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		pip := strings.Contains(r.UserAgent(), "pip/")
+		ix.mu.Lock()
+		if !pip {
+			ix.fetches[f]++
+		}
+		tampered := ix.tamper[f] && !pip
+		ix.mu.Unlock()
+		if tampered {
+			data = append(bytes.Clone(data), "tampered"...)
+		}
+		w.Write(data)
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	ix.URL = "http://" + l.Addr().String() + "/simple"
+	return ix
+}
+
+func deploy(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	return tryCmd("", filepath.Join(env.bin, "2dfs"), append([]string{"deploy", "--addr", env.buildkit, "--progress", "plain", "--insecure"}, args...)...)
+}
+
+// The lazy-builder for pip, end to end and hermetic: a local PEP 503 index
+// with a pure wheel and a platform-tagged one for x86_64 and aarch64, a
+// Debian base made with debootstrap, a CIR pre-built on it, deployed for
+// linux/amd64 on buildkitd and run with containerd. Two applications with
+// the same dependencies share the wheel layers.
+func TestCIRDeployPip(t *testing.T) {
+	base := debianBase(t)
+	files := map[string][]byte{}
+	add := func(name string, data []byte) { files[name] = data }
+	add(wheel(t, "purepkg", "2.0", "py3-none-any", map[string]string{"purepkg/__init__.py": "NAME = 'pure'\ndef main():\n    print('purecli', NAME)\n"}, nil, "[console_scripts]\npurecli = purepkg:main\n"))
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		add(wheel(t, "mypkg", "1.0", "py3-none-manylinux2014_"+arch, map[string]string{"mypkg/__init__.py": fmt.Sprintf("import purepkg\nVALUE = '%s ' + purepkg.NAME\n", arch)}, []string{"purepkg>=2"}, ""))
+	}
+	add(wheel(t, "armonly", "1.0", "py3-none-manylinux2014_aarch64", map[string]string{"armonly/__init__.py": ""}, nil, ""))
+	ix := startPipIndex(t, files)
+
+	deps := map[string]any{"pip": []string{"mypkg==1.0"}, "pipIndex": ix.URL}
+	dir := cirContext(t, base, deps)
+	cirRef := env.registry + "/cir/pipapp:v1"
+	build(t, env.buildkit, dir, "-t", cirRef, "--push")
+
+	out, err := deploy(t, cirRef, "--platform", "linux/amd64", "-t", env.registry+"/cir/pipapp:amd64", "--push")
+	if err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	img := remoteImage(t, env.registry+"/cir/pipapp:amd64")
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := field.Decode(cfg.Config.Labels[field.LabelKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cells []string
+	for _, a := range rec.Allotments {
+		cells = append(cells, a.Cell().String())
+	}
+	if rec.BaseLayers != 1 || strings.Join(cells, " ") != "1,0 1,1 2,0" {
+		t.Fatalf("assembled field: %d base layers, cells %v; want 1 base layer, wheels at 1,0 1,1 and the app at 2,0", rec.BaseLayers, cells)
+	}
+	var resolved cir.Resolved
+	if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &resolved); err != nil {
+		t.Fatal(err)
+	}
+	if len(resolved.Wheels) != 2 || resolved.Wheels[0].Filename != "mypkg-1.0-py3-none-manylinux2014_x86_64.whl" || resolved.Wheels[1].Name != "purepkg" || resolved.Python != "3.11" {
+		t.Fatalf("resolved %+v", resolved)
+	}
+	if _, isCIR := cfg.Config.Labels[cir.LabelKey]; isCIR || strings.Join(cfg.Config.Entrypoint, " ") != "python3 /app/main.py" || cfg.Config.WorkingDir != "/app" {
+		t.Fatalf("assembled config %+v", cfg.Config)
+	}
+
+	// containerd runs it: the entrypoint imports the x86_64 wheel, which
+	// imports the pure one; the console script of the pure wheel runs.
+	ctr := []string{"--address", env.ctrAddr, "--namespace", "tdfs-tests"}
+	runCmd(t, "", "ctr", append(ctr, "images", "pull", "--plain-http", env.registry+"/cir/pipapp:amd64")...)
+	id := fmt.Sprintf("pip%d", os.Getpid())
+	got := runCmd(t, "", "ctr", append(ctr, "run", "--rm", env.registry+"/cir/pipapp:amd64", id)...)
+	if strings.TrimSpace(got) != "app x86_64 pure" {
+		t.Errorf("app printed %q", got)
+	}
+	got = runCmd(t, "", "ctr", append(ctr, "run", "--rm", env.registry+"/cir/pipapp:amd64", id+"b", "purecli")...)
+	if strings.TrimSpace(got) != "purecli pure" {
+		t.Errorf("console script printed %q", got)
+	}
+
+	// A second application with the same dependencies: same wheel layers.
+	dir2 := cirContext(t, base, deps)
+	writeFile(t, filepath.Join(dir2, "app/other.py"), []byte("print('other')\n"))
+	build(t, env.buildkit, dir2, "-t", env.registry+"/cir/pipapp2:v1", "--push")
+	if out, err := deploy(t, env.registry+"/cir/pipapp2:v1", "--platform", "linux/amd64", "-t", env.registry+"/cir/pipapp2:amd64", "--push"); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	l1, l2 := layers(t, env.registry+"/cir/pipapp:amd64"), layers(t, env.registry+"/cir/pipapp2:amd64")
+	if len(l1) != 4 || len(l2) != 4 || l1[1].Digest != l2[1].Digest || l1[2].Digest != l2[2].Digest || l1[3].Digest == l2[3].Digest {
+		t.Errorf("wheel layers must be shared and app layers differ:\n%v\n%v", l1, l2)
+	}
+}
+
+// Bad inputs of a deploy, each with its message: every requirement without
+// a wheel for the platform named at once, an unreachable index named, a
+// wheel whose bytes changed after resolution, a platform the CIR's base was
+// not pinned for.
+func TestCIRDeployErrors(t *testing.T) {
+	base := debianBase(t)
+	files := map[string][]byte{}
+	add := func(name string, data []byte) { files[name] = data }
+	add(wheel(t, "purepkg", "2.0", "py3-none-any", map[string]string{"purepkg/__init__.py": "NAME = 'pure'\n"}, nil, ""))
+	add(wheel(t, "armonly", "1.0", "py3-none-manylinux2014_aarch64", map[string]string{"armonly/__init__.py": ""}, nil, ""))
+	ix := startPipIndex(t, files)
+
+	for _, tc := range []struct {
+		name string
+		deps map[string]any
+		want string
+	}{
+		{"missing wheels", map[string]any{"pip": []string{"purepkg", "armonly", "nosuchpkg==1.0"}, "pipIndex": ix.URL},
+			"pip: no wheel for linux/amd64 (Python 3.11) on " + ix.URL + " for: armonly, nosuchpkg==1.0"},
+		{"unreachable index", map[string]any{"pip": []string{"purepkg"}, "pipIndex": "http://127.0.0.1:9/simple"},
+			"pip: index http://127.0.0.1:9/simple cannot be reached"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := env.registry + "/cir/bad:" + strings.ReplaceAll(tc.name, " ", "-")
+			build(t, env.buildkit, cirContext(t, base, tc.deps), "-t", ref, "--push")
+			out, err := deploy(t, ref, "--platform", "linux/amd64", "-t", ref+"-amd64", "--push")
+			if err == nil || !strings.Contains(out, tc.want) {
+				t.Fatalf("deploy: %v, want %q in\n%s", err, tc.want, out)
+			}
+		})
+	}
+
+	ref := env.registry + "/cir/bad:tampered"
+	build(t, env.buildkit, cirContext(t, base, map[string]any{"pip": []string{"purepkg"}, "pipIndex": ix.URL}), "-t", ref, "--push")
+	ix.mu.Lock()
+	ix.tamper["purepkg-2.0-py3-none-any.whl"] = true
+	ix.mu.Unlock()
+	out, err := deploy(t, ref, "--platform", "linux/amd64", "-t", ref+"-amd64", "--push")
+	if err == nil || !strings.Contains(out, "wheel purepkg 2.0 from "+strings.TrimSuffix(ix.URL, "/simple")+"/files/purepkg-2.0-py3-none-any.whl: checksum mismatch") {
+		t.Fatalf("deploy of a tampered wheel: %v\n%s", err, out)
+	}
+
+	out, err = deploy(t, ref, "--platform", "linux/arm64", "-o", "type=oci,dest="+filepath.Join(t.TempDir(), "x.tar"))
+	if err == nil || !strings.Contains(out, "was pinned for linux/amd64 at pre-build, not for linux/arm64") {
+		t.Fatalf("deploy for an unpinned platform: %v\n%s", err, out)
+	}
+}
