@@ -3,7 +3,6 @@ package frontend
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path"
 	"strconv"
@@ -119,7 +118,9 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		if err != nil {
 			return nil, fmt.Errorf("marshal LLB: %w", err)
 		}
-		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB()})
+		// Evaluated here, so a failed fetch is reported with its wheel
+		// instead of surfacing bare from the export.
+		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true})
 		if err != nil {
 			return nil, wheelError(err, wheels)
 		}
@@ -211,6 +212,9 @@ func resolvePip(ctx context.Context, c client.Client, o llb.ResolveOptions, host
 		}
 		return string(dt)
 	}
+	if why := strings.TrimSpace(read("/unreachable")); why != "" {
+		return nil, fmt.Errorf("pip: index %s cannot be reached: %s", o.Index, why)
+	}
 	if strings.TrimSpace(read("/status")) != "0" {
 		var missing []string
 		for _, l := range strings.Split(read("/missing"), "\n") {
@@ -236,8 +240,10 @@ func wheelError(err error, wheels []cir.Wheel) error {
 	}
 	for _, w := range wheels {
 		if strings.Contains(msg, w.Filename) || strings.Contains(msg, w.Digest.Encoded()) {
-			return fmt.Errorf("wheel %s %s from %s: checksum mismatch, the index listed %s: %w", w.Name, w.Version, w.URL, w.Digest, err)
+			// Flattened (rpcError): BuildKit would send a wrapped status
+			// back alone, without the wheel.
+			return rpcError("wheel %s %s from %s: checksum mismatch, the index listed %s: %v", w.Name, w.Version, w.URL, w.Digest, err)
 		}
 	}
-	return errors.New(msg)
+	return err
 }
