@@ -19,7 +19,16 @@ type Resolved struct {
 	Platform string `json:"platform"`
 	// Python is the base's interpreter version the wheels were resolved for.
 	Python string          `json:"python,omitempty"`
+	Debs   []ResolvedDeb   `json:"debs,omitempty"`
 	Wheels []ResolvedWheel `json:"wheels,omitempty"`
+}
+
+// ResolvedDeb is one package of the apt closure, in the order of its column.
+type ResolvedDeb struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Arch    string `json:"arch"`
+	Digest  string `json:"digest"`
 }
 
 // ResolvedWheel is one wheel of the closure, in the order of its column.

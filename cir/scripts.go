@@ -11,3 +11,14 @@ var WheelScript string
 //
 //go:embed resolve.sh
 var ResolveScript string
+
+// AptResolveScript resolves apt packages for a target architecture
+// (resolve-apt.sh).
+//
+//go:embed resolve-apt.sh
+var AptResolveScript string
+
+// DebScript unpacks one .deb into its own layer (deb.sh).
+//
+//go:embed deb.sh
+var DebScript string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -58,9 +59,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		if rec.Resolver.PipAuthSecret != "" {
 			return nil, fmt.Errorf("the CIR's index needs the secret %q: deploy does not send index credentials yet", rec.Resolver.PipAuthSecret)
 		}
-		if len(rec.Dependencies.Apt) > 0 {
-			return nil, fmt.Errorf("the CIR lists apt dependencies (%s): deploy assembles pip dependencies only so far", strings.Join(rec.Dependencies.Apt, " "))
-		}
+
 
 		baseImg, err := imageConfig(ctx, c, rec.Base.Ref, target, "base")
 		if err != nil {
@@ -70,9 +69,15 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			return nil, fmt.Errorf("the CIR's base %s for %s has config %s, but the CIR pinned %s; the base changed under its digest", rec.Base.Ref, tp, got, pinned.Config)
 		}
 		base := bkllb.Image(rec.Base.Ref, bkllb.Platform(target), bkllb.WithCustomName("[2dfs cir] base for "+tp))
-		interp, err := readInterpreter(ctx, c, base, target)
+		baseRef, err := solveRef(ctx, c, base, target)
 		if err != nil {
-			return nil, fmt.Errorf("the CIR's base %s for %s: %w", rec.Base.Ref, tp, err)
+			return nil, rpcError("the CIR's base %s for %s: %v", rec.Base.Ref, tp, err)
+		}
+		var interp cir.Interpreter
+		if len(rec.Dependencies.Pip) > 0 {
+			if interp, err = readInterpreter(ctx, baseRef); err != nil {
+				return nil, fmt.Errorf("the CIR's base %s for %s: %w", rec.Base.Ref, tp, err)
+			}
 		}
 
 		host := buildHost(c)
@@ -85,6 +90,26 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		}
 		helper := bkllb.Image(helperRef, bkllb.Platform(host), bkllb.WithCustomName("[2dfs cir] helper for "+platforms.Format(host)))
 
+		resolved := &cir.Resolved{Version: 1, CIR: req.CIR, Platform: tp, Python: interp.Version}
+		var debs []cir.Deb
+		var debLayers []bkllb.State
+		if len(rec.Dependencies.Apt) > 0 {
+			arch, err := cir.DebianArch(target)
+			if err != nil {
+				return nil, err
+			}
+			mergedUsr, err := isMergedUsr(ctx, baseRef)
+			if err != nil {
+				return nil, err
+			}
+			if debs, err = resolveApt(ctx, c, llb.AptResolve(helper, base, rec.Dependencies.Apt, arch, tp, req.Epoch), host, tp); err != nil {
+				return nil, err
+			}
+			for _, d := range debs {
+				debLayers = append(debLayers, llb.DebLayer(d, helper, mergedUsr, req.Epoch))
+				resolved.Debs = append(resolved.Debs, cir.ResolvedDeb{Name: d.Name, Version: d.Version, Arch: d.Arch, Digest: d.Digest.String()})
+			}
+		}
 		var wheels []cir.Wheel
 		if len(rec.Dependencies.Pip) > 0 {
 			tags, err := interp.PlatformTags(target.Architecture)
@@ -99,7 +124,6 @@ func Deploy(req DeployRequest) client.BuildFunc {
 				return nil, err
 			}
 		}
-		resolved := &cir.Resolved{Version: 1, CIR: req.CIR, Platform: tp, Python: interp.Version}
 		layers := make([]bkllb.State, len(wheels))
 		for i, w := range wheels {
 			layers[i] = llb.WheelLayer(w, helper, interp, "", req.Epoch)
@@ -108,6 +132,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
 		res, err := llb.Assemble(llb.AssembleOptions{
 			Base: base, BaseImage: baseImg.img, App: app, AppRecord: req.AppRecord,
+			Debs: debs, DebLayers: debLayers,
 			Wheels: wheels, WheelLayers: layers, SitePackage: interp.SitePackages(),
 			Config: rec.Config, Resolved: resolved, Platform: target, Epoch: req.Epoch,
 		})
@@ -122,7 +147,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		// instead of surfacing bare from the export.
 		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true})
 		if err != nil {
-			return nil, wheelError(err, wheels)
+			return nil, fetchError(err, wheels, debs)
 		}
 		ref, err := r.SingleRef()
 		if err != nil {
@@ -167,11 +192,7 @@ func imageConfig(ctx context.Context, c client.Client, ref string, p ocispec.Pla
 
 // readInterpreter reads the base's python3.X and Debian release from its
 // files, without running anything of the target.
-func readInterpreter(ctx context.Context, c client.Client, base bkllb.State, p ocispec.Platform) (cir.Interpreter, error) {
-	ref, err := solveRef(ctx, c, base, p)
-	if err != nil {
-		return cir.Interpreter{}, err
-	}
+func readInterpreter(ctx context.Context, ref client.Reference) (cir.Interpreter, error) {
 	stats, err := ref.ReadDir(ctx, client.ReadDirRequest{Path: "/usr/bin", IncludePattern: "python3.*"})
 	if err != nil {
 		return cir.Interpreter{}, rpcError("read /usr/bin: %v", err)
@@ -231,12 +252,52 @@ func resolvePip(ctx context.Context, c client.Client, o llb.ResolveOptions, host
 	return cir.ParseReport(report)
 }
 
-// wheelError names the wheel whose fetch failed its checksum: BuildKit's
+// isMergedUsr says whether the base's /bin is a symlink (into /usr).
+func isMergedUsr(ctx context.Context, ref client.Reference) (bool, error) {
+	// StatFile follows a symlink in the last component too; a listing of /
+	// shows the entry itself.
+	entries, err := ref.ReadDir(ctx, client.ReadDirRequest{Path: "/", IncludePattern: "bin"})
+	if err != nil {
+		return false, rpcError("read the base's /: %v", err)
+	}
+	for _, e := range entries {
+		if path.Base(e.Path) == "bin" {
+			return os.FileMode(e.Mode)&os.ModeSymlink != 0, nil
+		}
+	}
+	return false, fmt.Errorf("the base has no /bin")
+}
+
+// resolveApt runs the apt resolution and reads its outcome.
+func resolveApt(ctx context.Context, c client.Client, st bkllb.State, host ocispec.Platform, platform string) ([]cir.Deb, error) {
+	ref, err := solveRef(ctx, c, st, host)
+	if err != nil {
+		return nil, rpcError("apt resolve: %v", err)
+	}
+	read := func(name string) string {
+		dt, err := ref.ReadFile(ctx, client.ReadRequest{Filename: name})
+		if err != nil {
+			return ""
+		}
+		return string(dt)
+	}
+	if strings.TrimSpace(read("/status")) != "0" {
+		return nil, cir.AptError(platform, read("/log"))
+	}
+	return cir.ParseURIs(read("/uris"))
+}
+
+// fetchError names the package whose fetch failed its checksum: BuildKit's
 // message names the digests, not the package.
-func wheelError(err error, wheels []cir.Wheel) error {
+func fetchError(err error, wheels []cir.Wheel, debs []cir.Deb) error {
 	msg := err.Error()
 	if !strings.Contains(msg, "digest mismatch") && !strings.Contains(msg, "checksum") {
 		return err
+	}
+	for _, d := range debs {
+		if strings.Contains(msg, d.Digest.Encoded()) {
+			return rpcError("package %s %s from %s: checksum mismatch, the repository listed %s: %v", d.Name, d.Version, d.URL, d.Digest, err)
+		}
 	}
 	for _, w := range wheels {
 		if strings.Contains(msg, w.Filename) || strings.Contains(msg, w.Digest.Encoded()) {

@@ -27,7 +27,9 @@ const (
 func scripts(epoch time.Time) bkllb.State {
 	return bkllb.Scratch().File(
 		bkllb.Mkfile("/wheel.py", 0o644, []byte(cir.WheelScript), bkllb.WithCreatedTime(epoch)).
-			Mkfile("/resolve.sh", 0o644, []byte(cir.ResolveScript), bkllb.WithCreatedTime(epoch)),
+			Mkfile("/resolve.sh", 0o644, []byte(cir.ResolveScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/resolve-apt.sh", 0o644, []byte(cir.AptResolveScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/deb.sh", 0o644, []byte(cir.DebScript), bkllb.WithCreatedTime(epoch)),
 		bkllb.WithCustomName("[2dfs cir] scripts"))
 }
 
@@ -86,6 +88,40 @@ func WheelLayer(w cir.Wheel, helper bkllb.State, interp cir.Interpreter, authSec
 	return run.AddMount("/out", bkllb.Scratch())
 }
 
+// AptResolve runs apt in the helper to resolve packages for the target
+// architecture against the base (mounted at /base): its sources and its
+// dpkg status. Never cached, like PipResolve.
+func AptResolve(helper, base bkllb.State, packages []string, arch, platform string, epoch time.Time) bkllb.State {
+	run := helper.Run(
+		bkllb.Args(append([]string{"/bin/sh", "/2dfs/resolve-apt.sh"}, packages...)),
+		bkllb.AddEnv("ARCH", arch),
+		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
+		bkllb.AddMount("/base", base, bkllb.Readonly),
+		bkllb.IgnoreCache,
+		bkllb.WithCustomNamef("[2dfs cir] apt resolve %d packages for %s", len(packages), platform),
+	)
+	return run.AddMount("/out", bkllb.Scratch())
+}
+
+// DebLayer is one .deb: fetched by buildkitd pinned by its SHA256 and
+// unpacked with dpkg-deb -x by the helper into a layer of its own.
+func DebLayer(d cir.Deb, helper bkllb.State, mergedUsr bool, epoch time.Time) bkllb.State {
+	deb := bkllb.HTTP(d.URL, bkllb.Checksum(d.Digest), bkllb.Filename(d.Filename), bkllb.WithCustomNamef("[2dfs cir] fetch %s", d.Filename))
+	merged := "0"
+	if mergedUsr {
+		merged = "1"
+	}
+	run := helper.Run(
+		bkllb.Args([]string{"/bin/sh", "/2dfs/deb.sh", "/in/" + d.Filename}),
+		bkllb.AddEnv("MERGED_USR", merged),
+		bkllb.AddEnv("EPOCH", strconv.FormatInt(epoch.Unix(), 10)),
+		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
+		bkllb.AddMount("/in", deb, bkllb.Readonly),
+		bkllb.WithCustomNamef("[2dfs cir] deb %s %s", d.Name, d.Version),
+	)
+	return run.AddMount("/out", bkllb.Scratch())
+}
+
 // AssembleOptions are the inputs of an assembly.
 type AssembleOptions struct {
 	Base      bkllb.State
@@ -94,6 +130,9 @@ type AssembleOptions struct {
 	// AppRecord lists.
 	App       bkllb.State
 	AppRecord *field.Record
+	// Debs are the apt closure and DebLayers their layers, in order.
+	Debs      []cir.Deb
+	DebLayers []bkllb.State
 	Wheels    []cir.Wheel
 	// WheelLayers are the layers of Wheels, in the same order.
 	WheelLayers []bkllb.State
@@ -109,6 +148,9 @@ type AssembleOptions struct {
 // applied over it, the field record of the layout above and the record of
 // what was resolved.
 func Assemble(o AssembleOptions) (*Result, error) {
+	if len(o.Debs) != len(o.DebLayers) {
+		return nil, fmt.Errorf("assemble: %d packages but %d package layers", len(o.Debs), len(o.DebLayers))
+	}
 	if len(o.Wheels) != len(o.WheelLayers) {
 		return nil, fmt.Errorf("assemble: %d wheels but %d wheel layers", len(o.Wheels), len(o.WheelLayers))
 	}
@@ -121,6 +163,12 @@ func Assemble(o AssembleOptions) (*Result, error) {
 	created := o.Epoch
 	var placed []field.RecordedAllotment
 	inputs := []bkllb.State{o.Base}
+	for i, d := range o.Debs {
+		cell := field.Cell{Row: AptRow, Col: i}
+		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: []string{"/"}})
+		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: fmt.Sprintf("2dfs cir deb %s %s %s (%s)", d.Name, d.Version, d.Arch, d.Digest), Comment: field.HistoryComment(cell)})
+		inputs = append(inputs, o.DebLayers[i])
+	}
 	for i, w := range o.Wheels {
 		cell := field.Cell{Row: WheelRow, Col: i}
 		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: []string{o.SitePackage}})
@@ -150,6 +198,6 @@ func Assemble(o AssembleOptions) (*Result, error) {
 		}
 		img.Config.Labels[cir.ResolvedLabelKey] = v
 	}
-	st := bkllb.Merge(inputs, bkllb.WithCustomNamef("[2dfs cir] merge base, %d wheels and the application", len(o.Wheels)))
+	st := bkllb.Merge(inputs, bkllb.WithCustomNamef("[2dfs cir] merge base, %d packages, %d wheels and the application", len(o.Debs), len(o.Wheels)))
 	return &Result{State: st, Image: img, Record: record}, nil
 }

@@ -1,0 +1,19 @@
+# Unpacks one .deb ($1) into /out, a layer of its own, with dpkg-deb -x
+# (maintainer scripts do not run; docs/cir.md). On a merged-/usr base
+# (MERGED_USR=1: /bin, /lib ... are symlinks into /usr) the package's /bin,
+# /sbin and /lib* go under /usr, or the layer's folders would hide the
+# base's symlinks.
+set -eu
+dpkg-deb -x "$1" /out
+if [ "${MERGED_USR:-0}" = 1 ]; then
+  for d in bin sbin lib lib32 lib64 libx32; do
+    if [ -d "/out/$d" ] && [ ! -L "/out/$d" ]; then
+      mkdir -p "/out/usr/$d"
+      cp -a "/out/$d/." "/out/usr/$d/"
+      rm -rf "/out/$d"
+    fi
+  done
+fi
+# Folder times are what the extraction and the moves left: set them all to
+# EPOCH, so the same package gives the same layer. File times are the .deb's.
+find /out -type d -exec touch -h -d "@$EPOCH" {} +
