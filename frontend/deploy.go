@@ -60,7 +60,6 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			return nil, fmt.Errorf("the CIR's index needs the secret %q: deploy does not send index credentials yet", rec.Resolver.PipAuthSecret)
 		}
 
-
 		baseImg, err := imageConfig(ctx, c, rec.Base.Ref, target, "base")
 		if err != nil {
 			return nil, err
