@@ -12,12 +12,14 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	bkllb "github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/client/llb/sourceresolver"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/frontend/dockerui"
 	"github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/solver/pb"
@@ -25,6 +27,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
+	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/llb"
 )
 
@@ -64,6 +67,8 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 		return nil, err
 	}
 
+	var mu sync.Mutex
+	records := map[string]*field.Record{} // by dockerui's export platform ID
 	rb, err := bc.Build(ctx, func(ctx context.Context, platform *ocispec.Platform, _ int) (*dockerui.BuildResult, error) {
 		p := targetPlatform(platform)
 		base, baseImg, err := resolveBase(ctx, c, bc, desc, p)
@@ -81,6 +86,9 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		mu.Lock()
+		records[platforms.FormatAll(platforms.Normalize(p))] = res.Record
+		mu.Unlock()
 		def, err := res.State.Marshal(ctx, bkllb.Platform(p), bkllb.WithCaps(c.BuildOpts().LLBCaps))
 		if err != nil {
 			return nil, fmt.Errorf("marshal LLB: %w", err)
@@ -102,7 +110,49 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rb.Finalize()
+	res, err := rb.Finalize()
+	if err != nil {
+		return nil, err
+	}
+	if err := embedRecords(res.Metadata, records); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// embedRecords writes each platform's field record into the image config
+// dockerui marshalled for the exporter (the containerimage.config metadata,
+// suffixed with the platform ID for a multi-platform build). dockerui
+// marshals a typed config, which has no place for the record's top-level
+// key; BuildKit's exporter keeps unknown top-level keys of this config.
+func embedRecords(meta map[string][]byte, records map[string]*field.Record) error {
+	embedded := 0
+	for key, config := range meta {
+		var rec *field.Record
+		switch id, ok := strings.CutPrefix(key, exptypes.ExporterImageConfigKey+"/"); {
+		case ok:
+			rec = records[id]
+		case key == exptypes.ExporterImageConfigKey && len(records) == 1:
+			for _, r := range records {
+				rec = r
+			}
+		case key != exptypes.ExporterImageConfigKey:
+			continue
+		}
+		if rec == nil {
+			return fmt.Errorf("internal error: no field record for the image config %s", key)
+		}
+		out, err := rec.Embed(config)
+		if err != nil {
+			return fmt.Errorf("image config %s: %w", key, err)
+		}
+		meta[key] = out
+		embedded++
+	}
+	if embedded != len(records) {
+		return fmt.Errorf("internal error: %d field records for %d image configs", len(records), embedded)
+	}
+	return nil
 }
 
 // checkCaps fails early, with advice, on a worker that cannot build fields.

@@ -211,7 +211,7 @@ func inspectManifest(ctx context.Context, src store, manifest []byte, mediaType 
 	if err := json.Unmarshal(config, &img); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	rec, err := field.FromConfig(&img)
+	rec, err := field.FromConfig(config)
 	if err != nil {
 		return nil, err
 	}
