@@ -47,6 +47,15 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if len(desc.Allotments) == 0 {
 		src.Warn(ctx, "the descriptor has no allotments: the image is the base image alone", client.WarnOpts{})
 	}
+	// Refuse fields BuildKit cannot export before any work: the allotment
+	// count now, the platforms' descriptors once each base is resolved.
+	if err := desc.CheckLimits(); err != nil {
+		return nil, err
+	}
+	numPlatforms := max(1, len(bc.TargetPlatforms))
+	if err := desc.CheckImageDescriptors(numPlatforms, 0); err != nil {
+		return nil, err
+	}
 
 	epoch, err := sourceDateEpoch(bc.BuildArgs)
 	if err != nil {
@@ -75,6 +84,11 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		if baseImg != nil {
+			if err := desc.CheckImageDescriptors(numPlatforms, len(baseImg.RootFS.DiffIDs)); err != nil {
+				return nil, err
+			}
+		}
 		res, err := llb.Convert(planned, llb.Options{
 			Context:   *buildContext,
 			Base:      base,
@@ -89,9 +103,19 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 		mu.Lock()
 		records[platforms.FormatAll(platforms.Normalize(p))] = res.Record
 		mu.Unlock()
+		if w := field.RunnableWarning(res.Record.BaseLayers, len(res.Record.Allotments)); w != "" {
+			if numPlatforms > 1 {
+				w = platformString(p) + ": " + w
+			}
+			src.Warn(ctx, w, client.WarnOpts{})
+		}
 		def, err := res.State.Marshal(ctx, bkllb.Platform(p), bkllb.WithCaps(c.BuildOpts().LLBCaps))
 		if err != nil {
 			return nil, fmt.Errorf("marshal LLB: %w", err)
+		}
+		if n := definitionSize(def); n > maxDefinitionBytes {
+			return nil, fmt.Errorf("%s: the build definition of %d allotments is %d bytes, over BuildKit's %d byte gRPC message limit; split the field",
+				desc.Filename, len(planned), n, maxDefinitionBytes)
 		}
 		r, err := c.Solve(ctx, client.SolveRequest{
 			Definition: def.ToPB(),
@@ -153,6 +177,21 @@ func embedRecords(meta map[string][]byte, records map[string]*field.Record) erro
 		return fmt.Errorf("internal error: %d field records for %d image configs", len(records), embedded)
 	}
 	return nil
+}
+
+// maxDefinitionBytes is BuildKit's gRPC message limit (16 MiB, both ways
+// between the frontend and buildkitd), less room for the rest of the solve
+// request. Descriptor limits keep definitions far below it (about 450 bytes
+// per allotment); this check turns a gRPC "message larger than max" into an
+// error that says what is too large.
+const maxDefinitionBytes = 16<<20 - 64<<10
+
+func definitionSize(def *bkllb.Definition) int {
+	n := 0
+	for _, op := range def.Def {
+		n += len(op)
+	}
+	return n
 }
 
 // checkCaps fails early, with advice, on a worker that cannot build fields.

@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -52,7 +54,10 @@ func TestLargeFieldRunsWhole(t *testing.T) {
 	const n = 16
 	base := baseImage(t, "v1", "")
 	ref := env.registry + "/large/field16:v1"
-	build(t, env.buildkit, largeField(t, base, n, n), "-t", ref, "--push")
+	out := build(t, env.buildkit, largeField(t, base, n, n), "-t", ref, "--push")
+	if strings.Contains(out, "WARNING: the image has") {
+		t.Errorf("a field of %d layers runs anywhere, but the build warned:\n%s", n*n+1, out)
+	}
 
 	// containerd pulls and runs the whole field. (With the version 1
 	// record, this failed: "label key and value length (... bytes) greater
@@ -135,10 +140,19 @@ func TestLargeFieldPartition(t *testing.T) {
 	const n = 32
 	base := baseImage(t, "v1", "")
 	src := env.registry + "/large/field32:v1"
-	build(t, env.buildkit, largeField(t, base, n, n), "-t", src, "--push")
+	out := build(t, env.buildkit, largeField(t, base, n, n), "-t", src, "--push")
 	rec, err := field.FromConfig(rawConfig(t, src))
 	if err != nil || rec == nil || len(rec.Allotments) != n*n {
 		t.Fatalf("field record: %v, %v", rec, err)
+	}
+
+	// The build and inspect say the whole image will not run, and why.
+	tooMany := fmt.Sprintf("the image has %d layers (%d base + %d allotments), more than the 500 overlayfs stacks", rec.Layers(), rec.BaseLayers, n*n)
+	if !strings.Contains(out, "WARNING: "+tooMany) {
+		t.Errorf("the build did not warn %q:\n%s", tooMany, out)
+	}
+	if got := twodfs(t, "inspect", "--insecure", src); !strings.Contains(got, "warning: "+tooMany) {
+		t.Errorf("inspect did not warn %q:\n%.2000s", tooMany, got)
 	}
 
 	px := startProxy(t, env.registry)
@@ -155,8 +169,49 @@ func TestLargeFieldPartition(t *testing.T) {
 	if got := strings.Join(cells, " "); got != "30,29 30,30 30,31 31,29 31,30 31,31" || part.BaseLayers != rec.BaseLayers {
 		t.Fatalf("partition holds %s on %d base layers, want six cells on %d", got, part.BaseLayers, rec.BaseLayers)
 	}
-	out, _ := ctrPullRun(t, pref, `find /model -type f | sort | xargs cat; echo; [ -x /bin/busybox ] && echo "base: busybox ok"`)
-	if want := "cell 30,29cell 30,30cell 30,31cell 31,29cell 31,30cell 31,31\nbase: busybox ok"; out != want {
-		t.Fatalf("the partition's container sees:\n%s\nwant:\n%s", out, want)
+	ran, _ := ctrPullRun(t, pref, `find /model -type f | sort | xargs cat; echo; [ -x /bin/busybox ] && echo "base: busybox ok"`)
+	if want := "cell 30,29cell 30,30cell 30,31cell 31,29cell 31,30cell 31,31\nbase: busybox ok"; ran != want {
+		t.Fatalf("the partition's container sees:\n%s\nwant:\n%s", ran, want)
+	}
+}
+
+// TestTooManyAllotmentsRefused: descriptors past BuildKit's limits are
+// refused before any work, with the limit and where in the file.
+func TestTooManyAllotmentsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		allotments int
+		args       []string
+		want       string
+	}{
+		{"count", descriptor.MaxAllotments + 1, nil,
+			"2dfs.json:9002:1: allotments[9000] (row 9, col 0): the descriptor has 9001 allotments, over the maximum of 9000"},
+		{"platforms", 4999, []string{"--platform", "linux/amd64,linux/arm64"},
+			"2dfs.json:4999:1: allotments[4997] (row 4, col 997): 4999 allotments on a base of 0 layers for 2 platform(s) make an image of 10003 descriptors"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var b strings.Builder
+			b.WriteString("{\"allotments\": [\n")
+			for i := range tc.allotments {
+				if i > 0 {
+					b.WriteString(",\n")
+				}
+				fmt.Fprintf(&b, `{"src": "s/%d", "dst": "/d/%d", "row": %d, "col": %d}`, i, i, i/1000, i%1000)
+			}
+			b.WriteString("\n]}\n")
+			writeFile(t, filepath.Join(dir, "2dfs.json"), []byte(b.String()))
+			start := time.Now()
+			out := buildFails(t, env.buildkit, dir, append([]string{"-t", env.registry + "/large/refused:v1"}, tc.args...)...)
+			took := time.Since(start)
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("want %q in:\n%s", tc.want, out)
+			}
+			// The whole CLI run: connect, send the descriptor, refuse.
+			t.Logf("refused in %v", took)
+			if took > 10*time.Second {
+				t.Errorf("refusing took %v", took)
+			}
+		})
 	}
 }

@@ -81,6 +81,9 @@ type platformField struct {
 	Rows       int         `json:"rows"`
 	Cols       int         `json:"cols"`
 	Allotments []cellInfo  `json:"allotments"`
+	// Warning says when the image has too many layers to run whole
+	// (field.RunnableWarning).
+	Warning string `json:"warning,omitempty"`
 }
 
 type layerInfo struct {
@@ -141,6 +144,7 @@ func inspectImage(ctx context.Context, src store, platform string) (*inspectRepo
 		if p != "" {
 			pf.Platform = p
 		}
+		pf.Warning = field.RunnableWarning(len(pf.BaseLayers), len(pf.Allotments))
 		report.Images = append(report.Images, *pf)
 		if err != nil {
 			problems = append(problems, err)
@@ -339,6 +343,9 @@ func renderField(w io.Writer, pf *platformField) {
 	}
 	fmt.Fprintf(w, "base: %s, %s; field: %s in %d×%d, %s; total %s\n",
 		plural(len(pf.BaseLayers), "layer"), humanSize(pf.BaseSize), plural(len(pf.Allotments), "allotment"), pf.Rows, pf.Cols, humanSize(total-pf.BaseSize), humanSize(total))
+	if pf.Warning != "" {
+		fmt.Fprintf(w, "warning: %s\n", pf.Warning)
+	}
 	if len(pf.Allotments) == 0 {
 		fmt.Fprintln(w, "(empty field)")
 		return
