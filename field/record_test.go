@@ -224,3 +224,26 @@ func TestFromConfigStale(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// FuzzDecode: any record that decodes re-encodes as version 2 and decodes
+// to the same allotments.
+func FuzzDecode(f *testing.F) {
+	label, allotments, _ := sample().Encode()
+	f.Add(label, allotments)
+	f.Add(`{"version":1,"baseLayers":0,"allotments":[{"row":0,"col":0,"layer":0,"dst":["/a"]}]}`, []byte(nil))
+	f.Add(`{"version":2,"baseLayers":1,"allotments":0}`, []byte(`[]`))
+	f.Fuzz(func(t *testing.T, label string, allotments []byte) {
+		r, err := Decode(label, allotments)
+		if err != nil {
+			return
+		}
+		l2, a2, err := r.Encode()
+		if err != nil {
+			t.Fatalf("decoded record does not encode: %v", err)
+		}
+		back, err := Decode(l2, a2)
+		if err != nil || back.BaseLayers != r.BaseLayers || !reflect.DeepEqual(back.Allotments, r.Allotments) {
+			t.Fatalf("round trip: %+v, %v; was %+v", back, err, r)
+		}
+	})
+}
