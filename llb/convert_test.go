@@ -11,8 +11,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/descriptor"
+	"github.com/tdfs-kit/tdfs/field"
 )
 
 var amd64 = ocispec.Platform{OS: "linux", Architecture: "amd64"}
