@@ -134,7 +134,8 @@ type upstream struct {
 	client *http.Client
 	rp     *httputil.ReverseProxy
 	// failedAt (Unix nanoseconds) is when the upstream last failed to
-	// answer or answered 5xx. Cached access checks are not used for a
+	// answer, or answered an access check or partition build with a 5xx
+	// (a 5xx relayed to a pass-through request does not count). Cached access checks are not used for a
 	// while after that, so an outage answers 502/504 for stored objects
 	// too, as for everything else.
 	failedAt atomic.Int64
@@ -256,9 +257,9 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 			}
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if resp.StatusCode >= 500 {
-				up.failed()
-			}
+			// A relayed 5xx is not an outage: a client can provoke one
+			// (issue 11); only the proxy's own requests and an
+			// unreachable upstream (ErrorHandler) count.
 			rewriteLocation(resp, up.url)
 			return nil
 		},
