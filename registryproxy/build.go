@@ -130,7 +130,7 @@ func (p *Proxy) reuse(ctx context.Context, up *upstream, name, base, partKey str
 	}
 	objs := make([]*Object, 0, len(b.objects))
 	for _, d := range b.objects {
-		o, err := p.store.Get(ctx, d)
+		o, err := getBound(ctx, p.store, d, scopeOf(up, name))
 		if err != nil {
 			return nil, nil
 		}
@@ -235,6 +235,7 @@ func (p *Proxy) build(ctx context.Context, up *upstream, name, base string, sel 
 	// Configs and platform manifests before the object that points at
 	// them, so whatever a client can resolve is already there.
 	objs = append(objs, top)
+	bind(objs, scopeOf(up, name)) // served only through where it was built (store.go)
 	for _, o := range objs {
 		if err := p.store.Put(ctx, o); err != nil {
 			return nil, &storeError{fmt.Errorf("storing %s: %w", o.Digest, err)}
@@ -406,13 +407,14 @@ func mediaTypeOf(contentType string) string {
 // serveStored answers GET/HEAD of a synthesized object by digest, after
 // checking the caller can read the object's source in the repository named
 // in the request. It returns false when the store does not hold the digest
-// (or holds it in the other namespace) so the request passes through.
+// built from this upstream and repository (or holds it in the other
+// namespace) so the request passes through.
 func (p *Proxy) serveStored(w http.ResponseWriter, r *http.Request, up *upstream, name, kind, ref string) bool {
 	d, err := digest.Parse(ref)
 	if err != nil {
 		return false
 	}
-	obj, err := p.store.Get(r.Context(), d)
+	obj, err := getBound(r.Context(), p.store, d, scopeOf(up, name))
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			p.log.Warn("store read failed", "digest", d, "err", err)
