@@ -362,6 +362,9 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *upstream, name, ref strin
 			return nil, "", &badUpstreamError{fmt.Errorf("manifest %s@%s: %w", name, ref, err)}
 		}
 	}
+	if err := validateDescriptors(data, manifestName(name, ref)); err != nil { // validate.go
+		return nil, "", err
+	}
 	return data, partition.MediaTypeOf(data, mediaTypeOf(resp.Header.Get("Content-Type"))), nil
 }
 
