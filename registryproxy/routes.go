@@ -66,8 +66,9 @@ func (e *routeError) Error() string { return e.message }
 // parseRoute matches a decoded request path (http.Request.URL.Path) and
 // method against the distribution API. Names must match the distribution
 // name grammar and be at most reference.RepositoryNameTotalLengthMax long;
-// empty, "." and ".." segments never match. Uploads are refused when
-// readOnly.
+// empty, "." and ".." segments never match (404). A malformed tag or digest
+// in an API path is 400, as the distribution spec wants. Uploads are
+// refused when readOnly.
 func parseRoute(method, path string, readOnly bool) (apiRoute, error) {
 	notFound := func(code, format string, args ...any) (apiRoute, error) {
 		return apiRoute{}, &routeError{http.StatusNotFound, code, fmt.Sprintf(format, args...)}
@@ -85,14 +86,30 @@ func parseRoute(method, path string, readOnly bool) (apiRoute, error) {
 		}
 		segs := strings.Split(rest, "/")
 		n := len(segs)
+		for _, seg := range segs {
+			if seg == "." || seg == ".." {
+				return notFound(codeUnsupported, "%q is not a registry API path", truncate(path))
+			}
+		}
+		// A malformed tag or digest in an API path is the client's
+		// mistake, answered as registries do (400); the path is still
+		// never forwarded.
+		badRef := func(code, format string, args ...any) (apiRoute, error) {
+			return apiRoute{}, &routeError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
+		}
 		nameEnd := -1
 		switch {
 		case n >= 3 && segs[n-2] == "manifests":
 			ref := segs[n-1]
 			// Partition-shaped tags are answered by the proxy (and a
 			// malformed one refused with TAG_INVALID), never forwarded.
-			if !tagRE.MatchString(ref) && !digestRE.MatchString(ref) && !field.IsPartitionTag(ref) {
-				return notFound(codeTagInvalid, "%q is not a tag or digest", truncate(ref))
+			switch {
+			case ref == "":
+				return notFound(codeUnsupported, "%q is not a registry API path", truncate(path))
+			case strings.Contains(ref, ":") && !digestRE.MatchString(ref):
+				return badRef(codeDigestInvalid, "%q is not a valid digest", truncate(ref))
+			case !tagRE.MatchString(ref) && !digestRE.MatchString(ref) && !field.IsPartitionTag(ref):
+				return badRef(codeTagInvalid, "%q is not a valid tag", truncate(ref))
 			}
 			rt, nameEnd = apiRoute{kind: routeManifests, ref: ref}, n-2
 		case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads":
@@ -103,16 +120,16 @@ func parseRoute(method, path string, readOnly bool) (apiRoute, error) {
 			rt, nameEnd = apiRoute{kind: routeUploads, ref: id}, n-3
 		case n >= 3 && segs[n-2] == "blobs" && segs[n-1] == "uploads":
 			rt, nameEnd = apiRoute{kind: routeUploads}, n-2
-		case n >= 3 && segs[n-2] == "blobs":
+		case n >= 3 && segs[n-2] == "blobs" && segs[n-1] != "":
 			if !digestRE.MatchString(segs[n-1]) {
-				return notFound(codeDigestInvalid, "%q is not a digest", truncate(segs[n-1]))
+				return badRef(codeDigestInvalid, "%q is not a valid digest", truncate(segs[n-1]))
 			}
 			rt, nameEnd = apiRoute{kind: routeBlobs, ref: segs[n-1]}, n-2
 		case n >= 3 && segs[n-2] == "tags" && segs[n-1] == "list":
 			rt, nameEnd = apiRoute{kind: routeTags}, n-2
-		case n >= 3 && segs[n-2] == "referrers":
+		case n >= 3 && segs[n-2] == "referrers" && segs[n-1] != "":
 			if !digestRE.MatchString(segs[n-1]) {
-				return notFound(codeDigestInvalid, "%q is not a digest", truncate(segs[n-1]))
+				return badRef(codeDigestInvalid, "%q is not a valid digest", truncate(segs[n-1]))
 			}
 			rt, nameEnd = apiRoute{kind: routeReferrers, ref: segs[n-1]}, n-2
 		default:

@@ -81,11 +81,11 @@ func TestOnlyAPIPathsUpstream(t *testing.T) {
 		"/v2/library%2F..%2F..%2Fadmin/manifests/v1",
 		"/v2/library/app/manifests/v1%2F..%2F..%2Fadmin",
 		"/v2/library/app/manifests/..",
-		"/v2/library/app/manifests/v1;x=y",
+		"/v2/library/app/manifests/",
+		"/v2/library/app/blobs/",
 		"/v2/Library/app/manifests/v1",
 		"/v2/" + long + "/manifests/v1",
 		"/v2/admin/users",
-		"/v2/library/app/blobs/not-a-digest",
 		"/v2/library/app/tags/all",
 		"/v2/_catalog/../admin",
 		"/v2/library/app/blobs/uploads/..",
@@ -127,6 +127,24 @@ func TestOnlyAPIPathsUpstream(t *testing.T) {
 		t.Errorf("encoded slash: %s", r.Status)
 	}
 	log.take()
+
+	// A malformed tag or digest in an API path is 400, as registries
+	// answer it (the conformance suite checks), and not forwarded either.
+	for target, code := range map[string]string{
+		"/v2/library/app/manifests/v1;x=y":                      "TAG_INVALID",
+		"/v2/library/app/manifests/sha256:baddigeststring":      "DIGEST_INVALID",
+		"/v2/library/app/blobs/not-a-digest":                    "DIGEST_INVALID",
+		"/v2/library/app/referrers/sha256:" + long[:10]:         "DIGEST_INVALID",
+		"/v2/library/app/manifests/" + strings.Repeat("t", 129): "TAG_INVALID",
+	} {
+		r := rawRequest(t, e.proxy.URL, http.MethodPut, target)
+		if r.StatusCode != http.StatusBadRequest || !strings.HasPrefix(r.ociError(), code) {
+			t.Errorf("PUT %s: %s %s, want 400 %s", target, r.Status, r.ociError(), code)
+		}
+		if got := log.take(); len(got) != 0 {
+			t.Errorf("PUT %s reached the upstream: %v", target, got)
+		}
+	}
 
 	// Methods a route does not have are refused here too.
 	if r := rawRequest(t, e.proxy.URL, http.MethodPost, "/v2/library/app/manifests/v1"); r.StatusCode != http.StatusMethodNotAllowed {
