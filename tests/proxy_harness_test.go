@@ -42,7 +42,7 @@ func startProc(t *testing.T, name, bin string, env []string, args ...string) *pr
 	return &proc{p}
 }
 
-// start starts it again after stop or kill.
+// start starts it again after stop or kill, and waits until it is ready.
 func (p *proc) start(t *testing.T) {
 	t.Helper()
 	if err := p.Proc.Start(); err != nil {
@@ -57,6 +57,14 @@ func (p *proc) stop() { p.Stop() }
 func (p *proc) kill() { p.Kill() }
 
 func (p *proc) logText() string { return p.LogTail() }
+
+// waitReady waits until the daemon answers (its testenv Ready check).
+func (p *proc) waitReady(t *testing.T) {
+	t.Helper()
+	if err := p.WaitReady(); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -96,7 +104,6 @@ func proxyBin(t *testing.T) string {
 // proxyProc is a running 2dfs-proxy.
 type proxyProc struct {
 	*proc
-	px   *testenv.Proxy
 	addr string // host:port
 }
 
@@ -116,14 +123,7 @@ func startProxy(t *testing.T, upstream string, args ...string) *proxyProc {
 			t.Errorf("2dfs-proxy %s:\n%s", px.Addr, log)
 		}
 	})
-	return &proxyProc{proc: &proc{px.Proc}, px: px, addr: px.Addr}
-}
-
-func (p *proxyProc) waitReady(t *testing.T) {
-	t.Helper()
-	if err := p.px.WaitReady(); err != nil {
-		t.Fatal(err)
-	}
+	return &proxyProc{proc: &proc{px.Proc}, addr: px.Addr}
 }
 
 // restart stops the proxy (SIGTERM) and starts it again with the same
@@ -132,13 +132,11 @@ func (p *proxyProc) restart(t *testing.T) {
 	t.Helper()
 	p.stop()
 	p.start(t)
-	p.waitReady(t)
 }
 
 // registryProc is a distribution registry the test owns.
 type registryProc struct {
 	*proc
-	reg  *testenv.Registry
 	addr string
 	dir  string // data directory
 }
@@ -155,14 +153,7 @@ func startRegistry(t *testing.T, name, authYAML string) *registryProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &registryProc{proc: &proc{r.Proc}, reg: r, addr: r.Addr, dir: r.Dir}
-}
-
-func (r *registryProc) waitReady(t *testing.T) {
-	t.Helper()
-	if err := r.reg.WaitReady(); err != nil {
-		t.Fatal(err)
-	}
+	return &registryProc{proc: &proc{r.Proc}, addr: r.Addr, dir: r.Dir}
 }
 
 // startRedisServer runs Debian's redis-server on a free loopback port, with

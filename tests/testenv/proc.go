@@ -16,11 +16,12 @@ import (
 // and started again with the same command line. On Linux it dies with the
 // process that started it.
 type Proc struct {
-	Name string
-	Bin  string
-	Args []string
-	Env  []string // added to os.Environ()
-	Log  string   // file the output is appended to
+	Name  string
+	Bin   string
+	Args  []string
+	Env   []string    // added to os.Environ()
+	Log   string      // file the output is appended to
+	Ready func() bool // if set, Start waits until it says true
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -32,7 +33,8 @@ func StartProc(name, bin, log string, env []string, args ...string) (*Proc, erro
 	return p, p.Start()
 }
 
-// Start starts the process (again, after Stop or Kill).
+// Start starts the process (again, after Stop or Kill) and waits until it
+// is ready.
 func (p *Proc) Start() error {
 	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -48,7 +50,19 @@ func (p *Proc) Start() error {
 	}
 	p.cmd, p.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(p.done)
+	if err := p.WaitReady(); err != nil {
+		p.Stop()
+		return err
+	}
 	return nil
+}
+
+// WaitReady waits until Ready says true (see WaitUntil).
+func (p *Proc) WaitReady() error {
+	if p.Ready == nil {
+		return nil
+	}
+	return WaitUntil(p.Name, p, p.Ready)
 }
 
 // Running says whether the process was started and has not exited.

@@ -47,7 +47,7 @@ type Proxy struct {
 
 // StartProxy runs the 2dfs-proxy binary bin on a free loopback port in front
 // of the registry at upstream (host:port, plain HTTP), its output appended
-// to log, and waits until /livez answers. Without -store-dir or
+// to log; it is ready when /livez answers 200. Without -store-dir or
 // -redis-addr in args it keeps objects in memory only.
 func StartProxy(bin, upstream, log string, args ...string) (*Proxy, error) {
 	addr, err := FreeAddr()
@@ -58,28 +58,12 @@ func StartProxy(bin, upstream, log string, args ...string) (*Proxy, error) {
 	if flags := strings.Join(args, " "); !strings.Contains(flags, "-store-dir") && !strings.Contains(flags, "-redis-addr") {
 		all = append(all, "-store-dir", "")
 	}
-	p := &Proxy{Proc: &Proc{Name: "2dfs-proxy " + addr, Bin: bin, Args: append(all, args...), Log: log}, Addr: addr}
+	p := &Proxy{Proc: &Proc{Name: "2dfs-proxy " + addr, Bin: bin, Args: append(all, args...), Log: log,
+		Ready: func() bool { return HTTPStatus("http://"+addr+"/livez") == 200 }}, Addr: addr}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
 	return p, nil
-}
-
-// Start starts the proxy (again) and waits until it is live.
-func (p *Proxy) Start() error {
-	if err := p.Proc.Start(); err != nil {
-		return err
-	}
-	return p.WaitReady()
-}
-
-// WaitReady waits until /livez answers 200.
-func (p *Proxy) WaitReady() error {
-	err := WaitUntil(p.Name, p.Proc, func() bool { return HTTPStatus("http://"+p.Addr+"/livez") == 200 })
-	if err != nil {
-		p.Stop()
-	}
-	return err
 }
 
 // Failures is what the proxy's log shows of a data race or a panic, or "".

@@ -25,7 +25,7 @@ type Registry struct {
 
 // StartRegistry runs the pinned distribution registry from tools on a free
 // port with its data and config under dir; authYAML (an "auth:" section or
-// "") is added to its config. It waits until /v2/ answers.
+// "") is added to its config. It is ready when /v2/ answers 200 or 401.
 func StartRegistry(tools, name, dir, authYAML string) (*Registry, error) {
 	addr, err := FreeAddr()
 	if err != nil {
@@ -48,28 +48,16 @@ http:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	r := &Registry{Proc: &Proc{Name: "registry " + name, Bin: filepath.Join(tools, "registry"), Args: []string{"serve", cfgPath},
-		Log: filepath.Join(dir, "registry.log")}, Addr: addr, Dir: dir}
+	ready := func() bool {
+		s := HTTPStatus("http://" + addr + "/v2/")
+		return s == 200 || s == 401
+	}
+	r := &Registry{Proc: &Proc{Name: "registry " + name + " " + addr, Bin: filepath.Join(tools, "registry"), Args: []string{"serve", cfgPath},
+		Log: filepath.Join(dir, "registry.log"), Ready: ready}, Addr: addr, Dir: dir}
 	if err := r.Start(); err != nil {
 		return nil, err
 	}
 	return r, nil
-}
-
-// Start starts the registry (again) and waits until it answers.
-func (r *Registry) Start() error {
-	if err := r.Proc.Start(); err != nil {
-		return err
-	}
-	return r.WaitReady()
-}
-
-// WaitReady waits until /v2/ answers 200 or 401.
-func (r *Registry) WaitReady() error {
-	return WaitUntil(r.Name+" "+r.Addr, r.Proc, func() bool {
-		s := HTTPStatus("http://" + r.Addr + "/v2/")
-		return s == 200 || s == 401
-	})
 }
 
 // StartRedis runs Debian's redis-server on a free loopback port with no
@@ -84,13 +72,9 @@ func StartRedis(dir string) (*Proc, string, error) {
 		return nil, "", err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := StartProc("redis", bin, filepath.Join(dir, "redis.log"), nil, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := WaitUntil("redis-server", p, func() bool { return redisPing(addr) }); err != nil {
-		p.Stop()
+	p := &Proc{Name: "redis-server " + addr, Bin: bin, Log: filepath.Join(dir, "redis.log"), Ready: func() bool { return redisPing(addr) },
+		Args: []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}}
+	if err := p.Start(); err != nil {
 		return nil, "", err
 	}
 	return p, addr, nil

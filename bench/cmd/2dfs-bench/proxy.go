@@ -286,16 +286,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		return "", err
 	}
-	p, err := testenv.StartProc("containerd", "containerd", filepath.Join(b.out, "logs", "containerd.log"), nil, "--config", filepath.Join(dir, "config.toml"))
-	if err != nil {
+	p := &testenv.Proc{Name: "containerd (see logs/containerd.log)", Bin: "containerd", Args: []string{"--config", filepath.Join(dir, "config.toml")},
+		Log: filepath.Join(b.out, "logs", "containerd.log"), Ready: func() bool {
+			_, _, err := b.cmd("", "ctr", "--address", sock, "version")
+			return err == nil
+		}}
+	if err := p.Start(); err != nil {
 		return "", err
 	}
 	b.ctrd, b.ctrdDir = p, dir
-	err = testenv.WaitUntil("containerd (see logs/containerd.log)", p, func() bool {
-		_, _, err := b.cmd("", "ctr", "--address", sock, "version")
-		return err == nil
-	})
-	return sock, err
+	return sock, nil
 }
 
 // stopContainerd stops the benchmark's containerd and unmounts what it left.
