@@ -97,10 +97,19 @@ func (d *Daemons) daemons(cmd string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// Environ is the daemons' variables as hack/daemons' env file sets them.
-func (d *Daemons) Environ() []string {
-	return []string{"TDFS_TOOLS=" + d.Tools, "BUILDKIT_HOST=" + d.BuildkitHost, "TDFS_REGISTRY=" + d.Registry,
-		"CONTAINERD_ADDRESS=" + d.Containerd, "DOCKER_CONFIG=" + d.DockerConfig}
+// PlainHTTP makes every buildkitd started after this call reach the
+// registry at hostport over plain HTTP (hack/daemons keeps the list in
+// DIR/registries; a buildkitd reads it when it starts).
+func (d *Daemons) PlainHTTP(hostport string) error {
+	f, err := os.OpenFile(filepath.Join(d.Dir, "registries"), os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(hostport + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // ReadEnvFile reads the `export K=V` lines of hack/daemons' env file.
