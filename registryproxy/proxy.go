@@ -74,6 +74,13 @@ type Options struct {
 	// TTL). Zero means DefaultPartitionReuse; negative disables reuse.
 	PartitionReuse time.Duration
 
+	// FollowBlobRedirects makes the proxy follow the upstream's redirects
+	// of blob GETs and HEADs (registries behind object storage answer
+	// with a 307 to a signed URL) and stream the blob from there itself,
+	// instead of relaying the redirect to the client (the default). See
+	// "Blob redirects" in docs/proxy.md for the trade-offs.
+	FollowBlobRedirects bool
+
 	// Logger receives one line per request and the errors. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -101,6 +108,7 @@ type Proxy struct {
 	mirrors   map[string]*upstream
 	store     Store
 	readOnly  bool
+	follow    bool
 	timeout   time.Duration
 	log       *slog.Logger
 	flight    singleflight.Group
@@ -123,6 +131,7 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{
 		store:    opts.Store,
 		readOnly: opts.ReadOnly,
+		follow:   opts.FollowBlobRedirects,
 		timeout:  opts.BuildTimeout,
 		log:      opts.Logger,
 		mirrors:  map[string]*upstream{},
