@@ -2,10 +2,21 @@ package descriptor
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tdfs-kit/tdfs/field"
 )
+
+// MaxErrors is how many problems an ErrorList spells out; the rest are
+// counted. A user fixes the first ones first, and an error far over
+// BuildKit's message size would reach a gateway user as "exit code: 1".
+const MaxErrors = 50
+
+// maxErrorText bounds the listed problems' text in the same spirit, for
+// problems that quote long values.
+const maxErrorText = 16 << 10
 
 // Position is a 1-based line and column in the descriptor file. The zero
 // value means the position is unknown.
@@ -48,36 +59,82 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Msg)
+	// Values are quoted where they are echoed; this catches what a library
+	// message or a file name carries, so no terminal gets raw escapes.
+	return printable(b.String())
+}
+
+// ErrorList holds the problems found in a descriptor, in the order found,
+// so a user fixes them in one go instead of one build per typo. Past
+// MaxErrors, problems are only counted.
+type ErrorList struct {
+	Errors []*Error
+	// More counts the problems found past the first MaxErrors.
+	More int
+}
+
+// Len is the number of problems found, listed or not.
+func (l *ErrorList) Len() int { return len(l.Errors) + l.More }
+
+func (l *ErrorList) Error() string {
+	if l.Len() == 1 {
+		return l.Errors[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d problems in the 2DFS descriptor:", l.Len())
+	for i, e := range l.Errors {
+		if b.Len() > maxErrorText {
+			fmt.Fprintf(&b, "\n  and %d more", l.Len()-i)
+			return b.String()
+		}
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+	}
+	if l.More > 0 {
+		fmt.Fprintf(&b, "\n  and %d more", l.More)
+	}
 	return b.String()
 }
 
-// ErrorList holds every problem found in a descriptor, in file order, so a
-// user fixes them in one go instead of one build per typo.
-type ErrorList []*Error
-
-func (l ErrorList) Error() string {
-	lines := make([]string, len(l))
-	for i, e := range l {
-		lines[i] = e.Error()
-	}
-	if len(l) == 1 {
-		return lines[0]
-	}
-	return fmt.Sprintf("%d problems in the 2DFS descriptor:\n  %s", len(l), strings.Join(lines, "\n  "))
-}
-
 // Unwrap lets errors.As find the individual errors.
-func (l ErrorList) Unwrap() []error {
-	errs := make([]error, len(l))
-	for i, e := range l {
+func (l *ErrorList) Unwrap() []error {
+	errs := make([]error, len(l.Errors))
+	for i, e := range l.Errors {
 		errs[i] = e
 	}
 	return errs
 }
 
-func (l ErrorList) err() error {
-	if len(l) == 0 {
+func (l *ErrorList) err() error {
+	if l.Len() == 0 {
 		return nil
 	}
 	return l
+}
+
+// printable escapes control characters (C0 but newline, DEL, C1) and
+// invalid UTF-8 as Go would in a quoted string.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r != '\n' && isControl(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r != '\n' && isControl(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// isControl reports C0 and C1 control characters, DEL, and bytes that are
+// not UTF-8 (which a terminal may read as C1).
+func isControl(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == utf8.RuneError
 }

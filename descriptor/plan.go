@@ -39,9 +39,46 @@ func (p PlannedAllotment) Dsts() []string {
 	return out
 }
 
-// StatFunc tells whether a context path is a directory. It returns an error
-// wrapping fs.ErrNotExist when the path is not in the context.
-type StatFunc func(src string) (isDir bool, err error)
+// StatFunc returns the mode of a context path, symlinks followed as the
+// copy follows them; only its type bits matter. It returns an error wrapping
+// fs.ErrNotExist when the path is not in the context, and a *SpecialFileError
+// when it finds a FIFO, socket or device inside a folder.
+type StatFunc func(src string) (fs.FileMode, error)
+
+// SpecialFileError is a source, or an entry inside a source folder, that is
+// no regular file, folder or symlink. BuildKit's copy would recreate it in
+// the image (a FIFO, a socket, a device node: a block device even becomes a
+// character device), which no field wants, so the plan refuses it.
+type SpecialFileError struct {
+	// Path is the entry in the build context.
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *SpecialFileError) Error() string {
+	return fmt.Sprintf("%s is a %s; only regular files, folders and symlinks can be copied into an allotment", e.Path, fileKind(e.Mode))
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	default:
+		return "special file (" + m.Type().String() + ")"
+	}
+}
+
+// Copyable says whether BuildKit's copy of an entry of this mode gives a
+// regular file, folder or symlink.
+func Copyable(m fs.FileMode) bool {
+	return m.IsRegular() || m.IsDir() || m&fs.ModeSymlink != 0
+}
 
 // Plan resolves every allotment against the build context and checks that
 // no two copies write the same path. Allotments come back in row-major
@@ -60,15 +97,23 @@ func (d *Descriptor) Plan(stat StatFunc) ([]PlannedAllotment, error) {
 		pl := PlannedAllotment{Index: a.Index, Cell: a.Cell}
 		for j, src := range a.Src {
 			clean := path.Clean(src)
-			isDir, err := stat(clean)
+			mode, err := stat(clean)
+			if err == nil && !Copyable(mode) {
+				err = &SpecialFileError{Path: clean, Mode: mode}
+			}
 			if err != nil {
 				msg := fmt.Sprintf("cannot read it from the build context: %v", err)
-				if errors.Is(err, fs.ErrNotExist) {
+				var special *SpecialFileError
+				switch {
+				case errors.As(err, &special):
+					msg = special.Error()
+				case errors.Is(err, fs.ErrNotExist):
 					msg = "not found in the build context (is it excluded by .dockerignore, or outside the context directory?)"
 				}
 				p.add(a.SrcPos[j], a.Index, &a.Cell, fmt.Sprintf("src[%d] %q", j, src), msg)
 				continue
 			}
+			isDir := mode.IsDir()
 			dst := path.Clean(a.Dst[j])
 			if !isDir && strings.HasSuffix(a.Dst[j], "/") {
 				dst = path.Join(dst, path.Base(clean))

@@ -7,33 +7,12 @@ import (
 
 	"github.com/moby/buildkit/frontend/gateway/client"
 	fstypes "github.com/tonistiigi/fsutil/types"
-
-	"github.com/tdfs-kit/tdfs/descriptor"
 )
 
 // dirReader is the part of a solved build context's reference that source
 // lookups use.
 type dirReader interface {
 	ReadDir(ctx context.Context, req client.ReadDirRequest) ([]*fstypes.Stat, error)
-}
-
-// contextStat checks sources against a solved build context.
-//
-// A source is missing when the listing of its directory does not hold it.
-// Asking for the source itself (StatFile) cannot say so by type: BuildKit's
-// gateway sends a failed stat back as a gRPC status with code Unknown and the
-// OS error only as text, so a missing file and an unreadable context look
-// alike. Listings are kept per directory, so sources that share a directory
-// cost one gateway call, not one each.
-func contextStat(ctx context.Context, ref dirReader) descriptor.StatFunc {
-	lookup := contextLookup(ctx, ref)
-	return func(src string) (bool, error) {
-		st, err := lookup(src)
-		if err != nil {
-			return false, err
-		}
-		return fs.FileMode(st.Mode).IsDir(), nil
-	}
 }
 
 // contextLookup returns the stat of a clean, relative context path, or an

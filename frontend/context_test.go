@@ -76,11 +76,11 @@ func newFakeContext() *fakeContext {
 
 func TestContextStat(t *testing.T) {
 	ref := newFakeContext()
-	stat := contextStat(context.Background(), ref)
+	stat := newSourceChecker(context.Background(), ref, maxWalkFolders, nil).stat
 	for src, wantDir := range map[string]bool{"splits/a.bin": false, "splits/b.bin": false, "tokenizer": true, "top.bin": false, ".": true, "not-found.bin": false} {
-		isDir, err := stat(src)
-		if err != nil || isDir != wantDir {
-			t.Errorf("stat(%q) = %v, %v; want dir=%v", src, isDir, err, wantDir)
+		mode, err := stat(src)
+		if err != nil || mode.IsDir() != wantDir {
+			t.Errorf("stat(%q) = %v, %v; want dir=%v", src, mode, err, wantDir)
 		}
 	}
 	for _, src := range []string{"gone.bin", "splits/gone.bin", "nodir/a.bin", "nodir/deeper/a.bin", "top.bin/a"} {
@@ -96,7 +96,7 @@ func TestContextStat(t *testing.T) {
 func TestContextStatKeepsOtherErrors(t *testing.T) {
 	ref := newFakeContext()
 	ref.broken = status.Error(codes.Unknown, "failed to get mount for ref abc: snapshot not found")
-	_, err := contextStat(context.Background(), ref)("splits/a.bin")
+	_, err := newSourceChecker(context.Background(), ref, maxWalkFolders, nil).stat("splits/a.bin")
 	if err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "snapshot not found") {
 		t.Fatalf("got %v, want the gateway's error as it is", err)
 	}
@@ -105,7 +105,7 @@ func TestContextStatKeepsOtherErrors(t *testing.T) {
 // Sources in one directory share one listing.
 func TestContextStatListsEachDirectoryOnce(t *testing.T) {
 	ref := newFakeContext()
-	stat := contextStat(context.Background(), ref)
+	stat := newSourceChecker(context.Background(), ref, maxWalkFolders, nil).stat
 	for _, src := range []string{"splits/a.bin", "splits/b.bin", "splits/gone.bin", "top.bin"} {
 		_, _ = stat(src)
 	}

@@ -16,8 +16,9 @@ import (
 	"github.com/tdfs-kit/tdfs/descriptor"
 )
 
-// optsClient is a gateway client that only answers BuildOpts, with every
-// LLB capability.
+// optsClient is a gateway client that only answers BuildOpts, with the same
+// opts map on every call (as the real gateway: a caller that writes into it
+// changes what the next call sees), and with every LLB capability.
 type optsClient struct {
 	client.Client
 	opts map[string]string

@@ -53,11 +53,12 @@ func skopeoCopy(t *testing.T, ref string, extra ...string) (string, []byte) {
 // returns its field record and provenance labels.
 func partitionConfig(t *testing.T, ref string) (*field.Record, map[string]string) {
 	t.Helper()
+	raw := []byte(crane(t, nil, "config", ref))
 	var img ocispec.Image
-	if err := json.Unmarshal([]byte(crane(t, nil, "config", ref)), &img); err != nil {
+	if err := json.Unmarshal(raw, &img); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := field.FromConfig(&img)
+	rec, err := field.FromConfig(raw)
 	if err != nil || rec == nil {
 		t.Fatalf("%s: field record %v, %v", ref, rec, err)
 	}

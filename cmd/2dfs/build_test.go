@@ -70,6 +70,16 @@ func TestFrontendAttrs(t *testing.T) {
 	if !reflect.DeepEqual(attrs, want) || locals["context-data"] != dir {
 		t.Fatalf("attrs %v locals %v", attrs, locals)
 	}
+
+	for flag, want := range map[string]*string{"": nil, "false": nil, "true": new(""), "1.2,0.0": new("1.2,0.0")} {
+		attrs, _, err := frontendAttrs(buildFlags{noCache: flag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := attrs["no-cache"]; ok != (want != nil) || (ok && v != *want) {
+			t.Errorf("--no-cache=%q: attrs %v", flag, attrs)
+		}
+	}
 }
 
 func TestSharedKey(t *testing.T) {

@@ -428,3 +428,19 @@ base: 2 layers, 3.0 KiB; field: 3 allotments in 3×3, 1.5 KiB; total 4.5 KiB
 		t.Errorf("render:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
+
+// Past the overlayfs limit, inspect says so under the header line.
+func TestRenderFieldWarnsTooManyLayers(t *testing.T) {
+	pf := &image.ImageReport{Platform: "linux/amd64", Manifest: digest.FromString("m"), Format: image.FormatRecord,
+		BaseLayers: []image.LayerReport{{Size: 1}}, BaseSize: 1}
+	for i := range field.MaxRunnableLayers {
+		pf.AddAllotment(image.AllotmentReport{Row: i / 32, Col: i % 32, Size: 1, Paths: []string{"/a"}})
+	}
+	pf.Warning = field.RunnableWarning(len(pf.BaseLayers), len(pf.Allotments))
+	var out bytes.Buffer
+	renderField(&out, pf)
+	lines := strings.SplitN(out.String(), "\n", 4)
+	if want := "warning: the image has 501 layers (1 base + 500 allotments), more than the 500 overlayfs stacks"; !strings.HasPrefix(lines[2], want) {
+		t.Fatalf("third line %q, want it to start with %q", lines[2], want)
+	}
+}

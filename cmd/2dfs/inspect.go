@@ -110,6 +110,9 @@ func renderField(w io.Writer, pf *image.ImageReport) {
 	}
 	fmt.Fprintf(w, "base: %s, %s; field: %s in %d×%d, %s; total %s\n",
 		plural(len(pf.BaseLayers), "layer"), humanSize(pf.BaseSize), plural(len(pf.Allotments), "allotment"), pf.Rows, pf.Cols, humanSize(total-pf.BaseSize), humanSize(total))
+	if pf.Warning != "" {
+		fmt.Fprintf(w, "warning: %s\n", pf.Warning)
+	}
 	if len(pf.Allotments) == 0 {
 		fmt.Fprintln(w, "(empty field)")
 		return

@@ -23,6 +23,7 @@ func main() {
 	root.AddCommand(newInspectCommand())
 	root.AddCommand(newPartitionCommand())
 	root.AddCommand(newVersionCommand(version.Read()))
+	root.AddCommand(newSplitCommand())
 	if err := root.ExecuteContext(appcontext.Context()); err != nil {
 		fmt.Fprintf(os.Stderr, "2dfs: %v\n", err)
 		os.Exit(1)
