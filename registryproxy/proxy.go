@@ -81,6 +81,15 @@ type Options struct {
 	// "Blob redirects" in docs/proxy.md for the trade-offs.
 	FollowBlobRedirects bool
 
+	// TagFreshness is how long a successful upstream HEAD of a repeated
+	// partition tag's base tag (see PartitionReuse) holds for the same
+	// caller (by a hash of its Authorization), repository, base tag,
+	// selection and Accept: within it the stored partition is served
+	// without asking upstream, so a moved tag or a revoked credential is
+	// noticed up to this late. Zero disables it (a HEAD on every repeated
+	// tag request). See fresh.go.
+	TagFreshness time.Duration
+
 	// Logger receives one line per request and the errors. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -121,6 +130,9 @@ type Proxy struct {
 	// selection, Accept) to the partition last built for it (nil when
 	// reuse is disabled).
 	parts *ttlCache[builtPartition]
+	// fresh holds the repeated tags served without an upstream HEAD
+	// (nil when TagFreshness is zero).
+	fresh *ttlCache[struct{}]
 }
 
 // New validates opts and returns a Proxy.
@@ -147,6 +159,9 @@ func New(opts Options) (*Proxy, error) {
 	}
 	if opts.AccessCacheTTL > 0 {
 		p.access = newTTLCache[struct{}](opts.AccessCacheTTL, accessCacheEntries)
+	}
+	if opts.TagFreshness > 0 {
+		p.fresh = newTTLCache[struct{}](opts.TagFreshness, partitionCacheEntries)
 	}
 	switch reuse := opts.PartitionReuse; {
 	case reuse == 0:
