@@ -57,12 +57,17 @@ type bench struct {
 	rbBase     string
 	limits     map[string][]float64 // machine limits in MB/s (experiment 6)
 	proxy      *proxyState
+	extraAddr  map[string]string // addresses of extra 2dfs-proxy instances, by name
 	ctrd       *daemon           // the benchmark's containerd (experiment 4)
 	builders   map[string]string // BUILDKIT_HOST per variant
 	key        uint64            // last key of randomData used for fresh split bytes
 }
 
 func main() {
+	if target := os.Getenv(forwardEnv); target != "" {
+		forwardMain(target)
+		return
+	}
 	var c config
 	var exps, conc string
 	flag.StringVar(&c.out, "out", "bench-out", "output folder for results.md, results.json, results.png and logs")
