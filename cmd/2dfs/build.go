@@ -275,6 +275,11 @@ func dockerMediaTypes(e client.ExportEntry) bool {
 // level: BuildKit's gzip default spends most of a cold build compressing.
 // Runtimes from containerd 1.5 and Docker 23 pull zstd layers; --compression
 // gzip keeps the old default for tools that need it.
+//
+// force-compression goes with it: without it BuildKit reuses whatever blob
+// an earlier export of the same layer made (a gzip one from a buildx build,
+// say), so the layers, and the image digest, would depend on what the
+// builder did before instead of on the inputs and flags.
 func withCompression(exports []client.ExportEntry, compression string, level int) ([]client.ExportEntry, error) {
 	switch compression {
 	case "zstd", "gzip", "estargz", "uncompressed":
@@ -296,7 +301,7 @@ func withCompression(exports []client.ExportEntry, compression string, level int
 			// write one containerd cannot unpack.
 			c = "gzip"
 		}
-		attrs := map[string]string{"compression": c}
+		attrs := map[string]string{"compression": c, "force-compression": "true"}
 		if level >= 0 && c != "uncompressed" {
 			attrs["compression-level"] = fmt.Sprint(level)
 		}
