@@ -12,7 +12,8 @@ import (
 
 // TestTagFreshness: within TagFreshness of a successful HEAD, the same
 // caller's repeated tag is served without asking upstream; another caller
-// is still checked, and after the window the HEAD comes back.
+// is still checked, an upstream failure suspends the window, and after the
+// window the HEAD comes back.
 func TestTagFreshness(t *testing.T) {
 	var log upstreamLog
 	const window = 300 * time.Millisecond
@@ -43,6 +44,18 @@ func TestTagFreshness(t *testing.T) {
 	if r := do(t, http.MethodGet, tag, nil, "Authorization", "Basic dXNlcjp3cm9uZw==", "Accept", ocispec.MediaTypeImageManifest); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("another caller within the window: %s, want the upstream's 401", r.Status)
 	}
+	// After an upstream failure the window is not used: an outage is
+	// answered as one.
+	log.take()
+	checkServed(t, do(t, http.MethodGet, tag, nil, good...), ocispec.MediaTypeImageManifest)
+	log.take()
+	e.p.def.failed()
+	checkServed(t, do(t, http.MethodGet, tag, nil, good...), ocispec.MediaTypeImageManifest)
+	if got := log.take(); len(got) != 1 || got[0] != "HEAD /v2/app/manifests/v1" {
+		t.Errorf("right after an upstream failure: upstream %v, want one HEAD", got)
+	}
+	e.p.def.failedAt.Store(0)
+
 	log.take()
 	time.Sleep(window)
 	checkServed(t, do(t, http.MethodGet, tag, nil, good...), ocispec.MediaTypeImageManifest)
