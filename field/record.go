@@ -90,8 +90,8 @@ type entry struct {
 
 // recordV1 is the version 1 label value: the whole record, with layers.
 type recordV1 struct {
-	Version    int      `json:"version"`
-	BaseLayers int      `json:"baseLayers"`
+	Version    int                 `json:"version"`
+	BaseLayers int                 `json:"baseLayers"`
 	Allotments []RecordedAllotment `json:"allotments"`
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
 // largeField writes a rows × cols field with one small file per cell at a
@@ -126,7 +127,7 @@ func TestLargeFieldRunsWhole(t *testing.T) {
 	// containerd's copy of the config is the registry's.
 	stored, err := exec.Command("ctr", "--address", env.ctrAddr, "--namespace", "tdfs-tests", "content", "get", sha256Digest(config)).Output()
 	if err != nil {
-		t.Fatalf("ctr content get %s: %v\n%s", sha256Digest(config), err, stderrOf(err))
+		t.Fatalf("ctr content get %s: %v\n%s", sha256Digest(config), err, testenv.ExitStderr(err))
 	}
 	if string(stored) != string(config) {
 		t.Errorf("containerd stored another config")

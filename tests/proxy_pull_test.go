@@ -355,13 +355,9 @@ func TestProxyDockerMediaTypes(t *testing.T) {
 func TestProxyPartitionAsBuildKitBase(t *testing.T) {
 	f := proxyField(t)
 	px := startProxy(t, env.registry)
-	// buildkitd reads its plain-HTTP registries when it starts.
-	regs, err := os.OpenFile(filepath.Join(env.dir, "registries"), os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
+	if err := daemons.PlainHTTP(px.addr); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = regs.WriteString(px.addr + "\n")
-	regs.Close()
 	bk := extraBuildkitd(t, "proxy-base")
 
 	const selection = "0.0.1.0"

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
 // blobWave GETs url from conc clients at once, reps times each, following
@@ -131,7 +133,7 @@ func (b *bench) blobPassThrough(p *proxyState) error {
 	defer stop()
 	path := "/v2/" + p.repo + "/blobs/" + p.layer
 	urls := map[string]string{
-		"proxy":  "http://" + p.addr + path,
+		"proxy":  "http://" + p.Addr + path,
 		"direct": "http://" + b.registry + path,
 		"tcp":    "http://" + fwd + path,
 	}
@@ -186,20 +188,20 @@ func (b *bench) blobRedirects(p *proxyState) error {
 		return err
 	}
 	defer front.Close()
-	relay, err := b.extraProxy("proxy-relay", "http://"+front.Addr().String())
+	relayAddr, relay, err := b.extraProxy("proxy-relay", front.Addr().String())
 	if err != nil {
 		return err
 	}
 	defer relay()
-	follow, err := b.extraProxy("proxy-follow", "http://"+front.Addr().String(), "-follow-blob-redirects")
+	followAddr, follow, err := b.extraProxy("proxy-follow", front.Addr().String(), "-follow-blob-redirects")
 	if err != nil {
 		return err
 	}
 	defer follow()
 	path := "/v2/" + p.repo + "/blobs/" + p.layer
 	urls := map[string]string{
-		"relay":   "http://" + b.extraAddr["proxy-relay"] + path,
-		"follow":  "http://" + b.extraAddr["proxy-follow"] + path,
+		"relay":   "http://" + relayAddr + path,
+		"follow":  "http://" + followAddr + path,
 		"storage": "http://" + front.Addr().String() + path,
 	}
 	fig, err := b.blobFigures(urls, []string{"relay", "follow", "storage"}, 1, 3, p.layerSize)
@@ -226,46 +228,12 @@ func serve(h http.Handler) (net.Listener, error) {
 }
 
 // extraProxy starts one more 2dfs-proxy (memory store only) in front of
-// upstream, and returns a function that stops it. Its address is in
-// b.extraAddr[name].
-func (b *bench) extraProxy(name, upstream string, args ...string) (func(), error) {
-	addr, err := freePort()
+// upstream (host:port) and returns its address and a function that stops
+// it.
+func (b *bench) extraProxy(name, upstream string, args ...string) (string, func(), error) {
+	px, err := testenv.StartProxy(filepath.Join(b.bin, "2dfs-proxy"), upstream, filepath.Join(b.out, "logs", name+".log"), args...)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	logf, err := os.Create(filepath.Join(b.out, "logs", name+".log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(b.bin, "2dfs-proxy"), append([]string{"-listen", addr, "-upstream", upstream, "-store-dir", ""}, args...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	stop := func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-		}
-	}
-	for range 100 {
-		if resp, err := http.Get("http://" + addr + "/livez"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				if b.extraAddr == nil {
-					b.extraAddr = map[string]string{}
-				}
-				b.extraAddr[name] = addr
-				return stop, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	return nil, fmt.Errorf("2dfs-proxy %s did not come up on %s (see %s/logs/%s.log)", name, addr, b.out, name)
+	return px.Addr, px.Stop, nil
 }
