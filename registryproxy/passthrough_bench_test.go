@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,52 +20,23 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
-// registryBinary is the pinned distribution registry hack/tools.sh
-// installs, or "" when it is not installed.
-func registryBinary() string {
-	if p := os.Getenv("TDFS_REGISTRY"); p != "" {
-		return p
+// toolsDir is the folder of the pinned tools hack/tools.sh installs
+// (TDFS_TOOLS, else the newest under ~/.cache/tdfs), or "" when there is no
+// registry binary.
+func toolsDir() string {
+	if d := os.Getenv("TDFS_TOOLS"); d != "" {
+		return d
 	}
 	home, _ := os.UserHomeDir()
 	m, _ := filepath.Glob(filepath.Join(home, ".cache", "tdfs", "tools-*", "registry"))
 	if len(m) == 0 {
 		return ""
 	}
-	return m[0]
-}
-
-// startRegistry runs the distribution registry on a loopback port with
-// filesystem storage, as hack/daemons does, and returns its base URL.
-func startRegistry(tb testing.TB, bin string) (string, int) {
-	tb.Helper()
-	dir := tb.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for range 100 {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			return "http://" + addr, cmd.Process.Pid
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tb.Fatal("registry did not start")
-	return "", 0
+	return filepath.Dir(m[len(m)-1])
 }
 
 func pushBlob(tb testing.TB, base, repo string, blob []byte) digest.Digest {
@@ -109,11 +79,16 @@ func pushBlob(tb testing.TB, base, repo string, blob []byte) digest.Digest {
 //
 //	go test ./registryproxy -run - -bench PassThrough -benchtime 30x
 func BenchmarkPassThrough(b *testing.B) {
-	bin := registryBinary()
-	if bin == "" {
+	tools := toolsDir()
+	if tools == "" {
 		b.Skip("the registry binary is not installed (hack/tools.sh)")
 	}
-	reg, pid := startRegistry(b, bin)
+	r, err := testenv.StartRegistry(tools, "bench", b.TempDir(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Stop()
+	reg, pid := "http://"+r.Addr, r.Pid()
 	blob := make([]byte, 32<<20)
 	_, _ = rand.Read(blob)
 	d := pushBlob(b, reg, "bench/blob", blob)
