@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tdfs-kit/tdfs/internal/printable"
 )
 
 // Config is the descriptor's "config" block: the run settings of the image,
@@ -68,7 +70,7 @@ func (p *parser) config(n *yaml.Node) *Config {
 			case k == "" || strings.ContainsAny(k, " \t"):
 				p.add(pos(item), -1, nil, label, fmt.Sprintf("%s: the variable name must be non-empty and hold no blanks", quote(item.Value)))
 				continue
-			case strings.ContainsFunc(item.Value, isControl):
+			case strings.ContainsFunc(item.Value, printable.IsControl):
 				p.add(pos(item), -1, nil, label, "holds a control character; environment values must be printable")
 				continue
 			}

@@ -79,6 +79,9 @@ func buildCIR(ctx context.Context, c client.Client, bc *dockerui.Client, desc *d
 	if err != nil {
 		return nil, err
 	}
+	if config, err = res.Record.Embed(config); err != nil {
+		return nil, err
+	}
 	out := client.NewResult()
 	out.SetRef(ref)
 	out.AddMeta(exptypes.ExporterImageConfigKey, config)

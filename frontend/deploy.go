@@ -156,6 +156,9 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		if err != nil {
 			return nil, err
 		}
+		if config, err = res.Record.Embed(config); err != nil {
+			return nil, err
+		}
 		out := client.NewResult()
 		out.SetRef(ref)
 		out.AddMeta(exptypes.ExporterImageConfigKey, config)

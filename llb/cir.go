@@ -185,11 +185,13 @@ func Assemble(o AssembleOptions) (*Result, error) {
 	}
 	inputs = append(inputs, o.App)
 	record := field.NewRecord(baseLayers, placed)
-	value, err := record.Encode()
+	// The header only; the caller embeds the allotments in the marshalled
+	// config (field.Record.Embed), as for any field image.
+	header, _, err := record.Encode()
 	if err != nil {
 		return nil, err
 	}
-	img.Config.Labels[field.LabelKey] = value
+	img.Config.Labels[field.LabelKey] = header
 	delete(img.Config.Labels, cir.LabelKey)
 	if o.Resolved != nil {
 		v, err := o.Resolved.Encode()

@@ -99,13 +99,20 @@ func (p *Proxy) reuse(ctx context.Context, up *upstream, name, base, partKey str
 	if !ok {
 		return nil, nil
 	}
-	resp, err := p.get(ctx, http.MethodHead, up, name+"/manifests/"+base, hdr)
-	if err != nil {
-		return nil, err
-	}
-	resp.Body.Close()
-	if digest.Digest(resp.Header.Get("Docker-Content-Digest")) != b.source {
-		return nil, nil
+	// As cached access checks, the window is not used for a while after
+	// the upstream failed, so an outage answers 502/504 for repeated tags
+	// too.
+	fk := freshKey(partKey, hdr.Get("Authorization"))
+	if _, fresh := p.fresh.get(fk); !fresh || up.failedWithin(p.fresh.ttl) {
+		resp, err := p.get(ctx, http.MethodHead, up, name+"/manifests/"+base, hdr)
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		if digest.Digest(resp.Header.Get("Docker-Content-Digest")) != b.source {
+			return nil, nil
+		}
+		p.fresh.add(fk, struct{}{})
 	}
 	// Evicted or expired (or the store is down): build again, which
 	// stores it again or fails as a build fails (500 when the store
@@ -119,7 +126,7 @@ func (p *Proxy) reuse(ctx context.Context, up *upstream, name, base, partKey str
 	}
 	objs := make([]*Object, 0, len(b.objects))
 	for _, d := range b.objects {
-		o, err := p.store.Get(ctx, d)
+		o, err := getBound(ctx, p.store, d, scopeOf(up, name))
 		if err != nil {
 			return nil, nil
 		}
@@ -188,6 +195,7 @@ func (p *Proxy) synthesize(ctx context.Context, up *upstream, name, base string,
 	// Configs and platform manifests before the object that points at
 	// them, so whatever a client can resolve is already there.
 	objs = append(objs, top)
+	bind(objs, scopeOf(up, name)) // served only through where it was built (store.go)
 	for _, o := range objs {
 		if err := p.store.Put(ctx, o); err != nil {
 			return nil, &storeError{fmt.Errorf("storing %s: %w", o.Digest, err)}

@@ -50,7 +50,11 @@ func aptRepo(t *testing.T, dir string) string {
 	scan.Dir = dir
 	out, err := scan.Output() // stdout only: stderr says what it wrote
 	if err != nil {
-		t.Fatalf("dpkg-scanpackages: %v\n%s", err, stderrOf(err))
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("dpkg-scanpackages: %v\n%s", err, stderr)
 	}
 	packages := string(out)
 	writeFile(t, filepath.Join(dir, "Packages"), []byte(packages))
@@ -127,7 +131,11 @@ func TestCIRDeployApt(t *testing.T) {
 	if strings.Join(names, " ") != "hello-cir=1.0:amd64 libcir1=1.0:amd64" {
 		t.Fatalf("resolved %v: want the two packages and not dash, which the base has", names)
 	}
-	rec, err := field.Decode(cfg.Config.Labels[field.LabelKey])
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := field.FromConfig(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -189,7 +189,11 @@ func TestCIRDeployPip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := field.Decode(cfg.Config.Labels[field.LabelKey])
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := field.FromConfig(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,11 @@ func TestCIRPreBuild(t *testing.T) {
 		t.Errorf("CIR config: entrypoint %q, platform %s/%s", cfg.Config.Entrypoint, cfg.OS, cfg.Architecture)
 	}
 	ls := layers(t, ref)
-	frec, err := field.Decode(cfg.Config.Labels[field.LabelKey])
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frec, err := field.FromConfig(raw)
 	if err != nil || len(ls) != 1 || frec.BaseLayers != 0 || len(frec.Allotments) != 1 {
 		t.Fatalf("want the application layer alone: %d layers, record %+v, %v", len(ls), frec, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,16 +151,22 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	ch := make(chan *client.SolveStatus)
 	eg, ctx := errgroup.WithContext(ctx)
 	var resp *client.SolveResponse
+	var warnings []client.VertexWarning
 	eg.Go(func() error {
 		var err error
 		resp, err = c.Build(ctx, solveOpt, "2dfs", frontend.Build, ch)
 		return err
 	})
 	eg.Go(func() error {
-		_, err := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		var err error
+		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), ch)
 		return err
 	})
-	if err := eg.Wait(); err != nil {
+	err = eg.Wait()
+	// Warnings scroll by in the progress output, or are hidden in quiet
+	// and tty modes: repeat them last, where they are seen.
+	printWarnings(os.Stderr, warnings)
+	if err != nil {
 		return err
 	}
 	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
@@ -268,6 +275,12 @@ func dockerMediaTypes(e client.ExportEntry) bool {
 // level: BuildKit's gzip default spends most of a cold build compressing.
 // Runtimes from containerd 1.5 and Docker 23 pull zstd layers; --compression
 // gzip keeps the old default for tools that need it.
+//
+// BuildKit reuses the blob an earlier export of the same layer made, at
+// whatever compression that was. force-compression would re-compress the
+// base image's layers too (no longer the registry's blobs), so it is not
+// set: a builder that exported an allotment as gzip before gives it as gzip
+// again (README, "the same digest at the same compression").
 func withCompression(exports []client.ExportEntry, compression string, level int) ([]client.ExportEntry, error) {
 	switch compression {
 	case "zstd", "gzip", "estargz", "uncompressed":
@@ -314,4 +327,10 @@ func sharedKey(contextDir string) string {
 	host, _ := os.Hostname()
 	sum := sha256.Sum256([]byte(host + "\x00" + abs))
 	return filepath.Base(abs) + ":" + hex.EncodeToString(sum[:8])
+}
+
+func printWarnings(w io.Writer, warnings []client.VertexWarning) {
+	for _, vw := range warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", vw.Short)
+	}
 }

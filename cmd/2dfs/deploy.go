@@ -102,7 +102,7 @@ func readCIR(ctx context.Context, ref string, f *registryFlags) (frontend.Deploy
 	if req.Record == nil {
 		return req, fmt.Errorf("%s is not a CIR: its config has no %s label (build it from a descriptor with \"dependencies\")", ref, cir.LabelKey)
 	}
-	if req.AppRecord, err = field.FromConfig(&img); err != nil {
+	if req.AppRecord, err = field.FromConfig(dt); err != nil {
 		return req, fmt.Errorf("%s: %w", ref, err)
 	}
 	if req.AppRecord == nil {

@@ -49,6 +49,9 @@ type ImageReport struct {
 	Allotments []AllotmentReport `json:"allotments"`
 	// CIR is the record of a CIR image (docs/cir.md); nil for other images.
 	CIR *cir.Record `json:"cir,omitempty"`
+	// Warning says when the image has too many layers to run whole
+	// (field.RunnableWarning).
+	Warning string `json:"warning,omitempty"`
 }
 
 // LayerReport is a base layer.
@@ -93,6 +96,7 @@ func Inspect(ctx context.Context, src Source, ref, platform string) (*Report, er
 		if p != "" {
 			ir.Platform = p
 		}
+		ir.Warning = field.RunnableWarning(len(ir.BaseLayers), len(ir.Allotments))
 		report.Images = append(report.Images, ir)
 		if in.problem != nil {
 			problems = append(problems, in.problem)
@@ -169,7 +173,7 @@ func inspectManifest(ctx context.Context, src Source, manifest []byte) (*ImageRe
 	if err := json.Unmarshal(config, &img); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	rec, err := field.FromConfig(&img)
+	rec, err := field.FromConfig(config)
 	if err != nil {
 		return nil, err
 	}

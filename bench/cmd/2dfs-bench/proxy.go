@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,32 +20,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
-
-const manifestAccept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, " +
-	"application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
 
 // proxyState is the running 2dfs-proxy and the field image it serves.
 type proxyState struct {
-	addr      string // host:port of the proxy
-	cmd       *exec.Cmd
-	done      chan struct{} // closed when the proxy has exited
-	repo      string        // repository of the field image
-	tag       string        // its tag
-	sel       string        // the partition selection pulled in experiment 4
-	srcDigest string        // digest of the field manifest
-	partDig   string        // digest of the partition manifest
-	layer     string        // digest of the largest layer
+	*testenv.Proxy
+	repo      string // repository of the field image
+	tag       string // its tag
+	sel       string // the partition selection pulled in experiment 4
+	srcDigest string // digest of the field manifest
+	partDig   string // digest of the partition manifest
+	layer     string // digest of the largest layer
 	layerSize int64
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // startProxy starts 2dfs-proxy in front of the registry, memory store only,
@@ -56,36 +41,12 @@ func (b *bench) startProxy() (*proxyState, error) {
 	if b.proxy != nil {
 		return b.proxy, nil
 	}
-	addr, err := freePort()
+	px, err := testenv.StartProxy(filepath.Join(b.bin, "2dfs-proxy"), b.registry, filepath.Join(b.out, "logs", "proxy.log"))
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(b.out, "logs", "proxy.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(b.bin, "2dfs-proxy"), "-listen", addr, "-upstream", "http://"+b.registry, "-store-dir", "")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proxyState{addr: addr, cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
+	p := &proxyState{Proxy: px}
 	b.proxy = p
-	ready := false
-	for range 100 {
-		if resp, err := http.Get("http://" + addr + "/livez"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == 200
-			if ready {
-				break
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !ready {
-		return nil, fmt.Errorf("2dfs-proxy did not come up on %s (see %s/logs/proxy.log)", addr, b.out)
-	}
 
 	// The field image: the cold context, built with 2dfs (cached if
 	// experiment 1 ran) into its own repository.
@@ -116,7 +77,7 @@ func (b *bench) startProxy() (*proxyState, error) {
 			p.layer, p.layerSize = l.Digest, l.Size
 		}
 	}
-	_, p.partDig, err = getManifest("http://"+p.addr, p.repo, p.tag+"--"+p.sel)
+	_, p.partDig, err = getManifest("http://"+p.Addr, p.repo, p.tag+"--"+p.sel)
 	if err != nil {
 		return nil, fmt.Errorf("partition through the proxy: %w", err)
 	}
@@ -124,13 +85,8 @@ func (b *bench) startProxy() (*proxyState, error) {
 }
 
 func (b *bench) stopProxy() {
-	if b.proxy != nil && b.proxy.cmd.Process != nil {
-		b.proxy.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-b.proxy.done:
-		case <-time.After(5 * time.Second):
-			b.proxy.cmd.Process.Kill()
-		}
+	if b.proxy != nil {
+		b.proxy.Stop()
 	}
 }
 
@@ -145,7 +101,7 @@ var httpc = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleCo
 
 func getManifest(base, repo, ref string) (*manifest, string, error) {
 	req, _ := http.NewRequest("GET", base+"/v2/"+repo+"/manifests/"+ref, nil)
-	req.Header.Set("Accept", manifestAccept)
+	req.Header.Set("Accept", testenv.ManifestAccept)
 	resp, err := httpc.Do(req)
 	if err != nil {
 		return nil, "", err
@@ -230,7 +186,7 @@ func (b *bench) partitionPull() error {
 	}
 	// The pre-built equivalent: the partition's manifest and config,
 	// copied into the registry under a plain tag.
-	src, err := name.ParseReference(p.addr+"/"+p.repo+":"+p.tag+"--"+p.sel, name.Insecure)
+	src, err := name.ParseReference(p.Addr+"/"+p.repo+":"+p.tag+"--"+p.sel, name.Insecure)
 	if err != nil {
 		return err
 	}
@@ -249,7 +205,7 @@ func (b *bench) partitionPull() error {
 		return fmt.Errorf("pre-built copy has digest %s, the partition %s (%v)", d, p.partDig, err)
 	}
 
-	viaProxy, err := newCounter(p.addr)
+	viaProxy, err := newCounter(p.Addr)
 	if err != nil {
 		return err
 	}
@@ -330,31 +286,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		return "", err
 	}
-	logf, err := os.Create(filepath.Join(b.out, "logs", "containerd.log"))
-	if err != nil {
+	p := &testenv.Proc{Name: "containerd (see logs/containerd.log)", Bin: "containerd", Args: []string{"--config", filepath.Join(dir, "config.toml")},
+		Log: filepath.Join(b.out, "logs", "containerd.log"), Ready: func() bool {
+			_, _, err := b.cmd("", "ctr", "--address", sock, "version")
+			return err == nil
+		}}
+	if err := p.Start(); err != nil {
 		return "", err
 	}
-	cmd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	b.ctrd = &daemon{cmd: cmd, done: done, dir: dir}
-	for range 100 {
-		if _, _, err := b.cmd("", "ctr", "--address", sock, "version"); err == nil {
-			return sock, nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return "", errors.New("containerd did not come up (see logs/containerd.log)")
-}
-
-type daemon struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	dir  string
+	b.ctrd, b.ctrdDir = p, dir
+	return sock, nil
 }
 
 // stopContainerd stops the benchmark's containerd and unmounts what it left.
@@ -362,17 +303,11 @@ func (b *bench) stopContainerd() {
 	if b.ctrd == nil {
 		return
 	}
-	b.ctrd.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.ctrd.done:
-	case <-time.After(10 * time.Second):
-		b.ctrd.cmd.Process.Kill()
-		<-b.ctrd.done
-	}
+	b.ctrd.Stop()
 	if dt, err := os.ReadFile("/proc/mounts"); err == nil {
 		var mounts []string
 		for _, l := range strings.Split(string(dt), "\n") {
-			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], b.ctrd.dir+"/") {
+			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], b.ctrdDir+"/") {
 				mounts = append(mounts, f[1])
 			}
 		}
@@ -386,9 +321,14 @@ func (b *bench) stopContainerd() {
 
 // timedGet does one GET and returns its latency in ms.
 func timedGet(url string, accept bool) (float64, error) {
-	req, _ := http.NewRequest("GET", url, nil)
+	return timedReq(http.MethodGet, url, accept)
+}
+
+// timedReq does one request and returns its latency in ms.
+func timedReq(method, url string, accept bool) (float64, error) {
+	req, _ := http.NewRequest(method, url, nil)
 	if accept {
-		req.Header.Set("Accept", manifestAccept)
+		req.Header.Set("Accept", testenv.ManifestAccept)
 	}
 	start := time.Now()
 	resp, err := httpc.Do(req)
@@ -399,7 +339,7 @@ func timedGet(url string, accept bool) (float64, error) {
 	resp.Body.Close()
 	d := time.Since(start)
 	if resp.StatusCode != 200 {
-		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return 0, fmt.Errorf("%s %s: %s", method, url, resp.Status)
 	}
 	return float64(d.Microseconds()) / 1000, err
 }
@@ -446,7 +386,15 @@ func (b *bench) proxyLatency() error {
 	if err != nil {
 		return err
 	}
-	reg, prx := "http://"+b.registry+"/v2/"+p.repo, "http://"+p.addr+"/v2/"+p.repo
+	reg, prx := "http://"+b.registry+"/v2/"+p.repo, "http://"+p.Addr+"/v2/"+p.repo
+	// The same proxy with -tag-freshness 0: a repeated tag always costs
+	// its upstream HEAD (the behaviour before the freshness window).
+	addr0, stopNoFresh, err := b.extraProxy("proxy-no-freshness", b.registry, "-tag-freshness", "0")
+	if err != nil {
+		return err
+	}
+	defer stopNoFresh()
+	prx0 := "http://" + addr0 + "/v2/" + p.repo
 	n := b.requests
 	sels := b.selections(n * b.runs)
 	type fig struct{ p50, p99 []float64 }
@@ -458,10 +406,10 @@ func (b *bench) proxyLatency() error {
 		figs[k].p50 = append(figs[k].p50, percentile(lat, 50))
 		figs[k].p99 = append(figs[k].p99, percentile(lat, 99))
 	}
-	series := func(count int, url func(i int) string) ([]float64, error) {
+	series := func(method string, count int, url func(i int) string) ([]float64, error) {
 		var lat []float64
 		for i := range count {
-			ms, err := timedGet(url(i), true)
+			ms, err := timedReq(method, url(i), true)
 			if err != nil {
 				return nil, err
 			}
@@ -471,26 +419,33 @@ func (b *bench) proxyLatency() error {
 	}
 	for run := range b.runs {
 		// Warm the connections.
-		if _, err := series(5, func(int) string { return reg + "/manifests/" + p.tag }); err != nil {
+		if _, err := series(http.MethodGet, 5, func(int) string { return reg + "/manifests/" + p.tag }); err != nil {
 			return err
 		}
-		if _, err := series(5, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }); err != nil {
+		if _, err := series(http.MethodGet, 5, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }); err != nil {
+			return err
+		}
+		if _, err := series(http.MethodGet, 5, func(int) string { return prx0 + "/manifests/" + p.tag + "--" + p.sel }); err != nil {
 			return err
 		}
 		cold := sels[min(len(sels), run*len(sels)/b.runs):min(len(sels), (run+1)*len(sels)/b.runs)]
+		get, head := http.MethodGet, http.MethodHead
 		steps := []struct {
-			key   string
-			count int
-			url   func(i int) string
+			key    string
+			method string
+			count  int
+			url    func(i int) string
 		}{
-			{"direct tag", n, func(int) string { return reg + "/manifests/" + p.tag }},
-			{"proxy tag, first request for a selection", len(cold), func(i int) string { return prx + "/manifests/" + p.tag + "--" + cold[i] }},
-			{"proxy tag, repeated selection", n, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }},
-			{"direct by digest", n, func(int) string { return reg + "/manifests/" + p.srcDigest }},
-			{"proxy by digest (stored)", n, func(int) string { return prx + "/manifests/" + p.partDig }},
+			{"direct tag", get, n, func(int) string { return reg + "/manifests/" + p.tag }},
+			{"direct tag HEAD", head, n, func(int) string { return reg + "/manifests/" + p.tag }},
+			{"proxy tag, first request for a selection", get, len(cold), func(i int) string { return prx + "/manifests/" + p.tag + "--" + cold[i] }},
+			{"proxy tag, repeated selection", get, n, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }},
+			{"proxy tag, repeated selection, -tag-freshness 0", get, n, func(int) string { return prx0 + "/manifests/" + p.tag + "--" + p.sel }},
+			{"direct by digest", get, n, func(int) string { return reg + "/manifests/" + p.srcDigest }},
+			{"proxy by digest (stored)", get, n, func(int) string { return prx + "/manifests/" + p.partDig }},
 		}
 		for _, s := range steps {
-			lat, err := series(s.count, s.url)
+			lat, err := series(s.method, s.count, s.url)
 			if err != nil {
 				return err
 			}
@@ -512,6 +467,9 @@ func (b *bench) proxyLatency() error {
 	}
 	overhead("proxy tag, first request for a selection", "direct tag", 10, "adds <10 ms (p50)")
 	overhead("proxy tag, repeated selection", "direct tag", 1, "adds <1 ms (p50)")
+	// A repeated tag costs one upstream HEAD of the base tag: its floor.
+	overhead("proxy tag, repeated selection", "direct tag HEAD", 1, "adds <1 ms (p50)")
+	overhead("proxy tag, repeated selection, -tag-freshness 0", "direct tag HEAD", 1, "adds <1 ms (p50)")
 	overhead("proxy by digest (stored)", "direct by digest", 1, "adds <1 ms (p50)")
 
 	// Throughput under concurrency: a bounded number of requests.
@@ -554,31 +512,10 @@ func (b *bench) proxyLatency() error {
 		Ours: figsT["proxy"], Peer: "direct tag", PeerVals: figsT["direct"], RatioKind: Relative,
 		Detail: fmt.Sprintf("%d GETs per figure", total)})
 
-	// Blob pass-through: one warm-up GET each (page cache), then three
-	// GETs per run.
-	blobs := map[string][]float64{}
-	urls := map[string]string{"proxy": prx + "/blobs/" + p.layer, "direct": reg + "/blobs/" + p.layer}
-	for _, u := range urls {
-		if _, err := timedGet(u, false); err != nil {
-			return err
-		}
+	if err := b.blobPassThrough(p); err != nil {
+		return err
 	}
-	for run := range b.runs {
-		for _, k := range runOrder([]string{"proxy", "direct"}, run) {
-			var ms float64
-			for range 3 {
-				t, err := timedGet(urls[k], false)
-				if err != nil {
-					return err
-				}
-				ms += t
-			}
-			blobs[k] = append(blobs[k], 3*float64(p.layerSize)/mb/(ms/1000))
-		}
-	}
-	b.add(&Row{Exp: 5, Name: "blob pass-through", Unit: "MB/s", Ours: blobs["proxy"], Peer: "direct", PeerVals: blobs["direct"], RatioKind: Relative,
-		Detail: fmt.Sprintf("GET of a %.0f MB layer", float64(p.layerSize)/mb)})
-	return nil
+	return b.blobRedirects(p)
 }
 
 // hammer sends total GETs from conc clients and returns requests/second.
