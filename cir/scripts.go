@@ -22,3 +22,9 @@ var AptResolveScript string
 //
 //go:embed deb.sh
 var DebScript string
+
+// AlternativesScript makes the layer of the alternatives links an apt
+// closure registers (alternatives.py).
+//
+//go:embed alternatives.py
+var AlternativesScript string

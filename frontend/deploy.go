@@ -92,6 +92,8 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		resolved := &cir.Resolved{Version: 1, CIR: req.CIR, Platform: tp, Python: interp.Version}
 		var debs []cir.Deb
 		var debLayers []bkllb.State
+		var altLayer *bkllb.State
+		var altLinks []string
 		if len(rec.Dependencies.Apt) > 0 {
 			arch, err := cir.DebianArch(target)
 			if err != nil {
@@ -107,6 +109,9 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			for _, d := range debs {
 				debLayers = append(debLayers, llb.DebLayer(d, helper, mergedUsr, req.Epoch))
 				resolved.Debs = append(resolved.Debs, cir.ResolvedDeb{Name: d.Name, Version: d.Version, Arch: d.Arch, Digest: d.Digest.String()})
+			}
+			if altLayer, altLinks, err = alternatives(ctx, c, debs, helper, host, req.Epoch); err != nil {
+				return nil, fetchError(err, nil, debs)
 			}
 		}
 		var wheels []cir.Wheel
@@ -131,7 +136,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
 		res, err := llb.Assemble(llb.AssembleOptions{
 			Base: base, BaseImage: baseImg.img, App: app, AppRecord: req.AppRecord,
-			Debs: debs, DebLayers: debLayers,
+			Debs: debs, DebLayers: debLayers, AltLayer: altLayer, AltLinks: altLinks,
 			Wheels: wheels, WheelLayers: layers, SitePackage: interp.SitePackages(),
 			Config: rec.Config, Resolved: resolved, Platform: target, Epoch: req.Epoch,
 		})
@@ -287,6 +292,31 @@ func resolveApt(ctx context.Context, c client.Client, st bkllb.State, host ocisp
 		return nil, cir.AptError(platform, read("/log"))
 	}
 	return cir.ParseURIs(read("/uris"))
+}
+
+// alternatives runs the alternatives step and returns its layer and links,
+// or no layer when the closure registers none (an empty layer would not be
+// exported, and the field record would count one too many).
+func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper bkllb.State, host ocispec.Platform, epoch time.Time) (*bkllb.State, []string, error) {
+	layer, report := llb.Alternatives(debs, helper, epoch)
+	ref, err := solveRef(ctx, c, report, host)
+	if err != nil {
+		return nil, nil, err
+	}
+	dt, err := ref.ReadFile(ctx, client.ReadRequest{Filename: "/made"})
+	if err != nil {
+		return nil, nil, rpcError("alternatives: %v", err)
+	}
+	var links []string
+	for _, l := range strings.Split(string(dt), "\n") {
+		if l != "" {
+			links = append(links, l)
+		}
+	}
+	if len(links) == 0 {
+		return nil, nil, nil
+	}
+	return &layer, links, nil
 }
 
 // fetchError names the package whose fetch failed its checksum: BuildKit's

@@ -29,7 +29,8 @@ func scripts(epoch time.Time) bkllb.State {
 		bkllb.Mkfile("/wheel.py", 0o644, []byte(cir.WheelScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/resolve.sh", 0o644, []byte(cir.ResolveScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/resolve-apt.sh", 0o644, []byte(cir.AptResolveScript), bkllb.WithCreatedTime(epoch)).
-			Mkfile("/deb.sh", 0o644, []byte(cir.DebScript), bkllb.WithCreatedTime(epoch)),
+			Mkfile("/deb.sh", 0o644, []byte(cir.DebScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/alternatives.py", 0o644, []byte(cir.AlternativesScript), bkllb.WithCreatedTime(epoch)),
 		bkllb.WithCustomName("[2dfs cir] scripts"))
 }
 
@@ -106,7 +107,7 @@ func AptResolve(helper, base bkllb.State, packages []string, arch, platform stri
 // DebLayer is one .deb: fetched by buildkitd pinned by its SHA256 and
 // unpacked with dpkg-deb -x by the helper into a layer of its own.
 func DebLayer(d cir.Deb, helper bkllb.State, mergedUsr bool, epoch time.Time) bkllb.State {
-	deb := bkllb.HTTP(d.URL, bkllb.Checksum(d.Digest), bkllb.Filename(d.Filename), bkllb.WithCustomNamef("[2dfs cir] fetch %s", d.Filename))
+	deb := debSource(d)
 	merged := "0"
 	if mergedUsr {
 		merged = "1"
@@ -122,6 +123,28 @@ func DebLayer(d cir.Deb, helper bkllb.State, mergedUsr bool, epoch time.Time) bk
 	return run.AddMount("/out", bkllb.Scratch())
 }
 
+// debSource is a .deb fetched by buildkitd, pinned by its SHA256; the same
+// vertex for the package's layer and the alternatives step.
+func debSource(d cir.Deb) bkllb.State {
+	return bkllb.HTTP(d.URL, bkllb.Checksum(d.Digest), bkllb.Filename(d.Filename), bkllb.WithCustomNamef("[2dfs cir] fetch %s", d.Filename))
+}
+
+// Alternatives reads the update-alternatives calls of the closure's
+// postinst scripts in the helper and makes their links: layer is the one
+// layer of links, report holds "made" and "skipped" (alternatives.py).
+func Alternatives(debs []cir.Deb, helper bkllb.State, epoch time.Time) (layer, report bkllb.State) {
+	opts := []bkllb.RunOption{
+		bkllb.Args([]string{"python3", "/2dfs/alternatives.py", strconv.FormatInt(epoch.Unix(), 10)}),
+		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
+		bkllb.WithCustomNamef("[2dfs cir] alternatives of %d packages", len(debs)),
+	}
+	for i, d := range debs {
+		opts = append(opts, bkllb.AddMount(fmt.Sprintf("/in/%05d", i), debSource(d), bkllb.Readonly))
+	}
+	run := helper.Run(opts...)
+	return run.AddMount("/out", bkllb.Scratch()), run.AddMount("/out-report", bkllb.Scratch())
+}
+
 // AssembleOptions are the inputs of an assembly.
 type AssembleOptions struct {
 	Base      bkllb.State
@@ -133,6 +156,10 @@ type AssembleOptions struct {
 	// Debs are the apt closure and DebLayers their layers, in order.
 	Debs      []cir.Deb
 	DebLayers []bkllb.State
+	// AltLayer, when set, is the layer of alternatives links, placed after
+	// the packages on their row; AltLinks are the links it makes.
+	AltLayer *bkllb.State
+	AltLinks []string
 	Wheels    []cir.Wheel
 	// WheelLayers are the layers of Wheels, in the same order.
 	WheelLayers []bkllb.State
@@ -168,6 +195,17 @@ func Assemble(o AssembleOptions) (*Result, error) {
 		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: []string{"/"}})
 		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: fmt.Sprintf("2dfs cir deb %s %s %s (%s)", d.Name, d.Version, d.Arch, d.Digest), Comment: field.HistoryComment(cell)})
 		inputs = append(inputs, o.DebLayers[i])
+	}
+	if o.AltLayer != nil {
+		cell := field.Cell{Row: AptRow, Col: len(o.Debs)}
+		var dst []string
+		for _, l := range o.AltLinks {
+			at, _, _ := strings.Cut(l, " -> ")
+			dst = append(dst, at)
+		}
+		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: dst})
+		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: fmt.Sprintf("2dfs cir alternatives: %d links", len(o.AltLinks)), Comment: field.HistoryComment(cell)})
+		inputs = append(inputs, *o.AltLayer)
 	}
 	for i, w := range o.Wheels {
 		cell := field.Cell{Row: WheelRow, Col: i}

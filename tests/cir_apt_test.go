@@ -31,7 +31,7 @@ func deb(t *testing.T, dir, name, version, arch, depends string, files map[strin
 	writeFile(t, filepath.Join(root, "DEBIAN/control"), []byte(control))
 	for p, content := range files {
 		writeFile(t, filepath.Join(root, p), []byte(content))
-		if strings.Contains(p, "/bin/") {
+		if strings.Contains(p, "/bin/") || p == "DEBIAN/postinst" {
 			os.Chmod(filepath.Join(root, p), 0o755)
 		}
 	}
@@ -106,10 +106,22 @@ func TestCIRDeployApt(t *testing.T) {
 	deb(t, repoDir, "hello-cir", "1.0", "amd64", "libcir1 (>= 1.0), dash", map[string]string{
 		"usr/bin/hello-cir": "#!/bin/sh\necho hello-cir $(cat /usr/lib/x86_64-linux-gnu/libcir.txt) $(cat /lib/cir-merged.txt)\n",
 	})
+	// Two providers of one alternative (b has the higher priority, and a
+	// slave link), and a call the script cannot read without running.
+	deb(t, repoDir, "cirtool-a", "1.0", "amd64", "", map[string]string{
+		"usr/bin/cirtool-a": "#!/bin/sh\necho a\n",
+		"DEBIAN/postinst":   "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n  update-alternatives --install /usr/bin/cirtool cirtool /usr/bin/cirtool-a 20\nfi\nupdate-alternatives --install /usr/bin/x x $FOO 10\n",
+	})
+	deb(t, repoDir, "cirtool-b", "1.0", "amd64", "", map[string]string{
+		"usr/bin/cirtool-b":     "#!/bin/sh\necho b\n",
+		"usr/share/cirtool-b.1": "b manual\n",
+		"DEBIAN/postinst": "#!/bin/sh\nupdate-alternatives --install /usr/bin/cirtool cirtool /usr/bin/cirtool-b 50 \\\n" +
+			"  --slave /usr/share/man/man1/cirtool.1 cirtool.1 /usr/share/cirtool-b.1\n",
+	})
 	repo := aptRepo(t, repoDir)
 	base := baseWithSources(t, "localapt", "deb [trusted=yes] "+repo+" ./\n")
 
-	dir := cirContext(t, base, map[string]any{"apt": []string{"hello-cir"}})
+	dir := cirContext(t, base, map[string]any{"apt": []string{"hello-cir", "cirtool-a", "cirtool-b"}})
 	ref := env.registry + "/cir/aptapp:v1"
 	build(t, env.buildkit, dir, "--platform", "linux/amd64", "-t", ref, "--push")
 	if out, err := deploy(t, ref, "--platform", "linux/amd64", "-t", ref+"-amd64", "--push"); err != nil {
@@ -128,7 +140,7 @@ func TestCIRDeployApt(t *testing.T) {
 	for _, d := range resolved.Debs {
 		names = append(names, d.Name+"="+d.Version+":"+d.Arch)
 	}
-	if strings.Join(names, " ") != "hello-cir=1.0:amd64 libcir1=1.0:amd64" {
+	if strings.Join(names, " ") != "cirtool-a=1.0:amd64 cirtool-b=1.0:amd64 hello-cir=1.0:amd64 libcir1=1.0:amd64" {
 		t.Fatalf("resolved %v: want the two packages and not dash, which the base has", names)
 	}
 	raw, err := img.RawConfigFile()
@@ -143,8 +155,9 @@ func TestCIRDeployApt(t *testing.T) {
 	for _, a := range rec.Allotments {
 		cells = append(cells, a.Cell().String())
 	}
-	if rec.BaseLayers != 2 || strings.Join(cells, " ") != "0,0 0,1 2,0" {
-		t.Fatalf("assembled field: %d base layers, cells %v", rec.BaseLayers, cells)
+	// Packages on row 0 sorted by name, the alternatives layer after them.
+	if rec.BaseLayers != 2 || strings.Join(cells, " ") != "0,0 0,1 0,2 0,3 0,4 2,0" || strings.Join(rec.Allotments[4].Dst, " ") != "/etc/alternatives/cirtool /usr/bin/cirtool /etc/alternatives/cirtool.1 /usr/share/man/man1/cirtool.1" {
+		t.Fatalf("assembled field: %d base layers, cells %v, %+v", rec.BaseLayers, cells, rec.Allotments)
 	}
 
 	ctr := []string{"--address", env.ctrAddr, "--namespace", "tdfs-tests"}
@@ -152,6 +165,10 @@ func TestCIRDeployApt(t *testing.T) {
 	got := runCmd(t, "", "ctr", append(ctr, "run", "--rm", ref+"-amd64", fmt.Sprintf("apt%d", os.Getpid()), "hello-cir")...)
 	if strings.TrimSpace(got) != "hello-cir lib merged" {
 		t.Errorf("hello-cir printed %q", got)
+	}
+	got = runCmd(t, "", "ctr", append(ctr, "run", "--rm", ref+"-amd64", fmt.Sprintf("alt%d", os.Getpid()), "/bin/sh", "-c", "cirtool; cat /usr/share/man/man1/cirtool.1")...)
+	if strings.TrimSpace(got) != "b\nb manual" {
+		t.Errorf("the alternative with the highest priority must win: got %q", got)
 	}
 
 	// Every package apt cannot find, named at once with the platform.

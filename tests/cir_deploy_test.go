@@ -32,7 +32,7 @@ func debianBase(t *testing.T) string {
 	t.Helper()
 	debianOnce.Do(func() {
 		ref := env.registry + "/debian:bookworm-python"
-		cmd := exec.Command(filepath.Join(env.root, "hack/debian-base"), ref, "amd64")
+		cmd := exec.Command(filepath.Join(env.root, "hack/debian-base"), ref, "amd64,arm64")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("hack/debian-base: %v\n%s", err, out)
 		}
@@ -178,7 +178,7 @@ func TestCIRDeployPip(t *testing.T) {
 	deps := map[string]any{"pip": []string{"mypkg==1.0"}, "pipIndex": ix.URL}
 	dir := cirContext(t, base, deps)
 	cirRef := env.registry + "/cir/pipapp:v1"
-	build(t, env.buildkit, dir, "-t", cirRef, "--push")
+	build(t, env.buildkit, dir, "--platform", "linux/amd64,linux/arm64", "-t", cirRef, "--push")
 
 	out, err := deploy(t, cirRef, "--platform", "linux/amd64", "-t", env.registry+"/cir/pipapp:amd64", "--push")
 	if err != nil {
@@ -227,6 +227,41 @@ func TestCIRDeployPip(t *testing.T) {
 	got = runCmd(t, "", "ctr", append(ctr, "run", "--rm", env.registry+"/cir/pipapp:amd64", id+"b", "purecli")...)
 	if strings.TrimSpace(got) != "purecli pure" {
 		t.Errorf("console script printed %q", got)
+	}
+
+	// The same CIR deployed again gives the same image, byte for byte.
+	if out, err := deploy(t, cirRef, "--platform", "linux/amd64", "-t", env.registry+"/cir/pipapp:amd64-again", "--push"); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	d1, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2, err := remoteImage(t, env.registry+"/cir/pipapp:amd64-again").Digest(); err != nil || d1 != d2 {
+		t.Errorf("two deploys of one CIR: %s and %s (%v)", d1, d2, err)
+	}
+
+	// arm64, assembled on this amd64 host with no emulation: the aarch64
+	// wheel, and the pure wheel's layer is the amd64 one.
+	if out, err := deploy(t, cirRef, "--platform", "linux/arm64", "-t", env.registry+"/cir/pipapp:arm64", "--push"); err != nil {
+		t.Fatalf("deploy arm64: %v\n%s", err, out)
+	}
+	arm := remoteImage(t, env.registry+"/cir/pipapp:arm64")
+	armCfg, err := arm.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if armCfg.Architecture != "arm64" || !strings.Contains(armCfg.Config.Labels[cir.ResolvedLabelKey], "mypkg-1.0-py3-none-manylinux2014_aarch64.whl") {
+		t.Errorf("arm64 image: %s, resolved %s", armCfg.Architecture, armCfg.Config.Labels[cir.ResolvedLabelKey])
+	}
+	la := layers(t, env.registry+"/cir/pipapp:arm64")
+	lx := layers(t, env.registry+"/cir/pipapp:amd64")
+	if len(la) != 4 || la[2].Digest != lx[2].Digest || la[1].Digest == lx[1].Digest {
+		t.Errorf("arm64 layers %v\namd64 layers %v: want the pure wheel shared, the platform wheel not", la, lx)
+	}
+	entries, _ := readLayer(t, arm, 1)
+	if e, ok := entries["/usr/local/lib/python3.11/dist-packages/mypkg/__init__.py"]; !ok || !strings.Contains(string(e.data), "aarch64") || e.hdr.ModTime.Unix() != 0 || e.hdr.Mode&0o777 != 0o644 {
+		t.Errorf("arm64 mypkg layer: %+v", e.hdr)
 	}
 
 	// A second application with the same dependencies: same wheel layers.
