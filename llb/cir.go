@@ -160,7 +160,7 @@ type AssembleOptions struct {
 	// the packages on their row; AltLinks are the links it makes.
 	AltLayer *bkllb.State
 	AltLinks []string
-	Wheels    []cir.Wheel
+	Wheels   []cir.Wheel
 	// WheelLayers are the layers of Wheels, in the same order.
 	WheelLayers []bkllb.State
 	SitePackage string
