@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -165,9 +166,19 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 		return nil, fmt.Errorf("partition: config does not match the manifest's config digest %s", configDesc.Digest)
 	}
 
-	// Typed decoding is only for checking; the output is edited from the
-	// raw JSON below.
-	_, rec, err := RecordOf(config)
+	// The config is read once, its values left where they are in config
+	// (rawjson), and only the parts the record needs are decoded: a
+	// config near its cap costs a small multiple of its size, not one
+	// copy per field touched.
+	cfg, err := rawjson.Decode(config, "config")
+	if err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+	history, err := readHistory(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("partition: config: %w", err)
+	}
+	rec, err := recordIn(cfg, history)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
@@ -189,7 +200,7 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 	}
 	source := digest.FromBytes(manifest)
 
-	newConfig, err := rewriteConfig(config, keep, newRec, source, sel)
+	newConfig, err := rewriteConfig(cfg, history, keep, newRec, source, sel)
 	if err != nil {
 		return nil, fmt.Errorf("partition: config: %w", err)
 	}
@@ -209,12 +220,90 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 	return res, nil
 }
 
-func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source digest.Digest, sel field.Selection) ([]byte, error) {
-	cfg, err := rawjson.Decode(config, "config")
+// historyEntry is an entry of the config's history, as a slice of the
+// config, and whether it is an empty_layer one.
+type historyEntry struct {
+	raw   json.RawMessage
+	empty bool
+}
+
+// readHistory returns the config's history entries; nil when it has none
+// (or null).
+func readHistory(cfg rawjson.Object) ([]historyEntry, error) {
+	var raw []json.RawMessage
+	if err := cfg.Get("history", &raw); err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	out := make([]historyEntry, len(raw))
+	for i, h := range raw {
+		// json.Unmarshal into a struct would allocate for each of
+		// what may be hundreds of thousands of entries.
+		if h[0] != '{' {
+			return nil, fmt.Errorf("history entry %d is not an object", i)
+		}
+		switch v, _ := rawjson.Lookup(h, "empty_layer"); string(v) {
+		case "", "null", "false":
+		case "true":
+			out[i].empty = true
+		default:
+			if err := json.Unmarshal(v, &out[i].empty); err != nil {
+				return nil, fmt.Errorf("history entry %d: empty_layer: %w", i, err)
+			}
+		}
+		out[i].raw = h
+	}
+	return out, nil
+}
+
+// recordIn reads and checks the field record of a config (RecordOf) from
+// a config cut down to what the record is checked against: its label, the
+// top-level org.2dfs.* keys, rootfs, and the history entries of layers.
+// Decoding the whole config into typed structs would copy every string in
+// it, for nothing.
+func recordIn(cfg rawjson.Object, history []historyEntry) (*field.Record, error) {
+	var run, labels rawjson.Object
+	if err := cfg.Get("config", &run); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := run.Get("Labels", &labels); err != nil {
+		return nil, fmt.Errorf("config: config: %w", err)
+	}
+	label, ok := labels[field.LabelKey]
+	if !ok {
+		return nil, ErrNot2DFS
+	}
+	slim := rawjson.Object{"rootfs": cfg["rootfs"]}
+	for k, v := range cfg {
+		if strings.HasPrefix(k, "org.2dfs.") {
+			slim[k] = v
+		}
+	}
+	if err := slim.Set("config", map[string]any{"Labels": map[string]json.RawMessage{field.LabelKey: label}}); err != nil {
+		return nil, err
+	}
+	if history != nil {
+		layers := []json.RawMessage{}
+		for _, h := range history {
+			if !h.empty {
+				layers = append(layers, h.raw)
+			}
+		}
+		if err := slim.Set("history", layers); err != nil {
+			return nil, err
+		}
+	}
+	b, err := rawjson.Marshal(slim)
 	if err != nil {
 		return nil, err
 	}
+	_, rec, err := RecordOf(b)
+	return rec, err
+}
 
+func rewriteConfig(cfg rawjson.Object, history []historyEntry, keep map[int]bool, rec *field.Record, source digest.Digest, sel field.Selection) ([]byte, error) {
 	if err := rawjson.EditDiffIDs(cfg, func(diffIDs []json.RawMessage) []json.RawMessage {
 		kept := []json.RawMessage{}
 		for i, id := range diffIDs {
@@ -227,28 +316,24 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 		return nil, err
 	}
 
-	var history []json.RawMessage
-	if err := cfg.Get("history", &history); err != nil {
-		return nil, err
-	}
 	if history != nil {
 		var kept []json.RawMessage
+		if len(history) > 0 {
+			kept = make([]json.RawMessage, 0, len(history))
+		}
 		layer := 0
 		for _, h := range history {
-			var entry struct {
-				EmptyLayer bool `json:"empty_layer"`
-			}
-			if err := json.Unmarshal(h, &entry); err != nil {
-				return nil, fmt.Errorf("history entry: %w", err)
-			}
-			if entry.EmptyLayer {
-				kept = append(kept, h)
+			if h.empty {
+				kept = append(kept, h.raw)
 				continue
 			}
 			if keep[layer] {
-				kept = append(kept, h)
+				kept = append(kept, h.raw)
 			}
 			layer++
+		}
+		if len(kept) == 0 {
+			kept = nil // null, as it always was
 		}
 		if err := cfg.Set("history", kept); err != nil {
 			return nil, err
