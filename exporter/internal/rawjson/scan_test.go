@@ -2,8 +2,8 @@ package rawjson
 
 import (
 	"bytes"
-	"errors"
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
