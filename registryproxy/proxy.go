@@ -74,6 +74,17 @@ type Options struct {
 	// TTL). Zero means DefaultPartitionReuse; negative disables reuse.
 	PartitionReuse time.Duration
 
+	// MaxSyntheses bounds the partition syntheses that run at once; each
+	// holds its source config and partition in memory. Zero means
+	// DefaultMaxSyntheses().
+	MaxSyntheses int
+
+	// SynthesisQueue is how many more syntheses may wait for a slot (for
+	// at most BuildTimeout); beyond that a partition request is answered
+	// 503 with Retry-After. Zero means DefaultSynthesisQueue per slot;
+	// negative means no queue.
+	SynthesisQueue int
+
 	// Logger receives one line per request and the errors. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -107,6 +118,7 @@ type Proxy struct {
 	metrics   *metrics
 	metricsH  http.Handler
 	upstreams []*upstream
+	admit     *admission
 	// access holds successful access checks (nil when disabled).
 	access *ttlCache[struct{}]
 	// parts maps a tag request (upstream, repository, base tag,
@@ -162,6 +174,19 @@ func New(opts Options) (*Proxy, error) {
 	}
 	var err error
 	if p.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	slots, queue := opts.MaxSyntheses, opts.SynthesisQueue
+	if slots <= 0 {
+		slots = DefaultMaxSyntheses()
+	}
+	switch {
+	case queue == 0:
+		queue = DefaultSynthesisQueue * slots
+	case queue < 0:
+		queue = 0
+	}
+	if p.admit, err = newAdmission(reg, slots, queue); err != nil {
 		return nil, err
 	}
 	p.metricsH = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})

@@ -86,6 +86,8 @@ func run() error {
 		redisPassF  = flag.String("redis-password-file", "", "file holding the Redis password (or set "+redisPasswordEnv+")")
 		redisPrefix = flag.String("redis-prefix", registryproxy.DefaultRedisPrefix, "prefix of the Redis keys")
 		redisTTL    = flag.Duration("redis-ttl", 0, "expire objects in Redis this long after they were last built (0: never; rely on maxmemory-policy)")
+		maxSynth    = flag.Int("max-syntheses", registryproxy.DefaultMaxSyntheses(), "partition syntheses that run at once (each holds its source config and partition in memory)")
+		synthQueue  = flag.Int("synthesis-queue", -1, "syntheses that may wait for a slot, up to -build-timeout, before requests get 503 with Retry-After (-1: 4 per -max-syntheses slot; 0: none)")
 		logFormat   = flag.String("log-format", "text", "log format: text or json")
 		debug       = flag.Bool("debug", false, "debug logging")
 	)
@@ -113,6 +115,18 @@ func run() error {
 		BuildTimeout:   *buildTimout,
 		AccessCacheTTL: *accessTTL,
 		Logger:         logger,
+	}
+	if *maxSynth < 1 {
+		return errors.New("-max-syntheses must be at least 1")
+	}
+	opts.MaxSyntheses = *maxSynth
+	switch {
+	case *synthQueue == 0:
+		opts.SynthesisQueue = -1 // none
+	case *synthQueue > 0:
+		opts.SynthesisQueue = *synthQueue
+	case *synthQueue < -1:
+		return errors.New("-synthesis-queue must not be negative (-1: 4 per slot)")
 	}
 	if *accessTTL < 0 {
 		return errors.New("-access-cache-ttl must not be negative")
