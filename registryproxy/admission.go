@@ -18,14 +18,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// DefaultMaxSyntheses is the default limit of concurrent syntheses: two per
-// CPU the Go runtime uses (a synthesis waits on the upstream about as
-// long as it computes).
-func DefaultMaxSyntheses() int { return 2 * runtime.GOMAXPROCS(0) }
+// DefaultMaxSyntheses is the default limit of concurrent syntheses: one per
+// CPU the Go runtime uses, at least 2. A large config keeps a synthesis on
+// a CPU (scanning, hashing), so more would add memory, not speed; one that
+// waits on the upstream waits in a slot, which is what the queue is for.
+func DefaultMaxSyntheses() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // DefaultSynthesisQueue is the default number of syntheses that may wait
-// for a slot, per slot.
-const DefaultSynthesisQueue = 4
+// for a slot, per slot. A waiting synthesis holds nothing but its request,
+// so the queue is long: it turns bursts into latency rather than 503s.
+const DefaultSynthesisQueue = 32
 
 // errBusy is a synthesis refused because every slot and every place in
 // the queue is taken, or it waited in the queue until its time was up.

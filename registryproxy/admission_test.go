@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/exporter/partition/partitiontest"
 )
 
@@ -150,4 +151,40 @@ func value(m prometheus.Metric) float64 {
 		return d.Gauge.GetValue()
 	}
 	return d.Counter.GetValue()
+}
+
+// The size caps are options: lowered, an image over them is a 502 naming
+// what was too large; raised, a config over the default cap partitions.
+func TestSynthesisLimits(t *testing.T) {
+	small := partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...)
+	big := partitiontest.Large(ocispec.MediaTypeImageManifest, 1, partition.MaxConfigBytes+1, partitiontest.PadLabel, grid...)
+	index, _ := partitiontest.Index(ocispec.MediaTypeImageIndex,
+		partitiontest.Platform{Image: small, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}},
+		partitiontest.Platform{Image: small, Platform: ocispec.Platform{OS: "linux", Architecture: "arm64"}})
+	for _, c := range []struct {
+		name   string
+		limits partition.Limits
+		img    *partitiontest.Image
+		index  []byte
+		status int
+		want   string
+	}{
+		{"config over a lowered cap", partition.Limits{ConfigBytes: 100}, small, nil, http.StatusBadGateway, "config is 1382 bytes: too large"},
+		{"manifest over a lowered cap", partition.Limits{ManifestBytes: 100}, small, nil, http.StatusBadGateway, "is over 100 bytes"},
+		{"index over a lowered entry cap", partition.Limits{IndexManifests: 1}, small, index, http.StatusBadGateway, "index has 2 manifests"},
+		{"config over the default cap", partition.Limits{}, big, nil, http.StatusBadGateway, "too large"},
+		{"config under a raised cap", partition.Limits{ConfigBytes: partition.MaxConfigBytes + 1}, big, nil, http.StatusOK, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil, func(o *Options) { o.Limits = c.limits })
+			push(t, e.registry.URL, "app", "v1", c.img)
+			if c.index != nil {
+				pushManifest(t, e.registry.URL, "app", "v1", ocispec.MediaTypeImageIndex, c.index)
+			}
+			r := do(t, http.MethodGet, e.proxy.URL+"/v2/app/manifests/v1--0.0.0.0", nil)
+			if r.StatusCode != c.status || !strings.Contains(r.ociError(), c.want) {
+				t.Errorf("%s: %s", r.Status, r.ociError())
+			}
+		})
+	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tdfs-kit/tdfs/exporter/partition"
 )
 
 // Options configure a Proxy.
@@ -74,6 +76,12 @@ type Options struct {
 	// TTL). Zero means DefaultPartitionReuse; negative disables reuse.
 	PartitionReuse time.Duration
 
+	// Limits cap what a synthesis reads from the upstream: manifest,
+	// config and field blob sizes and index entries. Zero fields are
+	// partition.DefaultLimits. A synthesis holds a small multiple of the
+	// config cap in memory.
+	Limits partition.Limits
+
 	// MaxSyntheses bounds the partition syntheses that run at once; each
 	// holds its source config and partition in memory. Zero means
 	// DefaultMaxSyntheses().
@@ -119,6 +127,7 @@ type Proxy struct {
 	metricsH  http.Handler
 	upstreams []*upstream
 	admit     *admission
+	limits    partition.Limits
 	// access holds successful access checks (nil when disabled).
 	access *ttlCache[struct{}]
 	// parts maps a tag request (upstream, repository, base tag,
@@ -138,6 +147,7 @@ func New(opts Options) (*Proxy, error) {
 		timeout:  opts.BuildTimeout,
 		log:      opts.Logger,
 		mirrors:  map[string]*upstream{},
+		limits:   opts.Limits.OrDefault(),
 	}
 	if p.store == nil {
 		p.store = NewMemoryStore(DefaultMemoryStoreBytes)

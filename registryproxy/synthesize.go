@@ -188,7 +188,7 @@ func (e *storeError) Unwrap() error { return e.err }
 func (p *Proxy) synthesize(ctx context.Context, up *upstream, name, base string, sel field.Selection, hdr http.Header) ([]*Object, error) {
 	// The client's Accept chose the top-level type; upstreamSource
 	// fetches the platform manifests of an index whatever their type.
-	part, err := image.Partition(ctx, upstreamSource{p: p, up: up, name: name, hdr: hdr}, base, sel, "")
+	part, err := image.Options{Limits: p.limits}.Partition(ctx, upstreamSource{p: p, up: up, name: name, hdr: hdr}, base, sel, "")
 	if err != nil {
 		return nil, err
 	}

@@ -182,7 +182,7 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *upstream, name, ref strin
 		return nil, "", err
 	}
 	defer resp.Body.Close()
-	data, err := readCapped(resp.Body, partition.MaxManifestBytes, "manifest "+name+":"+ref)
+	data, err := readCapped(resp.Body, p.limits.ManifestBytes, "manifest "+name+":"+ref)
 	if err != nil {
 		return nil, "", err
 	}

@@ -37,15 +37,55 @@ const (
 	LabelSelection = "org.2dfs.partition.selection"
 )
 
-// Size caps. Inputs come from registries the caller does not control; the
-// caps keep a hostile or broken upstream from making us parse huge JSON.
+// Default size caps (DefaultLimits). Inputs come from registries the
+// caller does not control; the caps keep a hostile or broken upstream from
+// making us parse huge JSON.
 const (
 	MaxManifestBytes = 4 << 20
-	// MaxConfigBytes leaves room for a field record near its own 4 MiB cap.
+	// MaxConfigBytes leaves room for a field record near its own 4 MiB cap
+	// (version 2 records keep it in the config, beside the rest).
 	MaxConfigBytes = 16 << 20
 	// MaxIndexManifests bounds the entries of an index we partition.
 	MaxIndexManifests = 1024
+	// MaxFieldBytes caps the field blob of a reference-format image.
+	MaxFieldBytes = 16 << 20
 )
+
+// Limits are the size caps a partition is made within. The registry proxy
+// makes them flags; everything else uses DefaultLimits. A zero field means
+// its default.
+type Limits struct {
+	// ManifestBytes caps a manifest or an index.
+	ManifestBytes int64
+	// ConfigBytes caps an image config.
+	ConfigBytes int64
+	// IndexManifests caps the entries of an index.
+	IndexManifests int
+	// FieldBytes caps the field blob of a reference-format image.
+	FieldBytes int64
+}
+
+// DefaultLimits are the caps of the package functions (Image, Index,
+// ConfigOf).
+var DefaultLimits = Limits{MaxManifestBytes, MaxConfigBytes, MaxIndexManifests, MaxFieldBytes}
+
+// OrDefault fills the zero fields of l from DefaultLimits.
+func (l Limits) OrDefault() Limits {
+	d := DefaultLimits
+	if l.ManifestBytes > 0 {
+		d.ManifestBytes = l.ManifestBytes
+	}
+	if l.ConfigBytes > 0 {
+		d.ConfigBytes = l.ConfigBytes
+	}
+	if l.IndexManifests > 0 {
+		d.IndexManifests = l.IndexManifests
+	}
+	if l.FieldBytes > 0 {
+		d.FieldBytes = l.FieldBytes
+	}
+	return d
+}
 
 // ErrNot2DFS is returned for an image whose config carries no field record.
 var ErrNot2DFS = errors.New("not a 2DFS image: its config has no " + field.LabelKey + " label")
@@ -96,7 +136,13 @@ func MediaTypeOf(data []byte, contentType string) string {
 // ConfigOf returns the config descriptor of an image manifest, so a caller
 // knows which blob to fetch before calling Image.
 func ConfigOf(manifest []byte) (ocispec.Descriptor, error) {
-	if len(manifest) > MaxManifestBytes {
+	return DefaultLimits.ConfigOf(manifest)
+}
+
+// ConfigOf is ConfigOf within l.
+func (l Limits) ConfigOf(manifest []byte) (ocispec.Descriptor, error) {
+	l = l.OrDefault()
+	if int64(len(manifest)) > l.ManifestBytes {
 		return ocispec.Descriptor{}, fmt.Errorf("manifest is %d bytes: %w", len(manifest), ErrTooLarge)
 	}
 	var m struct {
@@ -111,7 +157,7 @@ func ConfigOf(manifest []byte) (ocispec.Descriptor, error) {
 	if err := m.Config.Digest.Validate(); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("manifest config digest: %w", err)
 	}
-	if m.Config.Size < 0 || m.Config.Size > MaxConfigBytes {
+	if m.Config.Size < 0 || m.Config.Size > l.ConfigBytes {
 		return ocispec.Descriptor{}, fmt.Errorf("config is %d bytes: %w", m.Config.Size, ErrTooLarge)
 	}
 	return *m.Config, nil
@@ -145,20 +191,26 @@ func (r *Result) Descriptor() ocispec.Descriptor {
 // history entries (and every empty_layer entry), and carries a field record
 // of what it holds, so it can itself be partitioned.
 func Image(manifest []byte, mediaType string, config []byte, sel field.Selection) (*Result, error) {
+	return DefaultLimits.Image(manifest, mediaType, config, sel)
+}
+
+// Image is Image within l.
+func (l Limits) Image(manifest []byte, mediaType string, config []byte, sel field.Selection) (*Result, error) {
+	l = l.OrDefault()
 	if sel.IsZero() {
 		return nil, errors.New("partition: empty selection")
 	}
-	if len(manifest) > MaxManifestBytes {
+	if int64(len(manifest)) > l.ManifestBytes {
 		return nil, fmt.Errorf("partition: manifest is %d bytes: %w", len(manifest), ErrTooLarge)
 	}
-	if len(config) > MaxConfigBytes {
+	if int64(len(config)) > l.ConfigBytes {
 		return nil, fmt.Errorf("partition: config is %d bytes: %w", len(config), ErrTooLarge)
 	}
 	mediaType = MediaTypeOf(manifest, mediaType)
 	if !IsManifest(mediaType) {
 		return nil, fmt.Errorf("partition: manifest media type %q: %w", mediaType, ErrUnsupported)
 	}
-	configDesc, err := ConfigOf(manifest)
+	configDesc, err := l.ConfigOf(manifest)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
