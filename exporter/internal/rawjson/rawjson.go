@@ -95,6 +95,9 @@ func (o Object) Set(key string, v any) error {
 func Marshal(v any) ([]byte, error) {
 	switch v := v.(type) {
 	case Object:
+		if v == nil {
+			return []byte("null"), nil
+		}
 		return appendObject(make([]byte, 0, objectSize(v)), v)
 	case []json.RawMessage:
 		if v == nil {

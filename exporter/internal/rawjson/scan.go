@@ -7,6 +7,7 @@ package rawjson
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -126,7 +127,7 @@ func Lookup(obj json.RawMessage, key string) (value json.RawMessage, ok bool) {
 		}
 		i = skipSpace(obj, skipSpace(obj, end)+1)
 		end = skipValue(obj, i)
-		if bytes.EqualFold(name, []byte(key)) {
+		if equalFold(name, key) {
 			value, ok = obj[i:end:end], true
 		}
 		i = skipSpace(obj, end)
@@ -317,4 +318,95 @@ func appendCompact(b []byte, v json.RawMessage) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// member is a member of an object: its key as written (quotes and all)
+// and its value.
+type member struct{ key, value []byte }
+
+// AppendCanonical appends obj (an object from Decode or an element from
+// Array) as Marshal(Decode(obj)) writes it: sorted keys, the last of
+// duplicates, compacted values. For objects with plain ASCII keys, such as
+// history entries, it does so without a map, so many small objects cost
+// only the bytes they add to b.
+func AppendCanonical(b []byte, obj json.RawMessage) ([]byte, error) {
+	var stack [8]member
+	members := stack[:0]
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil, fmt.Errorf("not a JSON object: %.20q", obj)
+	}
+	plain := true
+	for i = skipSpace(obj, i+1); i < len(obj) && obj[i] == '"'; {
+		end := skipValue(obj, i)
+		key := obj[i:end]
+		for _, c := range key[1 : len(key)-1] {
+			if c == '\\' || c >= utf8.RuneSelf {
+				plain = false
+			}
+		}
+		i = skipSpace(obj, skipSpace(obj, end)+1)
+		end = skipValue(obj, i)
+		members = append(members, member{key, obj[i:end]})
+		i = skipSpace(obj, end)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+	if !plain {
+		o, err := Decode(obj, "object")
+		if err != nil {
+			return nil, err
+		}
+		return appendObject(b, o)
+	}
+	// Stable, so that of equal keys the last stays last.
+	slices.SortStableFunc(members, func(x, y member) int { return bytes.Compare(x.key[1:len(x.key)-1], y.key[1:len(y.key)-1]) })
+	b = append(b, '{')
+	first := true
+	for k, m := range members {
+		if k+1 < len(members) && bytes.Equal(m.key, members[k+1].key) {
+			continue // a later duplicate wins
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, m.key...)
+		b = append(b, ':')
+		var err error
+		if b, err = appendValue(b, m.value); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// equalFold is bytes.EqualFold (which encoding/json matches names with)
+// without converting key for the usual ASCII name.
+func equalFold(name []byte, key string) bool {
+	for _, c := range name {
+		if c >= utf8.RuneSelf {
+			return bytes.EqualFold(name, []byte(key))
+		}
+	}
+	if len(name) != len(key) {
+		return false
+	}
+	for i, c := range name {
+		k := key[i]
+		if c == k {
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= k && k <= 'Z' {
+			k += 'a' - 'A'
+		}
+		if c != k || c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }

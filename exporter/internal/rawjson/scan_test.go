@@ -72,6 +72,9 @@ func check(t *testing.T, data []byte) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%q:\ngot  %s\nwant %s", data, got, want)
 	}
+	if canon, err := AppendCanonical(nil, data); err != nil || !bytes.Equal(canon, want) {
+		t.Fatalf("AppendCanonical(%q) = %s, %v; want %s", data, canon, err, want)
+	}
 	for k, v := range o {
 		var probe struct {
 			V json.RawMessage `json:"empty_layer"`
