@@ -9,15 +9,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/internal/printable"
 )
 
 // DefaultFilenames are the names the frontend looks for, in order, when no
@@ -27,6 +30,30 @@ var DefaultFilenames = []string{"2dfs.json", "2dfs.yaml", "2dfs.yml"}
 // MaxSize caps the descriptor file. Descriptors list paths, not data; a
 // larger file is a mistake (a model split passed with -f).
 const MaxSize = 4 << 20
+
+// Checking a descriptor costs about a microsecond for each value (key,
+// scalar, list or object) it stands for once YAML aliases are expanded, and
+// a few kilobytes of aliases of aliases can stand for billions. Aliases may
+// therefore at most double the values a file writes out, or add
+// AliasValues to a small file, which keeps the work linear in the file's
+// size; MaxValues caps the whole (a JSON file of MaxSize bytes holds fewer:
+// JSON needs two bytes a value).
+const (
+	AliasValues = 100_000
+	MaxValues   = MaxSize / 2
+)
+
+// File-name and path limits of Linux (NAME_MAX, PATH_MAX less the NUL): a
+// longer src or dst fails deep inside BuildKit with a message about lstat
+// or gRPC headers, so it is refused up front.
+const (
+	maxComponent = 255
+	maxPath      = 4095
+)
+
+// utf8BOM is the byte-order mark some Windows editors write at the start
+// of a UTF-8 file.
+var utf8BOM = []byte("\xEF\xBB\xBF")
 
 // Descriptor is a parsed and validated 2DFS descriptor.
 type Descriptor struct {
@@ -77,6 +104,7 @@ func Parse(filename string, data []byte) (*Descriptor, error) {
 	if len(data) > MaxSize {
 		return nil, p.fail(Position{}, -1, nil, "", fmt.Sprintf("file is %d bytes, over the %d byte limit for a descriptor", len(data), MaxSize))
 	}
+	data = bytes.TrimPrefix(data, utf8BOM)
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, p.fail(Position{}, -1, nil, "", `the descriptor is empty; it needs at least {"allotments": []}`)
 	}
@@ -93,9 +121,24 @@ func Parse(filename string, data []byte) (*Descriptor, error) {
 			return nil, p.fail(Position{}, -1, nil, "", "invalid JSON: "+err.Error())
 		}
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	// yaml.v3 keeps aliases as pointers in a yaml.Node: decoding costs the
+	// file's size, and only a walk that follows aliases can blow up.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc, next yaml.Node
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, p.fail(yamlErrorPosition(err), -1, nil, "", "invalid YAML: "+yamlLinePrefix.ReplaceAllString(err.Error(), ""))
+	}
+	switch err := dec.Decode(&next); {
+	case err == io.EOF:
+	case err != nil:
+		return nil, p.fail(yamlErrorPosition(err), -1, nil, "", "invalid YAML: "+yamlLinePrefix.ReplaceAllString(err.Error(), ""))
+	default:
+		return nil, p.fail(documentPosition(&next), -1, nil, "", "a second YAML document starts here; a descriptor is one document (remove the \"---\" line and what follows, or merge the allotments into one list)")
+	}
+	written := countNodes(&doc)
+	limit := min(MaxValues, written+max(written, AliasValues))
+	if at, over := expandsPast(&doc, limit); over {
+		return nil, p.fail(pos(at), -1, nil, "", fmt.Sprintf("YAML aliases expand the descriptor past %d values here (aliases may add at most %d to the %d values it writes out, up to %d in all); alias less, or write the entries out", limit, max(written, AliasValues), written, MaxValues))
 	}
 	d := &Descriptor{Filename: filename}
 	p.document(&doc, d)
@@ -113,7 +156,8 @@ func isYAMLName(name string) bool {
 // accept the input with a less helpful message or not at all.
 func checkJSON(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	var v any
+	// A RawMessage is only scanned, not built: the check costs no memory.
+	var v json.RawMessage
 	if err := dec.Decode(&v); err != nil {
 		return err
 	}
@@ -145,18 +189,116 @@ func offsetPosition(data []byte, offset int64) Position {
 	return Position{Line: line, Column: col}
 }
 
+// documentPosition locates a document at its "---" line, or at its first
+// node when it has none.
+func documentPosition(doc *yaml.Node) Position {
+	if doc.Line == 0 && len(doc.Content) > 0 {
+		return pos(doc.Content[0])
+	}
+	return pos(doc)
+}
+
+// countNodes counts the nodes of the tree as written, an alias being one.
+func countNodes(n *yaml.Node) int {
+	total := 1
+	if n.Kind != yaml.AliasNode {
+		for _, c := range n.Content {
+			total += countNodes(c)
+		}
+	}
+	return total
+}
+
+// expandsPast reports whether n stands for more than limit nodes once every
+// alias is replaced by what it names, and if so the first node in document
+// order at which the running count passes the limit. Sizes of anchored
+// nodes are remembered, so the check costs the file's size, not the
+// expansion's; an anchor whose value contains an alias of itself (yaml.v3
+// accepts "&a [*a]") stands for infinitely many.
+func expandsPast(n *yaml.Node, limit int) (*yaml.Node, bool) {
+	s := sizer{limit: limit, memo: map[*yaml.Node]int{}}
+	if s.size(n) <= limit {
+		return nil, false
+	}
+	budget := limit
+	for {
+		if n.Kind == yaml.AliasNode {
+			return n, true
+		}
+		budget--
+		if budget < 0 {
+			return n, true
+		}
+		next := n
+		for _, c := range n.Content {
+			sz := s.size(c)
+			if sz > budget {
+				next = c
+				break
+			}
+			budget -= sz
+		}
+		if next == n {
+			return n, true
+		}
+		n = next
+	}
+}
+
+type sizer struct {
+	limit int
+	// memo holds the size of anchored nodes, and -1 while one is being
+	// sized, which marks an alias to an enclosing node.
+	memo map[*yaml.Node]int
+}
+
+// size counts the nodes n stands for, stopping at limit+1.
+func (s *sizer) size(n *yaml.Node) int {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+		if n.Kind == yaml.AliasNode {
+			return s.size(n)
+		}
+	}
+	if n.Anchor != "" {
+		if v, ok := s.memo[n]; ok {
+			if v < 0 {
+				return s.limit + 1
+			}
+			return v
+		}
+		s.memo[n] = -1
+	}
+	total := 1
+	for _, c := range n.Content {
+		total += s.size(c)
+		if total > s.limit {
+			total = s.limit + 1
+			break
+		}
+	}
+	if n.Anchor != "" {
+		s.memo[n] = total
+	}
+	return total
+}
+
 type parser struct {
 	file string
 	errs ErrorList
 }
 
-func (p *parser) add(pos Position, allotment int, cell *field.Cell, fieldName, msg string) {
-	p.errs = append(p.errs, &Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Field: fieldName, Msg: msg})
+func (p *parser) add(pos Position, allotment int, cell *field.Cell, key, msg string) {
+	if len(p.errs.Errors) == MaxErrors {
+		p.errs.More++
+		return
+	}
+	p.errs.Errors = append(p.errs.Errors, &Error{File: p.file, Pos: pos, Allotment: allotment, Cell: cell, Key: key, Msg: msg})
 }
 
-func (p *parser) fail(pos Position, allotment int, cell *field.Cell, fieldName, msg string) error {
-	p.add(pos, allotment, cell, fieldName, msg)
-	return p.errs
+func (p *parser) fail(pos Position, allotment int, cell *field.Cell, key, msg string) error {
+	p.add(pos, allotment, cell, key, msg)
+	return &p.errs
 }
 
 func pos(n *yaml.Node) Position { return Position{Line: n.Line, Column: n.Column} }
@@ -173,7 +315,11 @@ func resolve(n *yaml.Node) *yaml.Node {
 func (p *parser) mapping(n *yaml.Node, known []string, allotment int, cell *field.Cell, what string) map[string][2]*yaml.Node {
 	out := map[string][2]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.add(pos(k), allotment, cell, "", fmt.Sprintf("a key in %s must be a string, got %s", what, describe(k)))
+			continue
+		}
 		key := k.Value
 		if prev, dup := out[key]; dup {
 			p.add(pos(k), allotment, cell, key, fmt.Sprintf("key given twice (first at line %d)", prev[0].Line))
@@ -184,7 +330,7 @@ func (p *parser) mapping(n *yaml.Node, known []string, allotment int, cell *fiel
 			if s := suggest(key, known); s != "" {
 				msg = fmt.Sprintf("unknown key in %s; did you mean %q? (known keys: %s)", what, s, strings.Join(known, ", "))
 			}
-			p.add(pos(k), allotment, cell, strconv.Quote(key), msg)
+			p.add(pos(k), allotment, cell, quote(key), msg)
 			continue
 		}
 		out[key] = [2]*yaml.Node{k, v}
@@ -248,7 +394,7 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 		p.add(pos(n), i, nil, "", "must be an object with src, dst, row and col")
 		return a, false
 	}
-	before := len(p.errs)
+	before := p.errs.Len()
 	keys := p.mapping(n, allotmentKeys, i, nil, "an allotment")
 	var cell *field.Cell
 	rowKV, hasRow := keys["row"]
@@ -263,7 +409,7 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 	}
 	// Errors found so far (unknown keys) were reported before the cell was
 	// known; attach it now so every message names the allotment fully.
-	for _, e := range p.errs[before:] {
+	for _, e := range p.errs.Errors[min(before, len(p.errs.Errors)):] {
 		e.Cell = cell
 	}
 	for _, k := range allotmentKeys {
@@ -275,7 +421,7 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 		a.Src, a.SrcPos = p.paths(kv[1], i, cell, "src")
 		for j, s := range a.Src {
 			if msg := checkSrc(s); msg != "" {
-				p.add(a.SrcPos[j], i, cell, fmt.Sprintf("src[%d] %q", j, s), msg)
+				p.add(a.SrcPos[j], i, cell, fmt.Sprintf("src[%d] %s", j, quote(s)), msg)
 			}
 		}
 	}
@@ -283,14 +429,14 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 		a.Dst, a.DstPos = p.paths(kv[1], i, cell, "dst")
 		for j, s := range a.Dst {
 			if msg := checkDst(s); msg != "" {
-				p.add(a.DstPos[j], i, cell, fmt.Sprintf("dst[%d] %q", j, s), msg)
+				p.add(a.DstPos[j], i, cell, fmt.Sprintf("dst[%d] %s", j, quote(s)), msg)
 			}
 		}
 	}
 	if a.Src != nil && a.Dst != nil && len(a.Src) != len(a.Dst) {
 		p.add(pos(keys["dst"][1]), i, cell, "dst", fmt.Sprintf("lists %d paths but src lists %d; each src needs its own dst", len(a.Dst), len(a.Src)))
 	}
-	return a, len(p.errs) == before
+	return a, p.errs.Len() == before
 }
 
 func (p *parser) str(n *yaml.Node, allotment int, cell *field.Cell, name string) string {
@@ -329,11 +475,28 @@ func describe(n *yaml.Node) string {
 	}
 	switch n.Tag {
 	case "!!str":
-		return strconv.Quote(n.Value)
+		return quote(n.Value)
 	case "!!null":
 		return "null"
 	}
+	if len(n.Value) > 64 || strings.ContainsFunc(n.Value, printable.IsControl) {
+		return quote(n.Value)
+	}
 	return n.Value
+}
+
+// quote quotes a value from the descriptor for a message, shortening long
+// ones: the message must name the value, not repeat a 4 KiB path 50 times.
+func quote(s string) string {
+	const keep = 64
+	if len(s) <= keep+16 {
+		return strconv.Quote(s)
+	}
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 // paths reads a string or a non-empty list of strings.
@@ -370,8 +533,35 @@ func (p *parser) paths(n *yaml.Node, allotment int, cell *field.Cell, name strin
 	return out, at
 }
 
+// checkName returns what is wrong with a path as a file name on Linux, or
+// "": control characters (which also garble terminals and progress output)
+// and lengths past the kernel's limits.
+func checkName(s string) string {
+	for i, r := range s {
+		if printable.IsControl(r) && !(r == utf8.RuneError && strings.HasPrefix(s[i:], "\uFFFD")) {
+			c := strconv.QuoteRune(r)
+			if r == utf8.RuneError {
+				c = fmt.Sprintf("byte 0x%02x (not UTF-8)", s[i])
+			}
+			return fmt.Sprintf("holds the control character %s at byte %d; paths must be printable", c, i)
+		}
+	}
+	if len(s) > maxPath {
+		return fmt.Sprintf("is %d bytes long, over the %d-byte limit for a path", len(s), maxPath)
+	}
+	for _, c := range strings.Split(s, "/") {
+		if len(c) > maxComponent {
+			return fmt.Sprintf("has a %d-byte component %s, over the %d-byte limit for a file name", len(c), quote(c), maxComponent)
+		}
+	}
+	return ""
+}
+
 // checkSrc returns what is wrong with a source path, or "".
 func checkSrc(s string) string {
+	if msg := checkName(s); msg != "" {
+		return msg
+	}
 	switch {
 	case s == "":
 		return "must not be empty"
@@ -388,6 +578,9 @@ func checkSrc(s string) string {
 
 // checkDst returns what is wrong with a destination path, or "".
 func checkDst(s string) string {
+	if msg := checkName(s); msg != "" {
+		return msg
+	}
 	switch {
 	case s == "":
 		return "must not be empty"

@@ -120,6 +120,10 @@ func TestParseErrors(t *testing.T) {
 			`2dfs.json:1:25: allotments[0] (row 0, col 0): src[0] "/etc/passwd": must be relative to the build context, not absolute`},
 		{"src escapes", "2dfs.json", `{"allotments": [{"src": "a/../../b", "dst": "/a", "row": 0, "col": 0}]}`,
 			`2dfs.json:1:25: allotments[0] (row 0, col 0): src[0] "a/../../b": escapes the build context`},
+		{"src dotdot", "2dfs.json", `{"allotments": [{"src": "..", "dst": "/a", "row": 0, "col": 0}]}`,
+			`2dfs.json:1:25: allotments[0] (row 0, col 0): src[0] "..": escapes the build context`},
+		{"src dotdot slash", "2dfs.json", `{"allotments": [{"src": "./../", "dst": "/a", "row": 0, "col": 0}]}`,
+			`2dfs.json:1:25: allotments[0] (row 0, col 0): src[0] "./../": escapes the build context`},
 		{"src wildcard", "2dfs.json", `{"allotments": [{"src": "*.bin", "dst": "/a", "row": 0, "col": 0}]}`,
 			`2dfs.json:1:25: allotments[0] (row 0, col 0): src[0] "*.bin": wildcards are not supported; list the files or name a directory`},
 		{"src empty list", "2dfs.json", `{"allotments": [{"src": [], "dst": "/a", "row": 0, "col": 0}]}`,
@@ -167,14 +171,17 @@ func mustParse(t *testing.T, in string) *Descriptor {
 	return d
 }
 
-// statMap is a build context: path → is a directory.
+// statMap is a build context: path → is a directory (else a regular file).
 func statMap(m map[string]bool) StatFunc {
-	return func(src string) (bool, error) {
+	return func(src string) (fs.FileMode, error) {
 		dir, ok := m[src]
 		if !ok {
-			return false, fmt.Errorf("stat %s: %w", src, fs.ErrNotExist)
+			return 0, fmt.Errorf("stat %s: %w", src, fs.ErrNotExist)
 		}
-		return dir, nil
+		if dir {
+			return fs.ModeDir | 0o755, nil
+		}
+		return 0o644, nil
 	}
 }
 
@@ -188,7 +195,7 @@ func TestPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Planned{
+	want := []PlannedAllotment{
 		{Index: 2, Cell: field.Cell{Row: 0, Col: 0}, Copies: []Copy{{Src: "c.bin", Dst: "/data/c.bin"}}},
 		{Index: 1, Cell: field.Cell{Row: 0, Col: 1}, Copies: []Copy{{Src: "a.bin", Dst: "/data/a.bin"}, {Src: "b.bin", Dst: "/data/b"}}},
 		{Index: 0, Cell: field.Cell{Row: 1, Col: 0}, Copies: []Copy{{Src: "models", Dst: "/models", Dir: true}}},

@@ -22,15 +22,16 @@ type Copy struct {
 	Dir bool
 }
 
-// Planned is an allotment whose sources were found in the build context.
-type Planned struct {
+// PlannedAllotment is an allotment whose sources were found in the build
+// context: what llb.Convert turns into one layer.
+type PlannedAllotment struct {
 	Index  int
 	Cell   field.Cell
 	Copies []Copy
 }
 
 // Dsts lists the final destination paths of the allotment.
-func (p Planned) Dsts() []string {
+func (p PlannedAllotment) Dsts() []string {
 	out := make([]string, len(p.Copies))
 	for i, c := range p.Copies {
 		out[i] = c.Dst
@@ -38,14 +39,51 @@ func (p Planned) Dsts() []string {
 	return out
 }
 
-// StatFunc tells whether a context path is a directory. It returns an error
-// wrapping fs.ErrNotExist when the path is not in the context.
-type StatFunc func(src string) (isDir bool, err error)
+// StatFunc returns the mode of a context path, symlinks followed as the
+// copy follows them; only its type bits matter. It returns an error wrapping
+// fs.ErrNotExist when the path is not in the context, and a *SpecialFileError
+// when it finds a FIFO, socket or device inside a folder.
+type StatFunc func(src string) (fs.FileMode, error)
+
+// SpecialFileError is a source, or an entry inside a source folder, that is
+// no regular file, folder or symlink. BuildKit's copy would recreate it in
+// the image (a FIFO, a socket, a device node: a block device even becomes a
+// character device), which no field wants, so the plan refuses it.
+type SpecialFileError struct {
+	// Path is the entry in the build context.
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *SpecialFileError) Error() string {
+	return fmt.Sprintf("%s is a %s; only regular files, folders and symlinks can be copied into an allotment", e.Path, fileKind(e.Mode))
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	default:
+		return "special file (" + m.Type().String() + ")"
+	}
+}
+
+// Copyable says whether BuildKit's copy of an entry of this mode gives a
+// regular file, folder or symlink.
+func Copyable(m fs.FileMode) bool {
+	return m.IsRegular() || m.IsDir() || m&fs.ModeSymlink != 0
+}
 
 // Plan resolves every allotment against the build context and checks that
 // no two copies write the same path. Allotments come back in row-major
 // order, the order of their layers.
-func (d *Descriptor) Plan(stat StatFunc) ([]Planned, error) {
+func (d *Descriptor) Plan(stat StatFunc) ([]PlannedAllotment, error) {
 	p := &parser{file: d.Filename}
 	type placed struct {
 		dst   string
@@ -53,21 +91,29 @@ func (d *Descriptor) Plan(stat StatFunc) ([]Planned, error) {
 		entry int
 	}
 	var all []placed
-	planned := make([]Planned, 0, len(d.Allotments))
+	planned := make([]PlannedAllotment, 0, len(d.Allotments))
 	for ai := range d.Allotments {
 		a := &d.Allotments[ai]
-		pl := Planned{Index: a.Index, Cell: a.Cell}
+		pl := PlannedAllotment{Index: a.Index, Cell: a.Cell}
 		for j, src := range a.Src {
 			clean := path.Clean(src)
-			isDir, err := stat(clean)
+			mode, err := stat(clean)
+			if err == nil && !Copyable(mode) {
+				err = &SpecialFileError{Path: clean, Mode: mode}
+			}
 			if err != nil {
 				msg := fmt.Sprintf("cannot read it from the build context: %v", err)
-				if errors.Is(err, fs.ErrNotExist) {
+				var special *SpecialFileError
+				switch {
+				case errors.As(err, &special):
+					msg = special.Error()
+				case errors.Is(err, fs.ErrNotExist):
 					msg = "not found in the build context (is it excluded by .dockerignore, or outside the context directory?)"
 				}
 				p.add(a.SrcPos[j], a.Index, &a.Cell, fmt.Sprintf("src[%d] %q", j, src), msg)
 				continue
 			}
+			isDir := mode.IsDir()
 			dst := path.Clean(a.Dst[j])
 			if !isDir && strings.HasSuffix(a.Dst[j], "/") {
 				dst = path.Join(dst, path.Base(clean))
@@ -106,7 +152,7 @@ func (d *Descriptor) Plan(stat StatFunc) ([]Planned, error) {
 	if err := p.errs.err(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(planned, func(x, y Planned) int { return x.Cell.Compare(y.Cell) })
+	slices.SortFunc(planned, func(x, y PlannedAllotment) int { return x.Cell.Compare(y.Cell) })
 	return planned, nil
 }
 

@@ -11,6 +11,8 @@ package llb
 import (
 	"fmt"
 	"maps"
+	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,14 +20,15 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/descriptor"
+	"github.com/tdfs-kit/tdfs/field"
 )
 
 // NormalMode is the chmod applied to every copied file and directory:
-// directories and executables 0755, other files 0644. Builds on machines
-// with different umasks then give the same layer bytes.
-const NormalMode = "a=rX,u+w"
+// directories and executables 0755, other files 0644, no set-id or sticky
+// bits ("a=" clears set-id but keeps sticky, hence "a-t"). Builds from
+// checkouts with different umasks and modes then give the same layer bytes.
+const NormalMode = "a=rX,u+w,a-t"
 
 // DefaultEpoch is the timestamp of every file, history entry and the config
 // when the build sets no SOURCE_DATE_EPOCH: fixed, so layers and configs are
@@ -50,6 +53,9 @@ type Options struct {
 	Epoch time.Time
 	// Labels are added to the config (BuildKit's label: frontend opts).
 	Labels map[string]string
+	// NoCache says which allotments must run again instead of coming from
+	// the build cache (BuildKit's no-cache opt); nil for none.
+	NoCache func(field.Cell) bool
 }
 
 // Result is what a conversion produces.
@@ -61,10 +67,10 @@ type Result struct {
 
 // Convert builds the LLB of a field and the config of its image. allotments
 // must be in row-major order, as descriptor.Plan returns them.
-func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
+func Convert(allotments []descriptor.PlannedAllotment, opt Options) (*Result, error) {
 	img := baseConfig(opt)
 	inputs := []bkllb.State{opt.Base}
-	placed := make([]field.Placed, 0, len(allotments))
+	placed := make([]field.RecordedAllotment, 0, len(allotments))
 	for i, a := range allotments {
 		if i > 0 && allotments[i-1].Cell.Compare(a.Cell) >= 0 {
 			return nil, fmt.Errorf("allotments are not in row-major order at %s", a.Cell)
@@ -72,8 +78,12 @@ func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
 		if len(a.Copies) == 0 {
 			return nil, fmt.Errorf("allotment %s has nothing to copy", a.Cell)
 		}
-		inputs = append(inputs, AllotmentState(a, opt.Context, opt.Epoch))
-		placed = append(placed, field.Placed{Row: a.Cell.Row, Col: a.Cell.Col, Dst: a.Dsts()})
+		var extra []bkllb.ConstraintsOpt
+		if opt.NoCache != nil && opt.NoCache(a.Cell) {
+			extra = append(extra, bkllb.IgnoreCache)
+		}
+		inputs = append(inputs, AllotmentState(a, opt.Context, opt.Epoch, extra...))
+		placed = append(placed, field.RecordedAllotment{Row: a.Cell.Row, Col: a.Cell.Col, Dst: a.Dsts()})
 		created := opt.Epoch
 		img.History = append(img.History, ocispec.History{
 			Created:   &created,
@@ -82,11 +92,14 @@ func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
 		})
 	}
 	record := field.NewRecord(len(img.RootFS.DiffIDs), placed)
-	value, err := record.Encode()
+	// The typed config carries the header label only: the allotments go to
+	// a top-level key that the frontend adds to the marshalled config
+	// (Record.Embed), since DockerOCIImage has no place for it.
+	header, _, err := record.Encode()
 	if err != nil {
 		return nil, err
 	}
-	img.Config.Labels[field.LabelKey] = value
+	img.Config.Labels[field.LabelKey] = header
 
 	st := opt.Base
 	if len(allotments) > 0 {
@@ -96,9 +109,11 @@ func Convert(allotments []descriptor.Planned, opt Options) (*Result, error) {
 }
 
 // AllotmentState is one allotment: a scratch state with one FileOp that
-// copies its sources with fixed times, owner 0:0 and normalized modes.
-func AllotmentState(a descriptor.Planned, context bkllb.State, epoch time.Time) bkllb.State {
+// copies its sources with fixed times, owner 0:0 and normalized modes. extra
+// options go to the FileOp (bkllb.IgnoreCache to re-run it).
+func AllotmentState(a descriptor.PlannedAllotment, context bkllb.State, epoch time.Time, extra ...bkllb.ConstraintsOpt) bkllb.State {
 	var action *bkllb.FileAction
+	owner := bkllb.WithUIDGID(0, 0)
 	for _, c := range a.Copies {
 		info := &bkllb.CopyInfo{
 			CreateDestPath:      true,
@@ -107,17 +122,48 @@ func AllotmentState(a descriptor.Planned, context bkllb.State, epoch time.Time) 
 			CreatedTime:         &epoch,
 			Mode:                &bkllb.ChmodOpt{ModeStr: NormalMode},
 		}
-		owner := bkllb.WithUIDGID(0, 0)
 		if action == nil {
 			action = bkllb.Copy(context, "/"+c.Src, c.Dst, info, owner)
 		} else {
 			action = action.Copy(context, "/"+c.Src, c.Dst, info, owner)
 		}
 	}
-	return bkllb.Scratch().File(action, bkllb.WithCustomName(fmt.Sprintf("[2dfs %s] %s", a.Cell, describeCopies(a))))
+	// A copy gives the epoch to the folders it creates, but adding an entry
+	// to a folder an earlier copy created sets that folder's mtime to the
+	// builder's clock. So once every source is in, each folder that two or
+	// more destinations share gets the epoch again: copying the contents of
+	// an empty folder (scratch) onto an existing one sets only its time.
+	for _, dir := range SharedFolders(a.Dsts()) {
+		action = action.Copy(bkllb.Scratch(), "/", dir, &bkllb.CopyInfo{
+			CopyDirContentsOnly: true,
+			CreatedTime:         &epoch,
+		}, owner)
+	}
+	opts := append([]bkllb.ConstraintsOpt{bkllb.WithCustomName(fmt.Sprintf("[2dfs %s] %s", a.Cell, describeCopies(a)))}, extra...)
+	return bkllb.Scratch().File(action, opts...)
 }
 
-func describeCopies(a descriptor.Planned) string {
+// SharedFolders lists, sorted, the folders other than "/" that hold two or
+// more of the destinations dsts (clean absolute paths, none inside another).
+// Those are the folders that more than one copy writes into.
+func SharedFolders(dsts []string) []string {
+	count := map[string]int{}
+	for _, d := range dsts {
+		for dir := path.Dir(d); dir != "/" && dir != "."; dir = path.Dir(dir) {
+			count[dir]++
+		}
+	}
+	var shared []string
+	for dir, n := range count {
+		if n > 1 {
+			shared = append(shared, dir)
+		}
+	}
+	slices.Sort(shared)
+	return shared
+}
+
+func describeCopies(a descriptor.PlannedAllotment) string {
 	parts := make([]string, len(a.Copies))
 	for i, c := range a.Copies {
 		parts[i] = c.Src + " -> " + c.Dst

@@ -169,10 +169,10 @@ func TestSynthesisLimits(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"config over a lowered cap", partition.Limits{ConfigBytes: 100}, small, nil, http.StatusBadGateway, "config is 1382 bytes: too large"},
+		{"config over a lowered cap", partition.Limits{ConfigBytes: 100}, small, nil, http.StatusBadGateway, "over the limit of 100"},
 		{"manifest over a lowered cap", partition.Limits{ManifestBytes: 100}, small, nil, http.StatusBadGateway, "is over 100 bytes"},
 		{"index over a lowered entry cap", partition.Limits{IndexManifests: 1}, small, index, http.StatusBadGateway, "index has 2 manifests"},
-		{"config over the default cap", partition.Limits{}, big, nil, http.StatusBadGateway, "too large"},
+		{"config over the default cap", partition.Limits{}, big, nil, http.StatusBadGateway, "is 16777217 bytes, over the limit of 16777216"},
 		{"config under a raised cap", partition.Limits{ConfigBytes: partition.MaxConfigBytes + 1}, big, nil, http.StatusOK, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,7 +66,10 @@ func TestProxyMemoryUnderLoad(t *testing.T) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	peak := vmHWM(t, p.cmd.Process.Pid)
+	peak, err := p.PeakRSS()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	counts := map[int]int{}
 	for i, s := range statuses {
@@ -92,26 +94,6 @@ func TestProxyMemoryUnderLoad(t *testing.T) {
 	if log := p.logText(); strings.Contains(log, "panic") {
 		t.Errorf("proxy log:\n%s", log)
 	}
-}
-
-// vmHWM is the peak resident set size of process pid, from /proc.
-func vmHWM(t *testing.T, pid int) int64 {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatalf("VmHWM %q: %v", v, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
 }
 
 // pushRaw pushes img's blobs and manifest to the registry at addr

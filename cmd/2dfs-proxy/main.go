@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tdfs-kit/tdfs/exporter/partition"
+	"github.com/tdfs-kit/tdfs/internal/version"
 	"github.com/tdfs-kit/tdfs/registryproxy"
 )
 
@@ -95,11 +96,16 @@ func run() error {
 		maxField    = flag.Int64("max-field-bytes", partition.MaxFieldBytes, "largest field blob of a reference-format image a synthesis reads (at most the default)")
 		logFormat   = flag.String("log-format", "text", "log format: text or json")
 		debug       = flag.Bool("debug", false, "debug logging")
+		showVersion = flag.Bool("version", false, "print the module version and commit, then exit")
 	)
 	flag.Var(mirrors, "mirror", "allow containerd mirror requests for ?ns=HOST and send them to URL: HOST=URL (repeatable)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	if *showVersion {
+		fmt.Println(version.Read().Line("2dfs-proxy"))
+		return nil
 	}
 
 	level := slog.LevelInfo

@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -74,20 +73,61 @@ func TestRedisOptions(t *testing.T) {
 	}
 }
 
-// The proxy must stay small and start fast: no BuildKit (or Docker engine)
-// packages in its build.
-func TestNoBuildKitImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
+// -version prints what the toolchain stamped into the binary: the binary is
+// built with VCS stamping on (this machine's GOFLAGS may turn it off) and
+// its line must agree with `go version -m`. In a Git checkout (a .git
+// directory; the go command does not stamp from git worktrees) the revision
+// must be HEAD.
+func TestVersionFlag(t *testing.T) {
+	bin := t.TempDir() + "/2dfs-proxy"
+	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "-version").Output()
 	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
+		t.Fatalf("2dfs-proxy -version: %v", err)
 	}
-	deps := strings.Fields(string(out))
-	if len(deps) < 50 || !slices.Contains(deps, "github.com/tdfs-kit/tdfs/registryproxy") {
-		t.Fatalf("go list -deps listed %d packages, without registryproxy", len(deps))
+	fields := strings.Fields(string(out))
+	if len(fields) != 5 || fields[0] != "2dfs-proxy" || fields[1] != "github.com/tdfs-kit/tdfs" {
+		t.Fatalf("2dfs-proxy -version printed %q, want NAME MODULE VERSION REVISION GO", out)
 	}
-	for _, d := range deps {
-		if strings.HasPrefix(d, "github.com/moby/buildkit") || strings.HasPrefix(d, "github.com/docker/docker") {
-			t.Errorf("2dfs-proxy depends on %s", d)
+	gotVersion, gotRevision := fields[2], fields[3]
+
+	meta, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatalf("go version -m: %v", err)
+	}
+	wantVersion, wantRevision, modified := "", "unknown", false
+	for _, line := range strings.Split(string(meta), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[0] == "mod":
+			wantVersion = f[2]
+		case len(f) == 2 && f[0] == "build" && strings.HasPrefix(f[1], "vcs.revision="):
+			wantRevision = strings.TrimPrefix(f[1], "vcs.revision=")
+		case len(f) == 2 && f[0] == "build" && f[1] == "vcs.modified=true":
+			modified = true
 		}
+	}
+	if modified {
+		wantRevision += ".m"
+	}
+	if gotVersion != wantVersion || gotRevision != wantRevision {
+		t.Errorf("-version says %s %s, the build info says %s %s", gotVersion, gotRevision, wantVersion, wantRevision)
+	}
+
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return // not a Git checkout: nothing stamped to compare with
+	}
+	if fi, err := os.Stat(strings.TrimSpace(string(top)) + "/.git"); err != nil || !fi.IsDir() {
+		return // a git worktree: the go command stamps nothing
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.TrimSpace(string(head)); strings.TrimSuffix(gotRevision, ".m") != want {
+		t.Errorf("-version revision %s, HEAD is %s", gotRevision, want)
 	}
 }

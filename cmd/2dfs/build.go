@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,7 +39,7 @@ type buildFlags struct {
 	contexts     []string
 	progress     string
 	metadataFile string
-	noCache      bool
+	noCache      string
 	compression  string
 	level        int
 }
@@ -80,7 +81,8 @@ frontend image is needed. Flags follow buildctl and docker buildx.`,
 	fl.StringArrayVar(&f.contexts, "build-context", nil, "named context NAME=VALUE (base=docker-image://... overrides the descriptor's base)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
 	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the build result metadata (image digest) to this file")
-	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the build cache")
+	fl.StringVar(&f.noCache, "no-cache", "", "re-run allotments instead of taking them from the build cache: all of them, or with --no-cache=`CELLS` those listed as row.col (--no-cache=1.2,0.0)")
+	fl.Lookup("no-cache").NoOptDefVal = "true"
 	fl.StringVar(&f.compression, "compression", "zstd", "layer compression for image outputs that set none: zstd, gzip, estargz or uncompressed")
 	fl.IntVar(&f.level, "compression-level", 1, "compression level for --compression (-1: the compressor's default)")
 	return cmd
@@ -149,16 +151,22 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	ch := make(chan *client.SolveStatus)
 	eg, ctx := errgroup.WithContext(ctx)
 	var resp *client.SolveResponse
+	var warnings []client.VertexWarning
 	eg.Go(func() error {
 		var err error
 		resp, err = c.Build(ctx, solveOpt, "2dfs", frontend.Build, ch)
 		return err
 	})
 	eg.Go(func() error {
-		_, err := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		var err error
+		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), ch)
 		return err
 	})
-	if err := eg.Wait(); err != nil {
+	err = eg.Wait()
+	// Warnings scroll by in the progress output, or are hidden in quiet
+	// and tty modes: repeat them last, where they are seen.
+	printWarnings(os.Stderr, warnings)
+	if err != nil {
 		return err
 	}
 	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
@@ -213,8 +221,15 @@ func frontendAttrs(f buildFlags) (map[string]string, map[string]string, error) {
 		}
 		attrs["context:"+k] = v
 	}
-	if f.noCache {
+	// BuildKit's no-cache opt, as buildctl and buildx send it: empty for
+	// everything, else the names (here cells) to re-run. "true" and "false"
+	// keep the flag's old boolean meaning.
+	switch f.noCache {
+	case "", "false":
+	case "true":
 		attrs["no-cache"] = ""
+	default:
+		attrs["no-cache"] = f.noCache
 	}
 	return attrs, localDirs, nil
 }
@@ -260,6 +275,11 @@ func dockerMediaTypes(e client.ExportEntry) bool {
 // level: BuildKit's gzip default spends most of a cold build compressing.
 // Runtimes from containerd 1.5 and Docker 23 pull zstd layers; --compression
 // gzip keeps the old default for tools that need it.
+//
+// force-compression goes with it: without it BuildKit reuses whatever blob
+// an earlier export of the same layer made (a gzip one from a buildx build,
+// say), so the layers, and the image digest, would depend on what the
+// builder did before instead of on the inputs and flags.
 func withCompression(exports []client.ExportEntry, compression string, level int) ([]client.ExportEntry, error) {
 	switch compression {
 	case "zstd", "gzip", "estargz", "uncompressed":
@@ -281,7 +301,7 @@ func withCompression(exports []client.ExportEntry, compression string, level int
 			// write one containerd cannot unpack.
 			c = "gzip"
 		}
-		attrs := map[string]string{"compression": c}
+		attrs := map[string]string{"compression": c, "force-compression": "true"}
 		if level >= 0 && c != "uncompressed" {
 			attrs["compression-level"] = fmt.Sprint(level)
 		}
@@ -306,4 +326,10 @@ func sharedKey(contextDir string) string {
 	host, _ := os.Hostname()
 	sum := sha256.Sum256([]byte(host + "\x00" + abs))
 	return filepath.Base(abs) + ":" + hex.EncodeToString(sum[:8])
+}
+
+func printWarnings(w io.Writer, warnings []client.VertexWarning) {
+	for _, vw := range warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", vw.Short)
+	}
 }

@@ -20,11 +20,11 @@ func TestWithCompression(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []map[string]string{
-		{"name": "r/a", "push": "true", "compression": "zstd", "compression-level": "1"},
+		{"name": "r/a", "push": "true", "compression": "zstd", "compression-level": "1", "force-compression": "true"},
 		{"compression": "gzip"},
 		{},
-		{"oci-mediatypes": "false", "compression": "gzip", "compression-level": "1"},
-		{"compression": "gzip", "compression-level": "1"},
+		{"oci-mediatypes": "false", "compression": "gzip", "compression-level": "1", "force-compression": "true"},
+		{"compression": "gzip", "compression-level": "1", "force-compression": "true"},
 	}
 	for i := range want {
 		if !reflect.DeepEqual(got[i].Attrs, want[i]) {
@@ -69,6 +69,16 @@ func TestFrontendAttrs(t *testing.T) {
 	}
 	if !reflect.DeepEqual(attrs, want) || locals["context-data"] != dir {
 		t.Fatalf("attrs %v locals %v", attrs, locals)
+	}
+
+	for flag, want := range map[string]*string{"": nil, "false": nil, "true": new(""), "1.2,0.0": new("1.2,0.0")} {
+		attrs, _, err := frontendAttrs(buildFlags{noCache: flag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := attrs["no-cache"]; ok != (want != nil) || (ok && v != *want) {
+			t.Errorf("--no-cache=%q: attrs %v", flag, attrs)
+		}
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 
 	"github.com/moby/buildkit/util/appcontext"
 	"github.com/spf13/cobra"
+
+	"github.com/tdfs-kit/tdfs/internal/version"
 )
 
 func main() {
@@ -20,6 +22,8 @@ func main() {
 	root.AddCommand(newExportCommand())
 	root.AddCommand(newInspectCommand())
 	root.AddCommand(newPartitionCommand())
+	root.AddCommand(newVersionCommand(version.Read()))
+	root.AddCommand(newSplitCommand())
 	if err := root.ExecuteContext(appcontext.Context()); err != nil {
 		fmt.Fprintf(os.Stderr, "2dfs: %v\n", err)
 		os.Exit(1)

@@ -235,7 +235,7 @@ func (l Limits) Image(manifest []byte, mediaType string, config []byte, sel fiel
 		return nil, fmt.Errorf("partition: %w", err)
 	}
 
-	var selected []field.Placed
+	var selected []field.RecordedAllotment
 	keep := make(map[int]bool, rec.BaseLayers+len(rec.Allotments))
 	for i := range rec.BaseLayers {
 		keep[i] = true
@@ -248,7 +248,7 @@ func (l Limits) Image(manifest []byte, mediaType string, config []byte, sel fiel
 	}
 	newRec := field.NewRecord(rec.BaseLayers, selected)
 	if newRec.Allotments == nil {
-		newRec.Allotments = []field.Placed{} // "allotments":[] reads better than null
+		newRec.Allotments = []field.RecordedAllotment{} // "allotments":[] reads better than null
 	}
 	source := digest.FromBytes(manifest)
 
@@ -392,18 +392,18 @@ func rewriteConfig(cfg rawjson.Object, history []historyEntry, keep map[int]bool
 		}
 	}
 
-	value, err := rec.Encode()
-	if err != nil {
-		return nil, err
-	}
 	if err := rawjson.SetLabels(cfg, map[string]string{
-		field.LabelKey: value,
 		LabelSource:    source.String(),
 		LabelSelection: sel.String(),
 	}); err != nil {
 		return nil, err
 	}
-	return rawjson.Marshal(cfg)
+	out, err := rawjson.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Always the current record version, whatever the source's.
+	return rec.Embed(out)
 }
 
 func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layers int, configDigest digest.Digest, configSize int64, source digest.Digest, sel field.Selection) ([]byte, error) {
@@ -462,7 +462,7 @@ func RecordOf(config []byte) (*ocispec.Image, *field.Record, error) {
 	if err := json.Unmarshal(config, &img); err != nil {
 		return nil, nil, fmt.Errorf("config is not valid: %w", err)
 	}
-	rec, err := field.FromConfig(&img)
+	rec, err := field.FromConfig(config)
 	if err != nil {
 		return nil, nil, err
 	}

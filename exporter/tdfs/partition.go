@@ -178,14 +178,14 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 	// A record is written only when it will check out against the config:
 	// every selected cell has its paths, and history matches the layers.
 	var rec *field.Record
-	placed := make([]field.Placed, 0, len(selected))
+	placed := make([]field.RecordedAllotment, 0, len(selected))
 	for _, a := range selected {
 		dst := paths[a.Cell()]
 		if len(dst) == 0 {
 			placed = nil
 			break
 		}
-		placed = append(placed, field.Placed{Row: a.Row, Col: a.Col, Dst: dst})
+		placed = append(placed, field.RecordedAllotment{Row: a.Row, Col: a.Col, Dst: dst})
 	}
 	source := digest.FromBytes(manifest)
 	newConfig, historyOK, err := partitionConfig(config, f, selected, source, sel)
@@ -195,9 +195,9 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 	if paths != nil && placed != nil && historyOK {
 		rec = field.NewRecord(len(m.Base), placed)
 		if rec.Allotments == nil {
-			rec.Allotments = []field.Placed{} // as exporter/partition writes it
+			rec.Allotments = []field.RecordedAllotment{} // as exporter/partition writes it
 		}
-		if newConfig, err = setRecord(newConfig, rec); err != nil {
+		if newConfig, err = rec.Embed(newConfig); err != nil {
 			return nil, fmt.Errorf("partition: config: %w", err)
 		}
 	}
@@ -358,11 +358,12 @@ func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Di
 	}
 
 	// A record inherited from a base image would be stale here, and the
-	// paths label is superseded by the record setRecord writes.
+	// paths label is superseded by the record Embed writes.
 	if err := rawjson.SetLabels(cfg, map[string]string{partition.LabelSource: source.String(), partition.LabelSelection: sel.String()},
 		field.LabelKey, LabelPaths); err != nil {
 		return nil, false, err
 	}
+	delete(cfg, field.ConfigKey)
 	out, err := rawjson.Marshal(cfg)
 	return out, historyOK, err
 }
@@ -426,21 +427,6 @@ func historyFacts(h json.RawMessage) (empty bool, comment string, err error) {
 		comment = c
 	}
 	return empty, comment, nil
-}
-
-func setRecord(config []byte, rec *field.Record) ([]byte, error) {
-	value, err := rec.Encode()
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := rawjson.Decode(config, "config")
-	if err != nil {
-		return nil, err
-	}
-	if err := rawjson.SetLabels(cfg, map[string]string{field.LabelKey: value}); err != nil {
-		return nil, err
-	}
-	return rawjson.Marshal(cfg)
 }
 
 func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *partition.Result, sel field.Selection) ([]byte, error) {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package descriptor
+
+const raceSlowdown = 1
