@@ -392,18 +392,22 @@ func rewriteConfig(cfg rawjson.Object, history []historyEntry, keep map[int]bool
 		}
 	}
 
+	// Always the current record version, whatever the source's. This is
+	// what rec.Embed writes, set here so that the config is marshaled
+	// once: Embed would decode and write all of it again.
+	label, allotments, err := rec.Encode()
+	if err != nil {
+		return nil, err
+	}
 	if err := rawjson.SetLabels(cfg, map[string]string{
+		field.LabelKey: label,
 		LabelSource:    source.String(),
 		LabelSelection: sel.String(),
 	}); err != nil {
 		return nil, err
 	}
-	out, err := rawjson.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	// Always the current record version, whatever the source's.
-	return rec.Embed(out)
+	cfg[field.ConfigKey] = allotments
+	return rawjson.Marshal(cfg)
 }
 
 func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layers int, configDigest digest.Digest, configSize int64, source digest.Digest, sel field.Selection) ([]byte, error) {

@@ -188,7 +188,7 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 		placed = append(placed, field.RecordedAllotment{Row: a.Row, Col: a.Col, Dst: dst})
 	}
 	source := digest.FromBytes(manifest)
-	newConfig, historyOK, err := partitionConfig(config, f, selected, source, sel)
+	cfg, historyOK, err := partitionConfig(config, f, selected, source, sel)
 	if err != nil {
 		return nil, fmt.Errorf("partition: config: %w", err)
 	}
@@ -197,9 +197,20 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 		if rec.Allotments == nil {
 			rec.Allotments = []field.RecordedAllotment{} // as exporter/partition writes it
 		}
-		if newConfig, err = rec.Embed(newConfig); err != nil {
+		// What rec.Embed writes, set before the one Marshal of the
+		// config (Embed would decode and write all of it again).
+		label, allotments, err := rec.Encode()
+		if err != nil {
 			return nil, fmt.Errorf("partition: config: %w", err)
 		}
+		if err := rawjson.SetLabels(cfg, map[string]string{field.LabelKey: label}); err != nil {
+			return nil, fmt.Errorf("partition: config: %w", err)
+		}
+		cfg[field.ConfigKey] = allotments
+	}
+	newConfig, err := rawjson.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("partition: config: %w", err)
 	}
 	res := &partition.Result{
 		Source:          source,
@@ -224,7 +235,7 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 // builder made) one entry per selected allotment is appended. historyOK
 // reports whether history now has one layer entry per layer, so a record
 // written on it would check.
-func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Digest, sel field.Selection) ([]byte, bool, error) {
+func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Digest, sel field.Selection) (rawjson.Object, bool, error) {
 	cfg, err := rawjson.Decode(config, "config")
 	if err != nil {
 		return nil, false, err
@@ -358,14 +369,13 @@ func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Di
 	}
 
 	// A record inherited from a base image would be stale here, and the
-	// paths label is superseded by the record Embed writes.
+	// paths label is superseded by the record Partition writes.
 	if err := rawjson.SetLabels(cfg, map[string]string{partition.LabelSource: source.String(), partition.LabelSelection: sel.String()},
 		field.LabelKey, LabelPaths); err != nil {
 		return nil, false, err
 	}
 	delete(cfg, field.ConfigKey)
-	out, err := rawjson.Marshal(cfg)
-	return out, historyOK, err
+	return cfg, historyOK, nil
 }
 
 // slimConfig decodes the parts of an image config Partition reads (rootfs
