@@ -90,7 +90,6 @@ func Convert(allotments []descriptor.PlannedAllotment, opt Options) (*Result, er
 			return nil, err
 		}
 		inputs = append(inputs, AllotmentState(a, src, opt.Epoch, extra...))
-
 		placed = append(placed, field.RecordedAllotment{Row: a.Cell.Row, Col: a.Cell.Col, Dst: a.Dsts()})
 		created := opt.Epoch
 		img.History = append(img.History, ocispec.History{
