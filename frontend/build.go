@@ -138,8 +138,15 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 			Definition: def.ToPB(),
 			// Without the build's cache imports, --cache-from never hits.
 			CacheImports: bc.CacheImports,
+			// A lazy result would fail at export, after the frontend has
+			// returned, with buildkitd's bare message; evaluated here, a
+			// failed fetch gets an error naming its allotment and URL.
+			Evaluate: hasURLs(planned),
 		})
 		if err != nil {
+			if problems := fetchProblems(ctx, c, desc, planned); len(problems) > 0 {
+				return nil, &descriptor.ErrorList{Errors: problems}
+			}
 			return nil, explainSolve(err, def, desc, planned)
 		}
 		ref, err := r.SingleRef()

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -15,9 +18,11 @@ import (
 	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/llb"
 )
 
 // fromPaths lists, per "from" name, the paths allotments read in it, so a
@@ -181,4 +186,109 @@ func explainSolve(err error, def *bkllb.Definition, desc *descriptor.Descriptor,
 		return e
 	}
 	return errors.New(msg)
+}
+
+// fetchProblems finds, after a failed build, every URL source that cannot
+// be fetched, and says what came back, located in the descriptor. It solves
+// each fetch on its own, so it runs on the failure path only: a build that
+// succeeds never pays for it, and a cached allotment never downloads.
+//
+// BuildKit's HTTP source checks the status code only when no checksum pins
+// the URL; a pinned fetch hashes whatever body came back, so a 404 shows as
+// a digest mismatch. A mismatch is therefore fetched once more unpinned, to
+// tell a wrong checksum from an error page.
+func fetchProblems(ctx context.Context, c client.Client, desc *descriptor.Descriptor, planned []descriptor.PlannedAllotment) []*descriptor.Error {
+	type job struct {
+		a   descriptor.PlannedAllotment
+		j   int
+		msg string
+	}
+	var jobs []*job
+	for _, a := range planned {
+		for j, cp := range a.Copies {
+			if cp.URL != "" {
+				jobs = append(jobs, &job{a: a, j: j})
+			}
+		}
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(4)
+	for _, jb := range jobs {
+		eg.Go(func() error {
+			jb.msg = fetchProblem(ctx, c, jb.a, jb.a.Copies[jb.j])
+			return nil
+		})
+	}
+	_ = eg.Wait()
+	var out []*descriptor.Error
+	for _, jb := range jobs {
+		if jb.msg == "" {
+			continue
+		}
+		a := jb.a
+		e := &descriptor.Error{File: desc.Filename, Allotment: a.Index, Cell: &a.Cell, Key: fmt.Sprintf("src[%d] %q", jb.j, a.Copies[jb.j].Src), Msg: jb.msg}
+		for _, da := range desc.Allotments {
+			if da.Index == a.Index && jb.j < len(da.SrcPos) {
+				e.Pos = da.SrcPos[jb.j]
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+var (
+	statusRE   = regexp.MustCompile(`invalid response status (\d+)`)
+	mismatchRE = regexp.MustCompile(`digest mismatch (?:for \S+: )?(sha256:[0-9a-f]{64})`)
+)
+
+// fetchProblem fetches one URL and returns what is wrong with it, or "".
+func fetchProblem(ctx context.Context, c client.Client, a descriptor.PlannedAllotment, cp descriptor.Copy) string {
+	err := solveEval(ctx, c, llb.FetchState(a, cp))
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if m := mismatchRE.FindStringSubmatch(msg); m != nil && cp.Checksum != "" {
+		unpinned := cp
+		unpinned.Checksum = ""
+		uerr := solveEval(ctx, c, llb.FetchState(a, unpinned))
+		if uerr == nil {
+			return fmt.Sprintf("the server sent a file with digest %s, but the checksum pins %s (the file changed, or the checksum is wrong)", m[1], cp.Checksum)
+		}
+		msg = uerr.Error()
+	}
+	if m := statusRE.FindStringSubmatch(msg); m != nil {
+		code, _ := strconv.Atoi(m[1])
+		hint := ""
+		switch code {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			hint = "; check the credentials in the secret named by authSecret (the whole Authorization header value, e.g. \"Basic …\" or \"Bearer …\")"
+		}
+		return fmt.Sprintf("the server answered %d %s%s", code, http.StatusText(code), hint)
+	}
+	if strings.Contains(msg, "failed to retrieve HTTP auth secret") {
+		return fmt.Sprintf("the secret %q named by authSecret was not given to the build; pass it with --secret id=%s,src=FILE (a file holding the whole Authorization header value)", a.AuthSecret, a.AuthSecret)
+	}
+	return "cannot fetch it: " + descriptor.RedactText(msg)
+}
+
+func solveEval(ctx context.Context, c client.Client, st bkllb.State) error {
+	def, err := st.Marshal(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true})
+	return err
+}
+
+func hasURLs(planned []descriptor.PlannedAllotment) bool {
+	for _, a := range planned {
+		for _, c := range a.Copies {
+			if c.URL != "" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/docker/cli/cli/config"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/cmd/buildctl/build"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/util/progress/progressui"
@@ -160,9 +161,16 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	eg, ctx := errgroup.WithContext(ctx)
 	var resp *client.SolveResponse
 	var warnings []client.VertexWarning
+	// The frontend's own error names the allotment and the URL; buildkitd
+	// answers the build with the failed vertex's bare message instead.
+	var frontendErr error
 	eg.Go(func() error {
 		var err error
-		resp, err = c.Build(ctx, solveOpt, "2dfs", frontend.Build, ch)
+		resp, err = c.Build(ctx, solveOpt, "2dfs", func(ctx context.Context, c gateway.Client) (*gateway.Result, error) {
+			res, err := frontend.Build(ctx, c)
+			frontendErr = err
+			return res, err
+		}, ch)
 		return err
 	})
 	eg.Go(func() error {
@@ -175,6 +183,9 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	// and tty modes: repeat them last, where they are seen.
 	printWarnings(os.Stderr, warnings)
 	if err != nil {
+		if frontendErr != nil && !errors.Is(frontendErr, context.Canceled) {
+			err = frontendErr
+		}
 		// buildkitd's messages may repeat a signed URL's query.
 		return errors.New(descriptor.RedactText(err.Error()))
 	}
