@@ -284,6 +284,9 @@ func TestRemoteSourcesMixedField(t *testing.T) {
 		t.Errorf("the changed URL was fetched %d times in all, want 2", n)
 	}
 	cached := allotmentVertices(out)
+	if len(cached) != 5 {
+		t.Errorf("progress shows %d allotments, want 5:\n%s", len(cached), out)
+	}
 	for _, cell := range []string{"0,0", "1,0", "2,0", "3,0"} {
 		if !cached[cell] {
 			t.Errorf("allotment %s was rebuilt though its source did not change:\n%s", cell, out)
@@ -353,5 +356,54 @@ func TestRemoteSourceErrors(t *testing.T) {
 			}
 			rf.checkNoCredentials(t, "the output", []byte(out))
 		})
+	}
+}
+
+// A cold build on a second buildkitd takes every allotment from a registry
+// cache: no URL is fetched again. The cache holds no credential.
+func TestRemoteSourcesRegistryCache(t *testing.T) {
+	rf := setupRemoteField(t)
+	l1Sum := rf.files.put("/private/l1.bin", []byte("private, cached\n"))
+	l2Sum := rf.files.put("/public/l2.bin", []byte("public, cached\n"))
+	rf.descriptor(t, l1Sum, rf.files.url+"/public/l2.bin?"+signedQuery, l2Sum)
+	cache := "type=registry,ref=" + env.registry + "/remote/cache:v1"
+	ref := env.registry + "/remote/cached"
+	rf.build(t, "-t", ref+":v1", "--push", "--cache-to", cache+",mode=max")
+	fetched := rf.files.getCount("/private/l1.bin") + rf.files.getCount("/public/l2.bin")
+	if fetched != 2 {
+		t.Fatalf("first build fetched %d times, want 2", fetched)
+	}
+
+	rf.addr = buildkitdTrusting(t, "buildkitd-remote-cold", rf.files.caFile)
+	out := rf.build(t, "-t", ref+":v2", "--push", "--cache-from", cache)
+	if n := rf.files.getCount("/private/l1.bin") + rf.files.getCount("/public/l2.bin"); n != fetched {
+		t.Errorf("the cold build fetched the URLs %d more times, want none:\n%s", n-fetched, out)
+	}
+	vertices := allotmentVertices(out)
+	if len(vertices) != 5 {
+		t.Errorf("progress shows %d allotments, want 5:\n%s", len(vertices), out)
+	}
+	for cell, cached := range vertices {
+		if !cached {
+			t.Errorf("allotment %s was rebuilt on the cold builder:\n%s", cell, out)
+		}
+	}
+	first, second := pull(t, ref+":v1"), pull(t, ref+":v2")
+	if first.digest != second.digest {
+		t.Errorf("the cold build gave manifest %s, the first %s", second.digest, first.digest)
+	}
+
+	// No blob in the registry (images, cache manifests and cache configs)
+	// holds the credentials or the signed query.
+	paths, err := filepath.Glob(filepath.Join(env.dir, "registry-data/docker/registry/v2/blobs/sha256/*/*/data"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no registry blobs found: %v", err)
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rf.checkNoCredentials(t, "registry blob "+filepath.Base(filepath.Dir(p)), data)
 	}
 }
