@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
 // fileServer is an HTTPS file server on loopback: files under /private/
@@ -124,7 +125,7 @@ func buildkitdTrusting(t *testing.T, name, caFile string) string {
 	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("start buildkitd %s: %v\n%s", name, err, stderrOf(err))
+		t.Fatalf("start buildkitd %s: %v\n%s", name, err, testenv.ExitStderr(err))
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -405,5 +406,36 @@ func TestRemoteSourcesRegistryCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		rf.checkNoCredentials(t, "registry blob "+filepath.Base(filepath.Dir(p)), data)
+	}
+}
+
+// In a multi-platform build, "from" reads an image for each target
+// platform, as COPY --from does: each platform's allotment holds that
+// platform's file.
+func TestRemoteSourcesFromImagePerPlatform(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "amd64.txt"), []byte("amd64\n"))
+	writeFile(t, filepath.Join(src, "arm64.txt"), []byte("arm64\n"))
+	writeFile(t, filepath.Join(src, "Dockerfile"), []byte("FROM scratch\nARG TARGETARCH\nCOPY ${TARGETARCH}.txt /arch.txt\n"))
+	image := env.registry + "/remote-src/per-arch:v1"
+	runCmd(t, src, filepath.Join(env.tools, "buildctl"), "--addr", env.buildkit, "build", "--progress", "quiet",
+		"--frontend", "dockerfile.v0", "--local", "context="+src, "--local", "dockerfile="+src,
+		"--opt", "platform=linux/amd64,linux/arm64", "--output", "type=image,name="+image+",push=true")
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "2dfs.json"), []byte(`{"allotments": [
+  {"src": "/arch.txt", "from": "`+image+`", "dst": "/f/arch.txt", "row": 0, "col": 0}
+]}`))
+	ref := env.registry + "/remote/per-arch:v1"
+	build(t, env.buildkit, dir, "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push")
+	byArch := platformImages(t, ref)
+	if len(byArch) != 2 {
+		t.Fatalf("got platforms %v", byArch)
+	}
+	for arch, img := range byArch {
+		entries, _ := readLayer(t, img.raw, img.record.Allotments[0].Layer)
+		if got := string(entries["/f/arch.txt"].data); got != arch+"\n" {
+			t.Errorf("the %s image's allotment holds %q, want %q", arch, got, arch+"\n")
+		}
 	}
 }
