@@ -1,6 +1,7 @@
 package llb
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -96,9 +97,15 @@ func TestConvertRemoteSources(t *testing.T) {
 	if got := strings.Join(history, "|"); got != wantHistory {
 		t.Errorf("history = %s\nwant %s", got, wantHistory)
 	}
-	label := res.Image.Config.Labels[field.LabelKey]
-	if strings.Contains(label, "SECRETSIG") || !strings.Contains(label, "/m/l3.bin") {
-		t.Errorf("record = %s", label)
+	record, err := json.Marshal(res.Record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(record), "SECRETSIG") || !strings.Contains(string(record), "/m/l3.bin") {
+		t.Errorf("record = %s", record)
+	}
+	if label := res.Image.Config.Labels[field.LabelKey]; strings.Contains(label, "SECRETSIG") {
+		t.Errorf("record label = %s", label)
 	}
 }
 
