@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -215,6 +216,17 @@ func TestRemoteSourcesMixedField(t *testing.T) {
 	ref := env.registry + "/remote/mixed:v1"
 	out := rf.build(t, "-t", ref, "--push")
 	rf.checkNoCredentials(t, "the progress output", []byte(out))
+	// Only the paths the allotments read go over the named context's
+	// transfer: not the 1 MiB unused.bin beside them.
+	sent := regexp.MustCompile(`transferring context-weights: ([0-9.]+)([kMG]?B)`).FindAllStringSubmatch(out, -1)
+	if len(sent) == 0 {
+		t.Errorf("progress shows no transfer of the named context:\n%s", out)
+	}
+	for _, m := range sent {
+		if m[2] != "B" && m[2] != "kB" {
+			t.Errorf("the named context sent %s%s, more than the files read from it", m[1], m[2])
+		}
+	}
 
 	img := pull(t, ref)
 	want := map[field.Cell]map[string]string{
