@@ -438,8 +438,13 @@ func TestRemoteSourcesFromImagePerPlatform(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "2dfs.json"), []byte(`{"allotments": [
   {"src": "/arch.txt", "from": "`+image+`", "dst": "/f/arch.txt", "row": 0, "col": 0}
 ]}`))
+	writeFile(t, filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("b"), 4<<20))
 	ref := env.registry + "/remote/per-arch:v1"
-	build(t, env.buildkit, dir, "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push")
+	out := build(t, env.buildkit, dir, "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push")
+	// No source is in the build context, so none of it is transferred.
+	if strings.Contains(out, "load build context") {
+		t.Errorf("the build context was loaded though no allotment reads it:\n%s", out)
+	}
 	byArch := platformImages(t, ref)
 	if len(byArch) != 2 {
 		t.Fatalf("got platforms %v", byArch)
