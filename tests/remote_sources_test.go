@@ -456,3 +456,50 @@ func TestRemoteSourcesFromImagePerPlatform(t *testing.T) {
 		}
 	}
 }
+
+// Through docker buildx and the frontend image, remote sources build the
+// same way, --secret reaches the HTTP source, and a failed fetch is
+// explained by the frontend (the gateway container's error wins).
+func TestRemoteSourcesBuildx(t *testing.T) {
+	frontend := frontendImage(t)
+	rf := setupRemoteField(t)
+	docker(t, rf.dir, "buildx", "create", "--name", "remote-sources", "--driver", "remote", rf.addr)
+	l1Sum := rf.files.put("/private/l1.bin", []byte("private, through buildx\n"))
+	l2Sum := rf.files.put("/public/l2.bin", []byte("public, through buildx\n"))
+	args := func(ref string) []string {
+		return []string{"buildx", "build", "--builder", "remote-sources", "--progress", "plain", "-f", "2dfs.json",
+			"--provenance=false", "--sbom=false", "--secret", "id=hub-token,src=" + rf.secretFile,
+			"--build-context", "weights=" + rf.weights, "--output", "type=image,name=" + ref + ",push=true", "."}
+	}
+
+	rf.descriptor(t, l1Sum, rf.files.url+"/public/l2.bin?"+signedQuery, l2Sum)
+	withDescriptor(t, rf.dir, map[string]any{"syntax": frontend})
+	ref := env.registry + "/remote/buildx:v1"
+	out := docker(t, rf.dir, args(ref)...)
+	rf.checkNoCredentials(t, "buildx's progress output", []byte(out))
+	img := pull(t, ref)
+	if len(img.record.Allotments) != 5 {
+		t.Fatalf("record = %+v", img.record)
+	}
+	for _, a := range img.record.Allotments {
+		if a.Cell() == (field.Cell{Row: 1, Col: 0}) {
+			entries, _ := readLayer(t, img.raw, a.Layer)
+			if got := string(entries["/f/l1.bin"].data); got != "private, through buildx\n" {
+				t.Errorf("/f/l1.bin = %q", got)
+			}
+		}
+	}
+
+	wrong := rf.files.put("/public/other.bin", []byte("not l2, through buildx\n"))
+	rf.descriptor(t, l1Sum, rf.files.url+"/public/l2.bin?"+signedQuery, wrong)
+	withDescriptor(t, rf.dir, map[string]any{"syntax": frontend})
+	out, err := tryDocker(rf.dir, nil, args(ref+"-wrong")...)
+	if err == nil {
+		t.Fatalf("build with a wrong checksum succeeded:\n%s", out)
+	}
+	want := fmt.Sprintf(`allotments[2] (row 1, col 1): src[0] "%s/public/l2.bin": the server sent a file with digest %s, but the checksum pins %s`, rf.files.url, l2Sum, wrong)
+	if !strings.Contains(out, want) {
+		t.Errorf("output does not say\n%s\n%s", want, out)
+	}
+	rf.checkNoCredentials(t, "buildx's output of the failed build", []byte(out))
+}
