@@ -1,11 +1,16 @@
 package tests
 
 import (
+	"crypto/md5"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/direct"
@@ -84,5 +89,111 @@ func TestDirectLayersMatchBuildKit(t *testing.T) {
 				t.Errorf("%s allotment %s: media type %s, direct writes %s", ref, al.Cell(), want.MediaType, comp.MediaType())
 			}
 		}
+	}
+}
+
+// digestOf is the digest `2dfs build` prints on stdout: the last line that
+// is one.
+func digestOf(t *testing.T, out string) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); strings.HasPrefix(l, "sha256:") && len(l) == 71 {
+			return l
+		}
+	}
+	t.Fatalf("no image digest in the output:\n%s", out)
+	return ""
+}
+
+// The direct engine pushes the image the BuildKit engine pushes, digest for
+// digest: manifest (so config, history, field record and every layer), or
+// index for several platforms.
+func TestDirectEngineSameImage(t *testing.T) {
+	base := baseImage(t, "v1", "")
+	exampleDir, want := example(t, base)
+	multiBase := baseImage(t, "multi", "linux/amd64,linux/arm64")
+	multiDir, _ := example(t, multiBase)
+	odd := directContext(t)
+	for _, c := range []struct {
+		name string
+		dir  string
+		args []string
+	}{
+		{"base-label", exampleDir, []string{"--label", "org.example.team=ml"}},
+		{"odd-epoch-gzip", odd, []string{"--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--compression", "gzip"}},
+		{"multi-platform", multiDir, []string{"--platform", "linux/amd64,linux/arm64"}},
+		{"base-override", odd, []string{"--build-context", "base=docker-image://" + base}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ref := env.registry + "/direct-same/" + c.name
+			bk := build(t, env.buildkit, c.dir, append([]string{"-t", ref + ":buildkit", "--push", "--engine", "buildkit"}, c.args...)...)
+			out := build(t, env.buildkit, c.dir, append([]string{"-t", ref + ":direct", "--push"}, c.args...)...)
+			if !strings.Contains(out, "[2dfs] engine: direct") {
+				t.Fatalf("auto did not pick the direct engine for a push of local sources:\n%s", out)
+			}
+			if got, want := digestOf(t, out), digestOf(t, bk); got != want {
+				t.Fatalf("direct engine pushed %s, BuildKit %s:\n%s", got, want, out)
+			}
+			// The registry serves it under the tag, as BuildKit's.
+			if strings.Contains(c.name, "multi") {
+				checkSharedAcrossPlatforms(t, ref+":direct")
+			} else if d := pull(t, ref+":direct").digest.String(); d != digestOf(t, bk) {
+				t.Fatalf("tag direct points at %s", d)
+			}
+		})
+	}
+
+	// The direct image runs under containerd with the files in place.
+	got := ctrRun(t, env.registry+"/direct-same/base-label:direct", "find /model /tokenizer -type f | sort | xargs md5sum")
+	var sums []string
+	for _, files := range want {
+		for p, data := range files {
+			sums = append(sums, fmt.Sprintf("%x  %s", md5.Sum(data), p))
+		}
+	}
+	sort.Slice(sums, func(i, j int) bool { return strings.Fields(sums[i])[1] < strings.Fields(sums[j])[1] })
+	if strings.TrimSpace(got) != strings.Join(sums, "\n") {
+		t.Fatalf("files in the running container:\n%s\nwant:\n%s", got, strings.Join(sums, "\n"))
+	}
+}
+
+// A re-run with nothing changed reads no file and uploads nothing: every
+// allotment comes from the stat cache and is found in the registry. A
+// changed file is read again, and only its allotment is uploaded.
+func TestDirectNoOpRebuild(t *testing.T) {
+	dir, _ := example(t, "")
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	ref := env.registry + "/direct-noop/field"
+	// Sources written within the cache's racy window of a build are not
+	// trusted from it next time (they are read again), so let them age.
+	time.Sleep(300 * time.Millisecond)
+	first := build(t, env.buildkit, dir, "-t", ref+":v1", "--push", "--engine", "direct")
+	if !strings.Contains(first, "5 layers uploaded") {
+		t.Fatalf("first build did not upload 5 layers:\n%s", first)
+	}
+	again := build(t, env.buildkit, dir, "-t", ref+":v1", "--push", "--engine", "direct")
+	if !strings.Contains(again, "0 layers uploaded, 0 already in the registry, 5 unread") {
+		t.Fatalf("no-op re-run read or uploaded layers:\n%s", again)
+	}
+	if digestOf(t, again) != digestOf(t, first) {
+		t.Fatalf("no-op re-run changed the image")
+	}
+
+	writeFile(t, filepath.Join(dir, "splits/c.bin"), []byte("changed\n"))
+	time.Sleep(300 * time.Millisecond)
+	changed := build(t, env.buildkit, dir, "-t", ref+":v2", "--push", "--engine", "direct")
+	if !strings.Contains(changed, "1 layers uploaded, 0 already in the registry, 4 unread") {
+		t.Fatalf("after one file changed:\n%s", changed)
+	}
+	// The same files pushed to another repository of the registry are
+	// mounted from the first, not read.
+	other := build(t, env.buildkit, dir, "-t", env.registry+"/direct-noop/other:v2", "--push", "--engine", "direct")
+	if !strings.Contains(other, "0 layers uploaded") {
+		t.Fatalf("push to another repository read layers:\n%s", other)
+	}
+	if digestOf(t, other) != digestOf(t, changed) {
+		t.Fatalf("same inputs, other repository, other image")
 	}
 }

@@ -19,10 +19,13 @@ package layer
 
 import (
 	"archive/tar"
+	"fmt"
 	"path"
 	"slices"
 	"strings"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // Normalized modes, as llb.NormalMode ("a=rX,u+w,a-t") leaves them: folders
@@ -63,6 +66,12 @@ type Entry struct {
 	// Inode groups hard links: regular entries of one copy that share a
 	// non-zero Inode are one file in the snapshot, written once and linked.
 	Inode InodeKey
+	// Stat is what the scan saw of the source (device, inode, size, times,
+	// links, mode): an entry whose Stat is unchanged has unchanged bytes,
+	// unless it changed within the timestamp granularity (see Tree.Newest).
+	Stat string
+	// Changed is the later of the source's mtime and ctime.
+	Changed time.Time
 }
 
 // InodeKey names a file inside one copy of an allotment.
@@ -108,6 +117,28 @@ func (t *Tree) put(e *Entry) {
 	t.entries[e.Path] = e
 	parent := path.Dir(e.Path)
 	t.children[parent] = append(t.children[parent], path.Base(e.Path))
+}
+
+// Fingerprint hashes the layer's inputs as the scan saw them: every entry's
+// path, type, mode, size, link and source metadata, in layer order. Equal
+// fingerprints (with equal epoch and compression) mean an equal layer.
+func (t *Tree) Fingerprint() digest.Digest {
+	d := digest.SHA256.Digester()
+	for _, e := range t.Entries() {
+		fmt.Fprintf(d.Hash(), "%q %c %o %d %q %q %d/%d/%d\n", e.Path, e.Type, e.Mode, e.Size, e.Linkname, e.Stat, e.Inode.Copy, e.Inode.Dev, e.Inode.Ino)
+	}
+	return d.Digest()
+}
+
+// Newest is the latest change time of any source of the tree.
+func (t *Tree) Newest() time.Time {
+	var n time.Time
+	for _, e := range t.entries {
+		if e.Changed.After(n) {
+			n = e.Changed
+		}
+	}
+	return n
 }
 
 // Len is the number of entries.

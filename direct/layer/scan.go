@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 )
@@ -20,6 +21,10 @@ import (
 // differently or refuses too: special files, sources outside the context,
 // files with file capabilities (which the differ writes as an xattr).
 func Scan(root string, a descriptor.PlannedAllotment) (*Tree, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
 	t := NewTree()
 	for i, c := range a.Copies {
 		src, err := inContext(root, c.Src)
@@ -37,10 +42,13 @@ func Scan(root string, a descriptor.PlannedAllotment) (*Tree, error) {
 			}
 			// A named source is one file, even with other links elsewhere.
 			e.Path, e.Inode = c.Dst, InodeKey{}
+			stamp(&e, st)
 			t.Add(e)
 			continue
 		}
-		t.Add(Entry{Path: c.Dst, Type: tar.TypeDir, Mode: dirMode})
+		top := Entry{Path: c.Dst, Type: tar.TypeDir, Mode: dirMode}
+		stamp(&top, st)
+		t.Add(top)
 		err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return fmt.Errorf("allotment %s: read %s: %w", a.Cell, ctxPath(root, p), err)
@@ -58,6 +66,7 @@ func Scan(root string, a descriptor.PlannedAllotment) (*Tree, error) {
 			}
 			rel, _ := filepath.Rel(src, p)
 			e.Path = path.Join(c.Dst, filepath.ToSlash(rel))
+			stamp(&e, info)
 			t.Add(e)
 			return nil
 		})
@@ -119,6 +128,22 @@ func entryOf(p, name string, info fs.FileInfo, copyIndex int) (Entry, error) {
 		return e, nil
 	default:
 		return Entry{}, &descriptor.SpecialFileError{Path: name, Mode: m}
+	}
+}
+
+// stamp records what the scan saw of a source for the stat cache.
+func stamp(e *Entry, info fs.FileInfo) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		e.Stat = fmt.Sprintf("%d %d %o", info.Size(), info.ModTime().UnixNano(), info.Mode())
+		e.Changed = info.ModTime()
+		return
+	}
+	mtime, ctime := time.Unix(st.Mtim.Unix()), time.Unix(st.Ctim.Unix())
+	e.Stat = fmt.Sprintf("%d %d %d %d %d %d %o", st.Dev, st.Ino, st.Size, mtime.UnixNano(), ctime.UnixNano(), st.Nlink, st.Mode)
+	e.Changed = mtime
+	if ctime.After(mtime) {
+		e.Changed = ctime
 	}
 }
 
