@@ -110,6 +110,10 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(planned) == 0 {
+		// The frontend's warning, word for word.
+		fmt.Fprintln(opt.Log, "WARNING: the descriptor has no allotments: the image is the base image alone")
+	}
 	auth := remote.WithAuthFromKeychain(opt.Keychain)
 	var pusher *remote.Pusher
 	var repo name.Repository
