@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"archive/tar"
 	"crypto/md5"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/direct"
@@ -195,5 +200,77 @@ func TestDirectNoOpRebuild(t *testing.T) {
 	}
 	if digestOf(t, other) != digestOf(t, changed) {
 		t.Fatalf("same inputs, other repository, other image")
+	}
+}
+
+// indexDigest reads the digest index.json names in an OCI layout tar.
+func indexDigest(t *testing.T, file string) string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s has no index.json: %v", file, err)
+		}
+		if h.Name != "index.json" {
+			continue
+		}
+		var idx ocispec.Index
+		if err := json.NewDecoder(tr).Decode(&idx); err != nil {
+			t.Fatal(err)
+		}
+		if len(idx.Manifests) != 1 {
+			t.Fatalf("index.json lists %d manifests", len(idx.Manifests))
+		}
+		return idx.Manifests[0].Digest.String()
+	}
+}
+
+// --output type=oci,dest=FILE writes the image BuildKit's oci exporter
+// writes, base layers copied in.
+func TestDirectOCILayout(t *testing.T) {
+	dir, _ := example(t, baseImage(t, "v1", ""))
+	out := t.TempDir()
+	build(t, env.buildkit, dir, "--engine", "buildkit", "--output", "type=oci,dest="+filepath.Join(out, "bk.tar"))
+	log := build(t, env.buildkit, dir, "--output", "type=oci,dest="+filepath.Join(out, "direct.tar"))
+	if !strings.Contains(log, "[2dfs] engine: direct") {
+		t.Fatalf("auto did not pick the direct engine for an OCI layout:\n%s", log)
+	}
+	if got, want := indexDigest(t, filepath.Join(out, "direct.tar")), indexDigest(t, filepath.Join(out, "bk.tar")); got != want {
+		t.Fatalf("direct layout holds %s, BuildKit's %s", got, want)
+	}
+	// Every blob of the image is in the layout: skopeo-free check with
+	// crane's layout reader.
+	runCmd(t, "", "tar", "-xf", filepath.Join(out, "direct.tar"), "-C", out)
+	ii, err := layout.ImageIndexFromPath(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ii.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := ii.Image(m.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatalf("layout lacks a layer: %v", err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatalf("layer in the layout: %v", err)
+		}
+		rc.Close()
 	}
 }

@@ -89,23 +89,24 @@ func directOutput(f buildFlags) (direct.Output, error) {
 	switch {
 	case len(f.outputs) == 0 && f.push && len(f.tags) > 0:
 	case len(f.outputs) == 1 && !f.push:
-		exports, err := exportEntries(f)
-		if err != nil {
-			return out, err
+		// buildctl's parser turns dest into a file writer; read it here.
+		attrs := map[string]string{}
+		for _, kv := range strings.Split(f.outputs[0], ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+			attrs[k] = v
 		}
-		e := exports[0]
-		if e.Type != client.ExporterOCI || e.Attrs["dest"] == "" || e.Attrs["dest"] == "-" || e.Attrs["tar"] == "false" {
+		if attrs["type"] != client.ExporterOCI || attrs["dest"] == "" || attrs["dest"] == "-" || attrs["tar"] == "false" {
 			return out, errors.New("only pushes (-t NAME --push) and --output type=oci,dest=FILE are built without BuildKit")
 		}
-		for k := range e.Attrs {
+		for k := range attrs {
 			switch k {
-			case "dest", "oci-mediatypes", "name", "tar":
+			case "type", "dest", "oci-mediatypes", "tar":
 			default:
 				return out, fmt.Errorf("output option %s is BuildKit's", k)
 			}
 		}
-		out.Layout = e.Attrs["dest"]
-		oci = !dockerMediaTypes(e)
+		out.Layout = attrs["dest"]
+		oci = !dockerMediaTypes(client.ExportEntry{Type: client.ExporterOCI, Attrs: attrs})
 	default:
 		return out, errors.New("only pushes (-t NAME --push) and --output type=oci,dest=FILE are built without BuildKit")
 	}
