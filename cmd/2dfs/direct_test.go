@@ -31,7 +31,11 @@ func TestChooseEngine(t *testing.T) {
 		{"oci layout", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=oci,dest=out.tar"} }), dir, "direct"},
 		{"base override", with(func(f *buildFlags) { f.contexts = []string{"base=docker-image://r.example/base:v1"} }), dir, "direct"},
 		{"no output", with(func(f *buildFlags) { f.push = false; f.tags = nil }), dir, "buildkit only pushes"},
-		{"image output", with(func(f *buildFlags) { f.push = false; f.tags = nil; f.outputs = []string{"type=image,name=r.example/a:v1,push=true"} }), dir, "buildkit only pushes"},
+		{"image output", with(func(f *buildFlags) {
+			f.push = false
+			f.tags = nil
+			f.outputs = []string{"type=image,name=r.example/a:v1,push=true"}
+		}), dir, "buildkit only pushes"},
 		{"local output", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=local,dest=out"} }), dir, "buildkit only pushes"},
 		{"docker media types", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=oci,dest=o.tar,oci-mediatypes=false"} }), dir, "buildkit Docker media types"},
 		{"cache-to", with(func(f *buildFlags) { f.cacheTo = []string{"type=inline"} }), dir, "buildkit --cache-to"},
