@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/tdfs-kit/tdfs/internal/printable"
 )
 
 // aliasBomb writes a YAML descriptor of about size bytes whose allotments
@@ -234,7 +236,7 @@ func TestParseUnprintablePaths(t *testing.T) {
 		{"2dfs.yaml", "allotments: [{row: !x \"\\e[31m\", src: a, dst: /a, col: 0}]", `2dfs.yaml:1:20: allotments[0]: row: must be an integer from 0 to 1023, got "\x1b[31m"`},
 	} {
 		_, err := Parse(tc.file, []byte(tc.in))
-		if err == nil || strings.ContainsFunc(err.Error(), func(r rune) bool { return r != '\n' && isControl(r) }) || tc.want != "" && err.Error() != tc.want {
+		if err == nil || strings.ContainsFunc(err.Error(), func(r rune) bool { return r != '\n' && printable.IsControl(r) }) || tc.want != "" && err.Error() != tc.want {
 			t.Errorf("%q: error %q, want %q", tc.in, err, tc.want)
 		}
 	}

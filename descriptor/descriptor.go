@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/internal/printable"
 )
 
 // DefaultFilenames are the names the frontend looks for, in order, when no
@@ -478,7 +479,7 @@ func describe(n *yaml.Node) string {
 	case "!!null":
 		return "null"
 	}
-	if len(n.Value) > 64 || strings.ContainsFunc(n.Value, isControl) {
+	if len(n.Value) > 64 || strings.ContainsFunc(n.Value, printable.IsControl) {
 		return quote(n.Value)
 	}
 	return n.Value
@@ -537,7 +538,7 @@ func (p *parser) paths(n *yaml.Node, allotment int, cell *field.Cell, name strin
 // and lengths past the kernel's limits.
 func checkName(s string) string {
 	for i, r := range s {
-		if isControl(r) && !(r == utf8.RuneError && strings.HasPrefix(s[i:], "\uFFFD")) {
+		if printable.IsControl(r) && !(r == utf8.RuneError && strings.HasPrefix(s[i:], "\uFFFD")) {
 			c := strconv.QuoteRune(r)
 			if r == utf8.RuneError {
 				c = fmt.Sprintf("byte 0x%02x (not UTF-8)", s[i])

@@ -2,11 +2,10 @@ package descriptor
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/internal/printable"
 )
 
 // MaxErrors is how many problems an ErrorList spells out; the rest are
@@ -61,7 +60,7 @@ func (e *Error) Error() string {
 	b.WriteString(e.Msg)
 	// Values are quoted where they are echoed; this catches what a library
 	// message or a file name carries, so no terminal gets raw escapes.
-	return printable(b.String())
+	return printable.String(b.String())
 }
 
 // ErrorList holds the problems found in a descriptor, in the order found,
@@ -110,31 +109,4 @@ func (l *ErrorList) err() error {
 		return nil
 	}
 	return l
-}
-
-// printable escapes control characters (C0 but newline, DEL, C1) and
-// invalid UTF-8 as Go would in a quoted string.
-func printable(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return r != '\n' && isControl(r) }) {
-		return s
-	}
-	var b strings.Builder
-	for i, r := range s {
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r != '\n' && isControl(r):
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-// isControl reports C0 and C1 control characters, DEL, and bytes that are
-// not UTF-8 (which a terminal may read as C1).
-func isControl(r rune) bool {
-	return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == utf8.RuneError
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/direct/layer"
+	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/llb"
 )
 
@@ -106,6 +107,15 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 	}
 	cache := statCache{dir: cacheDir}
 
+	// The limits the frontend applies: the image must be one BuildKit could
+	// have exported, and pulled, just the same.
+	if err := opt.Descriptor.CheckLimits(); err != nil {
+		return nil, err
+	}
+	numPlatforms := max(1, len(opt.Platforms))
+	if err := opt.Descriptor.CheckImageDescriptors(numPlatforms, 0); err != nil {
+		return nil, err
+	}
 	planned, err := Plan(opt.Descriptor, opt.ContextDir)
 	if err != nil {
 		return nil, err
@@ -139,6 +149,11 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 		if bases[i], err = resolveBase(ctx, opt, p, auth); err != nil {
 			return nil, err
 		}
+		if bases[i] != nil {
+			if err := opt.Descriptor.CheckImageDescriptors(numPlatforms, len(bases[i].config.RootFS.DiffIDs)); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	// Every allotment in one pass each, a bounded number at a time.
@@ -165,7 +180,9 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 			if hit && cached.MediaType != opt.Compression.MediaType() {
 				hit = false
 			}
-			l := &streamLayer{ctx: ectx, tree: tree, epoch: opt.Epoch, comp: opt.Compression}
+			l := &streamLayer{ctx: ectx, mediaType: opt.Compression.MediaType(), write: func(ctx context.Context, w io.Writer) (layer.Written, error) {
+				return layer.Write(ctx, w, tree, opt.Epoch, opt.Compression)
+			}}
 			if hit {
 				l.want = &cached
 			}
@@ -229,8 +246,14 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 			return nil
 		})
 	}
+	converted := convertBases(ectx, eg, bases, opt, cache, pusher, repo, &mu, &tmpFiles)
 	if err := eg.Wait(); err != nil {
 		return nil, err
+	}
+	for _, b := range bases {
+		if b != nil {
+			b.convertedTo(converted)
+		}
 	}
 
 	// Configs and manifests, as the frontend and exporter write them.
@@ -254,7 +277,7 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 	res.Digest = top.Descriptor.Digest
 
 	if out.Layout != "" {
-		if err := writeLayout(ctx, out.Layout, manifests, index, layers, bases, out.Tags); err != nil {
+		if err := writeLayout(ctx, out.Layout, manifests, index, layers, converted, bases, out.Tags); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(opt.Log, "[2dfs] wrote %s to %s\n", res.Digest, out.Layout)
@@ -304,7 +327,96 @@ type base struct {
 	ref    name.Reference
 	image  v1.Image
 	config *dockerspec.DockerOCIImage
-	layers []ocispec.Descriptor
+	// layers are the base manifest's; exported are the image's, where
+	// layers in another compression are converted as BuildKit converts them.
+	layers   []ocispec.Descriptor
+	exported []ocispec.Descriptor
+}
+
+func (b *base) convertedTo(converted map[digest.Digest]*allotmentLayer) {
+	b.exported = nil
+	for _, d := range b.layers {
+		if c, ok := converted[d.Digest]; ok {
+			d = c.desc
+		}
+		b.exported = append(b.exported, d)
+	}
+}
+
+// convertBases converts, in eg, every base layer whose compression is not
+// the build's (BuildKit's exporter forces the build's compression on them,
+// decompressing and compressing again; the diff_id stays). The stat cache
+// remembers conversions by the base blob's digest, so a re-run downloads
+// nothing when the converted blob is in the registry.
+func convertBases(ctx context.Context, eg *errgroup.Group, bases []*base, opt Options, cache statCache, pusher *remote.Pusher, repo name.Repository, mu *sync.Mutex, tmpFiles *[]string) map[digest.Digest]*allotmentLayer {
+	converted := map[digest.Digest]*allotmentLayer{}
+	for _, b := range bases {
+		if b == nil {
+			continue
+		}
+		for _, d := range b.layers {
+			if opt.Compression.Compressed(d.MediaType) || converted[d.Digest] != nil {
+				continue
+			}
+			out := &allotmentLayer{}
+			converted[d.Digest] = out
+			eg.Go(func() error {
+				src, err := b.image.LayerByDigest(toHash(d.Digest))
+				if err != nil {
+					return err
+				}
+				level := -1
+				if opt.Compression.Level != nil {
+					level = *opt.Compression.Level
+				}
+				key := digest.FromString(fmt.Sprintf("2dfs-direct convert v1\n%s\n%s %d\n", d.Digest, opt.Compression.Name, level))
+				cached, hit := cache.get(key)
+				l := &streamLayer{ctx: ctx, mediaType: opt.Compression.MediaType(), write: func(ctx context.Context, w io.Writer) (layer.Written, error) {
+					rc, err := src.Uncompressed()
+					if err != nil {
+						return layer.Written{}, err
+					}
+					defer rc.Close()
+					return layer.Recompress(ctx, w, rc, opt.Compression)
+				}}
+				if hit {
+					l.want = &cached
+				}
+				if pusher != nil {
+					if err := pusher.Upload(ctx, repo, l); err != nil {
+						return fmt.Errorf("base layer %s from %s, converted to %s: %w", d.Digest, b.ref, opt.Compression.Name, err)
+					}
+				} else {
+					f, err := os.CreateTemp("", "2dfs-layer-*")
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					*tmpFiles = append(*tmpFiles, f.Name())
+					mu.Unlock()
+					w, err := l.write(ctx, f)
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+					if err != nil {
+						return fmt.Errorf("base layer %s from %s: %w", d.Digest, b.ref, err)
+					}
+					l.done = &w
+					out.file = f.Name()
+				}
+				w := l.written()
+				if w == nil {
+					w = &layer.Written{Digest: cached.Digest, DiffID: cached.DiffID, Size: cached.Size}
+				}
+				out.desc = ocispec.Descriptor{MediaType: opt.Compression.MediaType(), Digest: w.Digest, Size: w.Size}
+				out.diffID = w.DiffID
+				cache.put(key, cachedLayer{Digest: w.Digest, DiffID: w.DiffID, Size: w.Size, MediaType: opt.Compression.MediaType()}, time.Time{}, time.Now())
+				fmt.Fprintf(opt.Log, "[2dfs base] %s converted to %s: %s (%d bytes)\n", d.Digest, opt.Compression.Name, w.Digest, w.Size)
+				return nil
+			})
+		}
+	}
+	return converted
 }
 
 // resolveBase reads the base's config and layers for a platform (nil for
@@ -354,7 +466,7 @@ func platformManifest(planned []descriptor.PlannedAllotment, layers []allotmentL
 	var baseImg *dockerspec.DockerOCIImage
 	var baseLayers []ocispec.Descriptor
 	if b != nil {
-		baseImg, baseLayers = b.config, b.layers
+		baseImg, baseLayers = b.config, b.exported
 	}
 	conv, err := llb.Convert(planned, llb.Options{
 		Context:   bkllb.Scratch(),
@@ -367,8 +479,15 @@ func platformManifest(planned []descriptor.PlannedAllotment, layers []allotmentL
 	if err != nil {
 		return Manifest{}, err
 	}
+	if w := field.RunnableWarning(conv.Record.BaseLayers, len(conv.Record.Allotments)); w != "" {
+		if len(opt.Platforms) > 1 {
+			w = platforms.Format(p) + ": " + w
+		}
+		fmt.Fprintln(opt.Log, "WARNING: "+w)
+	}
 	in := ImageInput{
 		Image:      conv.Image,
+		Record:     conv.Record,
 		BaseImage:  baseImg,
 		BaseLayers: baseLayers,
 		Epoch:      opt.Epoch,
@@ -391,9 +510,9 @@ func push(ctx context.Context, pusher *remote.Pusher, repo name.Repository, opt 
 	seen := map[digest.Digest]bool{}
 	for i, m := range manifests {
 		if b := bases[i]; b != nil {
-			for _, d := range b.layers {
-				if seen[d.Digest] {
-					continue
+			for j, d := range b.layers {
+				if seen[d.Digest] || b.exported[j].Digest != d.Digest {
+					continue // converted blobs went up with the allotments
 				}
 				seen[d.Digest] = true
 				eg.Go(func() error {
@@ -504,11 +623,11 @@ func checkBlobs(ctx context.Context, repo name.Repository, kc authn.Keychain, de
 // From the stat cache its digest is known: the pusher then checks the
 // registry first and reads nothing when the blob is there.
 type streamLayer struct {
-	ctx   context.Context
-	tree  *layer.Tree
-	epoch time.Time
-	comp  layer.Compression
-	want  *cachedLayer
+	ctx context.Context
+	// write makes the blob in one pass.
+	write     func(ctx context.Context, w io.Writer) (layer.Written, error)
+	mediaType string
+	want      *cachedLayer
 
 	mu   sync.Mutex
 	done *layer.Written
@@ -555,7 +674,7 @@ func (l *streamLayer) Size() (int64, error) {
 }
 
 func (l *streamLayer) MediaType() (types.MediaType, error) {
-	return types.MediaType(l.comp.MediaType()), nil
+	return types.MediaType(l.mediaType), nil
 }
 
 func (l *streamLayer) Uncompressed() (io.ReadCloser, error) {
@@ -567,9 +686,9 @@ func (l *streamLayer) Uncompressed() (io.ReadCloser, error) {
 func (l *streamLayer) Compressed() (io.ReadCloser, error) {
 	pr, pw := io.Pipe()
 	go func() {
-		w, err := layer.Write(l.ctx, pw, l.tree, l.epoch, l.comp)
+		w, err := l.write(l.ctx, pw)
 		if err == nil && l.want != nil && w.Digest != l.want.Digest {
-			err = fmt.Errorf("layer digest %s differs from the stat cache's %s although no source's metadata changed", w.Digest, l.want.Digest)
+			err = fmt.Errorf("layer digest %s differs from the stat cache's %s although its inputs did not change", w.Digest, l.want.Digest)
 		}
 		if err == nil {
 			l.mu.Lock()

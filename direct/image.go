@@ -11,6 +11,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tdfs-kit/tdfs/field"
 )
 
 // Media types of Docker's image format, as containerd names them.
@@ -76,6 +78,8 @@ type Manifest struct {
 type ImageInput struct {
 	// Image is the config the frontend hands the exporter: llb.Convert's.
 	Image *dockerspec.DockerOCIImage
+	// Record is the field record the frontend embeds in that config.
+	Record *field.Record
 	// BaseImage is the base's config; nil for scratch.
 	BaseImage *dockerspec.DockerOCIImage
 	// BaseLayers are the base manifest's layers.
@@ -92,7 +96,8 @@ type ImageInput struct {
 }
 
 // MakeManifest writes the config and manifest BuildKit's image exporter
-// writes for the frontend's result (exporter/containerimage/writer.go:
+// writes for the frontend's result (the frontend's config: dockerui's
+// json.Marshal, then Record.Embed; exporter/containerimage/writer.go:
 // commitDistributionManifest and patchImageConfig): the config marshalled
 // as dockerui marshals it, then rootfs and history replaced and the
 // top-level keys re-marshalled in sorted order; the manifest indented by
@@ -101,6 +106,11 @@ func MakeManifest(in ImageInput) (Manifest, error) {
 	dt, err := json.Marshal(in.Image)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("marshal image config: %w", err)
+	}
+	if in.Record != nil {
+		if dt, err = in.Record.Embed(dt); err != nil {
+			return Manifest{}, err
+		}
 	}
 	var baseImg *dockerspec.DockerOCIImage
 	if in.BaseImage != nil {

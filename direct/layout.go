@@ -23,7 +23,7 @@ import (
 // image, and every blob once. Base layers are copied from the base's
 // registry. The tar goes to a temporary file renamed over dest at the end,
 // so an interrupted build leaves no partial layout.
-func writeLayout(ctx context.Context, dest string, manifests []Manifest, index *Blob, layers []allotmentLayer, bases []*base, tags []name.Tag) error {
+func writeLayout(ctx context.Context, dest string, manifests []Manifest, index *Blob, layers []allotmentLayer, converted map[digest.Digest]*allotmentLayer, bases []*base, tags []name.Tag) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dest), ".2dfs-oci-*")
 	if err != nil {
 		return err
@@ -52,7 +52,11 @@ func writeLayout(ctx context.Context, dest string, manifests []Manifest, index *
 	}
 	addBytes := func(b Blob) error { return add(b.Descriptor.Digest, b.Descriptor.Size, bytes.NewReader(b.Data)) }
 
-	for _, l := range layers {
+	files := append([]allotmentLayer(nil), layers...)
+	for _, c := range converted {
+		files = append(files, *c)
+	}
+	for _, l := range files {
 		f, err := os.Open(l.file)
 		if err != nil {
 			return err
@@ -65,8 +69,8 @@ func writeLayout(ctx context.Context, dest string, manifests []Manifest, index *
 	}
 	for i, m := range manifests {
 		if b := bases[i]; b != nil {
-			for _, d := range b.layers {
-				if written[d.Digest] {
+			for j, d := range b.layers {
+				if written[d.Digest] || b.exported[j].Digest != d.Digest {
 					continue
 				}
 				l, err := b.image.LayerByDigest(v1.Hash{Algorithm: d.Digest.Algorithm().String(), Hex: d.Digest.Encoded()})

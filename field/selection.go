@@ -185,7 +185,8 @@ func looksLikeRect(piece string) bool {
 
 // ParseTag splits a partition tag into its base tag and selection. It reads
 // from the right, taking rectangle-shaped pieces (see IsPartitionTag) until
-// one is not; the rest is the base tag, which may itself contain "--".
+// one is not; the rest is the base tag, which may itself contain "--" but
+// must not end in "-" (ambiguous: "v1----0.0.0.0").
 func ParseTag(tag string) (base string, sel Selection, err error) {
 	fail := func(part, format string, args ...any) (string, Selection, error) {
 		return "", Selection{}, &TagError{Tag: tag, Part: part, Reason: fmt.Sprintf(format, args...)}
@@ -214,6 +215,11 @@ func ParseTag(tag string) (base string, sel Selection, err error) {
 		}
 		rects = append(rects, r)
 		rest = rest[:i]
+	}
+	if strings.HasSuffix(rest, "-") {
+		// "v1----0.0.0.0" reads as base "v1--", but is as likely a
+		// mistyped "v1--0.0.0.0": refuse rather than guess.
+		return fail(rest, "base tag ends in \"-\" right before the selection, which is ambiguous")
 	}
 	if !validTag(rest) {
 		return fail(rest, "base tag is not a valid tag (want [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})")

@@ -17,8 +17,6 @@ func TestParseTag(t *testing.T) {
 		{"latest--0.0.1023.1023", "latest", "0.0.1023.1023"},
 		{"my--tag--0.1.2.3", "my--tag", "0.1.2.3"},
 		{"app--rc.1--0.0.1.1", "app--rc.1", "0.0.1.1"},
-		// The last "--" separates: a base tag may end in '-'.
-		{"v1---1.0.1.1", "v1-", "1.0.1.1"},
 		{"_x--0.0.1.1--3.3.4.4", "_x", "0.0.1.1--3.3.4.4"},
 		// Canonical form sorts, drops repeats and nested rectangles.
 		{"t--3.3.4.4--0.0.1.1", "t", "0.0.1.1--3.3.4.4"},
@@ -65,6 +63,10 @@ func TestParseTagErrors(t *testing.T) {
 		{"--0.0.1.1", "", "base tag"},
 		{".v1--0.0.1.1", ".v1", "base tag"},
 		{"v 1--0.0.1.1", "v 1", "base tag"},
+		// "v1----0.0.0.0" could be base "v1--" or a mistyped "v1--0.0.0.0".
+		{"v1----0.0.0.0", "v1--", "ends in \"-\""},
+		{"v1---0.0.0.0", "v1-", "ends in \"-\""},
+		{"v1----0.0.0.0--1.1.1.1", "v1--", "ambiguous"},
 		{"v1", "", "no --r1.c1.r2.c2"},
 		{"my--tag", "", "no --r1.c1.r2.c2"},
 		{"v1" + strings.Repeat("--0.0.1.1", 15), "", "limit is 128"},

@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	bkllb "github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/client/llb/sourceresolver"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/frontend/dockerui"
 	"github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/solver/pb"
@@ -24,6 +26,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
+	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/llb"
 )
 
@@ -45,6 +48,15 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	}
 	if len(desc.Allotments) == 0 {
 		src.Warn(ctx, "the descriptor has no allotments: the image is the base image alone", client.WarnOpts{})
+	}
+	// Refuse fields BuildKit cannot export before any work: the allotment
+	// count now, the platforms' descriptors once each base is resolved.
+	if err := desc.CheckLimits(); err != nil {
+		return nil, err
+	}
+	numPlatforms := max(1, len(bc.TargetPlatforms))
+	if err := desc.CheckImageDescriptors(numPlatforms, 0); err != nil {
+		return nil, err
 	}
 
 	epoch, err := sourceDateEpoch(bc.BuildArgs)
@@ -71,11 +83,18 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 		return nil, err
 	}
 
+	var mu sync.Mutex
+	records := map[string]*field.Record{} // by dockerui's export platform ID
 	rb, err := bc.Build(ctx, func(ctx context.Context, platform *ocispec.Platform, _ int) (*dockerui.BuildResult, error) {
 		p := targetPlatform(platform)
 		base, baseImg, err := resolveBase(ctx, c, bc, desc, p)
 		if err != nil {
 			return nil, err
+		}
+		if baseImg != nil {
+			if err := desc.CheckImageDescriptors(numPlatforms, len(baseImg.RootFS.DiffIDs)); err != nil {
+				return nil, err
+			}
 		}
 		res, err := llb.Convert(planned, llb.Options{
 			Context:   *buildContext,
@@ -89,9 +108,22 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		mu.Lock()
+		records[platforms.FormatAll(platforms.Normalize(p))] = res.Record
+		mu.Unlock()
+		if w := field.RunnableWarning(res.Record.BaseLayers, len(res.Record.Allotments)); w != "" {
+			if numPlatforms > 1 {
+				w = platformString(p) + ": " + w
+			}
+			src.Warn(ctx, w, client.WarnOpts{})
+		}
 		def, err := res.State.Marshal(ctx, bkllb.Platform(p), bkllb.WithCaps(c.BuildOpts().LLBCaps))
 		if err != nil {
 			return nil, fmt.Errorf("marshal LLB: %w", err)
+		}
+		if n := definitionSize(def); n > maxDefinitionBytes {
+			return nil, fmt.Errorf("%s: the build definition of %d allotments is %d bytes, over BuildKit's %d byte gRPC message limit; split the field",
+				desc.Filename, len(planned), n, maxDefinitionBytes)
 		}
 		r, err := c.Solve(ctx, client.SolveRequest{
 			Definition: def.ToPB(),
@@ -110,7 +142,64 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rb.Finalize()
+	res, err := rb.Finalize()
+	if err != nil {
+		return nil, err
+	}
+	if err := embedRecords(res.Metadata, records); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// embedRecords writes each platform's field record into the image config
+// dockerui marshalled for the exporter (the containerimage.config metadata,
+// suffixed with the platform ID for a multi-platform build). dockerui
+// marshals a typed config, which has no place for the record's top-level
+// key; BuildKit's exporter keeps unknown top-level keys of this config.
+func embedRecords(meta map[string][]byte, records map[string]*field.Record) error {
+	embedded := 0
+	for key, config := range meta {
+		var rec *field.Record
+		switch id, ok := strings.CutPrefix(key, exptypes.ExporterImageConfigKey+"/"); {
+		case ok:
+			rec = records[id]
+		case key == exptypes.ExporterImageConfigKey && len(records) == 1:
+			for _, r := range records {
+				rec = r
+			}
+		case key != exptypes.ExporterImageConfigKey:
+			continue
+		}
+		if rec == nil {
+			return fmt.Errorf("internal error: no field record for the image config %s", key)
+		}
+		out, err := rec.Embed(config)
+		if err != nil {
+			return fmt.Errorf("image config %s: %w", key, err)
+		}
+		meta[key] = out
+		embedded++
+	}
+	if embedded != len(records) {
+		return fmt.Errorf("internal error: %d field records for %d image configs", len(records), embedded)
+	}
+	return nil
+}
+
+// maxDefinitionBytes is BuildKit's gRPC message limit (16 MiB, both ways
+// between the frontend and buildkitd), less room for the rest of the solve
+// request. Descriptor limits keep definitions far below it (about 450 bytes
+// per allotment); this check turns a gRPC "message larger than max" into an
+// error that says what is too large.
+const maxDefinitionBytes = 16<<20 - 64<<10
+
+func definitionSize(def *bkllb.Definition) int {
+	n := 0
+	for _, op := range def.Def {
+		n += len(op)
+	}
+	return n
 }
 
 // checkCaps fails early, with advice, on a worker that cannot build fields.

@@ -4,9 +4,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/solver/pb"
 	"github.com/moby/buildkit/util/apicaps"
+
+	"github.com/tdfs-kit/tdfs/field"
 )
 
 // capsClient is a gateway client that only answers BuildOpts.
@@ -58,5 +61,33 @@ func TestSourceDateEpoch(t *testing.T) {
 	}
 	if _, err := sourceDateEpoch(map[string]string{"SOURCE_DATE_EPOCH": "yesterday"}); err == nil || !strings.Contains(err.Error(), `SOURCE_DATE_EPOCH="yesterday"`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestEmbedRecords(t *testing.T) {
+	rec := func(base int) *field.Record {
+		return field.NewRecord(base, []field.RecordedAllotment{{Row: 0, Col: 0, Dst: []string{"/a"}}})
+	}
+	config := []byte(`{"architecture":"amd64","os":"linux","config":{"Labels":{"x":"y"}},"rootfs":{"type":"layers","diff_ids":[]}}`)
+
+	meta := map[string][]byte{exptypes.ExporterImageConfigKey: config, "other": []byte("kept")}
+	if err := embedRecords(meta, map[string]*field.Record{"linux/amd64": rec(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(meta[exptypes.ExporterImageConfigKey]), `"org.2dfs.field.allotments":[{"row":0,"col":0,"dst":["/a"]}]`) || string(meta["other"]) != "kept" {
+		t.Fatalf("single platform: %s", meta)
+	}
+
+	meta = map[string][]byte{exptypes.ExporterImageConfigKey + "/linux/amd64": config, exptypes.ExporterImageConfigKey + "/linux/arm64": config}
+	if err := embedRecords(meta, map[string]*field.Record{"linux/amd64": rec(1), "linux/arm64": rec(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(meta[exptypes.ExporterImageConfigKey+"/linux/arm64"]), `{\"version\":2,\"baseLayers\":2,\"allotments\":1}`) {
+		t.Fatalf("arm64 config: %s", meta[exptypes.ExporterImageConfigKey+"/linux/arm64"])
+	}
+
+	meta = map[string][]byte{exptypes.ExporterImageConfigKey + "/linux/s390x": config}
+	if err := embedRecords(meta, map[string]*field.Record{"linux/amd64": rec(1)}); err == nil || !strings.Contains(err.Error(), "no field record for the image config") {
+		t.Fatalf("unknown platform: %v", err)
 	}
 }

@@ -32,8 +32,8 @@ func TestSourceCheckerWalksFolders(t *testing.T) {
 		t.Fatalf("ok: %v %v", m, err)
 	}
 	// One listing of "." to find ok, then its three folders.
-	if ctx.calls != 4 {
-		t.Errorf("%d gateway calls for ok, want 4 (symlinks are not followed)", ctx.calls)
+	if n := ctx.calls.Load(); n != 4 {
+		t.Errorf("%d gateway calls for ok, want 4 (symlinks are not followed)", n)
 	}
 	var special *descriptor.SpecialFileError
 	if _, err := c.stat("bad"); !errors.As(err, &special) || special.Path != "bad/sub/deep/fifo" || special.Mode&fs.ModeNamedPipe == 0 {
@@ -50,7 +50,7 @@ func TestSourceCheckerWalksFolders(t *testing.T) {
 
 	// Past the bound the walk stops with one warning instead of an error.
 	var warnings []string
-	ctx.calls = 0
+	ctx.calls.Store(0)
 	c = newSourceChecker(context.Background(), ctx, 2, func(s string) { warnings = append(warnings, s) })
 	if _, err := c.stat("bad"); err != nil {
 		t.Fatalf("bad with a bound of 2 folders: %v", err)
@@ -59,7 +59,7 @@ func TestSourceCheckerWalksFolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One listing of "." and the two folders the bound allows.
-	if ctx.calls != 3 || len(warnings) != 1 || !strings.Contains(warnings[0], "more than 2 folders") || !strings.Contains(warnings[0], "bad/sub/deep") {
-		t.Fatalf("%d reads, warnings %q", ctx.calls, warnings)
+	if ctx.calls.Load() != 3 || len(warnings) != 1 || !strings.Contains(warnings[0], "more than 2 folders") || !strings.Contains(warnings[0], "bad/sub/deep") {
+		t.Fatalf("%d reads, warnings %q", ctx.calls.Load(), warnings)
 	}
 }

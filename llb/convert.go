@@ -92,11 +92,14 @@ func Convert(allotments []descriptor.PlannedAllotment, opt Options) (*Result, er
 		})
 	}
 	record := field.NewRecord(len(img.RootFS.DiffIDs), placed)
-	value, err := record.Encode()
+	// The typed config carries the header label only: the allotments go to
+	// a top-level key that the frontend adds to the marshalled config
+	// (Record.Embed), since DockerOCIImage has no place for it.
+	header, _, err := record.Encode()
 	if err != nil {
 		return nil, err
 	}
-	img.Config.Labels[field.LabelKey] = value
+	img.Config.Labels[field.LabelKey] = header
 
 	st := opt.Base
 	if len(allotments) > 0 {

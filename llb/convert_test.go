@@ -143,10 +143,10 @@ func TestConvertScratch(t *testing.T) {
 	if img.Config.Labels["org.example"] != "yes" {
 		t.Errorf("labels = %v", img.Config.Labels)
 	}
-	rec, err := field.Decode(img.Config.Labels[field.LabelKey])
-	if err != nil {
-		t.Fatal(err)
+	if got := img.Config.Labels[field.LabelKey]; got != `{"version":2,"baseLayers":0,"allotments":3}` {
+		t.Errorf("label = %s", got)
 	}
+	rec := res.Record
 	if rec.BaseLayers != 0 || len(rec.Allotments) != 3 || rec.Allotments[2].Layer != 2 || rec.Allotments[0].Dst[1] != "/f/b.bin" {
 		t.Errorf("record = %+v", rec)
 	}

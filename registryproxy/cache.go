@@ -110,6 +110,9 @@ func accessKey(up *upstream, name string, source digest.Digest, auth string) str
 	return strings.Join([]string{up.url.String(), name, source.String(), auth}, "\x00")
 }
 
+// scopeOf is the Scope of objects built from repository name of up.
+func scopeOf(up *upstream, name string) string { return Scope(up.url.String(), name) }
+
 // builtPartition is what a partition tag resolved to: the source manifest
 // the tag pointed at and the stored objects made from it (the top-level
 // object last).

@@ -16,6 +16,7 @@ const (
 	codeManifestUnknown = "MANIFEST_UNKNOWN"
 	codeManifestInvalid = "MANIFEST_INVALID"
 	codeNameInvalid     = "NAME_INVALID"
+	codeDigestInvalid   = "DIGEST_INVALID"
 	// codeTagInvalid is not in the OCI list but is what Docker's registry
 	// uses for a bad tag; clients print the message either way.
 	codeTagInvalid  = "TAG_INVALID"

@@ -16,9 +16,8 @@ import (
 	"github.com/tdfs-kit/tdfs/field"
 )
 
-// Routes of /v2/ requests.
+// Routes of /v2/ requests: see routes.go.
 var (
-	routeRE = regexp.MustCompile(`^/v2/(.+)/(manifests|blobs)/([^/]+)$`)
 	// nameRE is the distribution spec's repository name grammar. Names
 	// the proxy puts into its own upstream URLs must match it.
 	nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
@@ -69,12 +68,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) string {
 		return "denied"
 	}
 
-	m := routeRE.FindStringSubmatch(r.URL.Path)
-	if m == nil {
+	rt, r, ok := p.route(w, r) // only API paths, in canonical form (routes.go)
+	if !ok {
+		return "denied"
+	}
+	if rt.kind != routeManifests && rt.kind != routeBlobs {
 		up.rp.ServeHTTP(w, r)
 		return "passthrough"
 	}
-	name, kind, ref := m[1], m[2], m[3]
+	name, kind, ref := rt.name, rt.kind, rt.ref
 	if kind == "manifests" && field.IsPartitionTag(ref) {
 		if !read {
 			writeError(w, http.StatusForbidden, codeDenied, fmt.Sprintf("%s is a partition tag: partitions are synthesized by the proxy from the base tag and cannot be pushed or deleted", ref))

@@ -1,6 +1,11 @@
 package registryproxy
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
 
 type metrics struct {
 	requests     *prometheus.CounterVec
@@ -31,6 +36,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.builds, m.buildSeconds, m.storeLookups} {
 		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	// The Go runtime (go_goroutines, go_memstats_*) and the process
+	// (process_resident_memory_bytes, process_open_fds): what an
+	// operator watches first under load. A caller's registry may have
+	// them already.
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return nil, err
 		}
 	}

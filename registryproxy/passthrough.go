@@ -37,9 +37,9 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 			}
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if resp.StatusCode >= 500 {
-				up.failed()
-			}
+			// A relayed 5xx is not an outage: a client can provoke one
+			// (issue 11); only the proxy's own requests and an
+			// unreachable upstream (ErrorHandler) count.
 			rewriteLocation(resp, up.url)
 			return nil
 		},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +20,7 @@ import (
 // cmd/2dfs-proxy does) so hot objects are served without a round trip.
 //
 // Each object is one hash at <prefix><digest> with the fields data,
-// mediaType, source and manifest, written in one MULTI/EXEC so a reader
+// mediaType, source, manifest and one scope:<scope> per scope, written in one MULTI/EXEC so a reader
 // never sees half an object. Reads verify the digest; an entry whose data
 // does not match is a miss.
 type RedisStore struct {
@@ -66,6 +68,9 @@ type RedisOptions struct {
 	TTL time.Duration
 }
 
+// scopeField prefixes the hash field of each of an object's scopes.
+const scopeField = "scope:"
+
 // DefaultRedisPrefix is the key prefix of a RedisStore with none set.
 const DefaultRedisPrefix = "2dfs-proxy:object:"
 
@@ -102,6 +107,12 @@ func (s *RedisStore) Get(ctx context.Context, d digest.Digest) (*Object, error) 
 		Source:    digest.Digest(fields["source"]),
 		Manifest:  fields["manifest"] == "1",
 	}
+	for f := range fields {
+		if sc, ok := strings.CutPrefix(f, scopeField); ok {
+			o.Scopes = append(o.Scopes, sc)
+		}
+	}
+	slices.Sort(o.Scopes) // map order is random; the set is what counts
 	if verify(o) != nil || o.Source.Validate() != nil {
 		// Damaged or foreign: a miss, so the proxy rebuilds the object
 		// (and the Put overwrites the entry).
@@ -123,7 +134,13 @@ func (s *RedisStore) Put(ctx context.Context, o *Object) error {
 	}
 	key := s.key(o.Digest)
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "data", o.Data, "mediaType", o.MediaType, "source", o.Source.String(), "manifest", manifest)
+		// One field per scope: HSET adds to those of an identical object
+		// built elsewhere instead of replacing them.
+		fields := []any{"data", o.Data, "mediaType", o.MediaType, "source", o.Source.String(), "manifest", manifest}
+		for _, sc := range o.Scopes {
+			fields = append(fields, scopeField+sc, "1")
+		}
+		p.HSet(ctx, key, fields...)
 		if s.ttl > 0 {
 			p.Expire(ctx, key, s.ttl)
 		} else {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	digest "github.com/opencontainers/go-digest"
@@ -27,9 +28,49 @@ type Object struct {
 	// repository the request names, so a partition never reveals more
 	// than its source would.
 	Source digest.Digest
+	// Scopes are the upstreams and repositories (see Scope) the object
+	// was built from. The proxy serves it only through one of them, and
+	// checks access to Source only there: another upstream (a second
+	// mirror) or repository may hold the same source digest with other
+	// rights. Identical partitions built from several places are one
+	// object with several scopes; stores merge them on Put. An object
+	// without scopes (stored before they existed) is never served.
+	Scopes []string
 	// Manifest is true for manifests and indexes (served under
 	// /manifests/), false for configs (served under /blobs/).
 	Manifest bool
+}
+
+// Scope names where an object was built from: an upstream registry's URL
+// and a repository in it.
+func Scope(upstream, repository string) string { return upstream + " " + repository }
+
+// maxScopes bounds the scopes kept per object (the most recent win): each
+// is one place that built an identical partition, and one that was
+// dropped only costs that place a rebuild.
+const maxScopes = 64
+
+// BoundTo reports whether o was built from scope.
+func (o *Object) BoundTo(scope string) bool { return slices.Contains(o.Scopes, scope) }
+
+// withScopes returns o with the scopes of old it lacks added (before its
+// own, which are newer), or o itself when there is nothing to add.
+func (o *Object) withScopes(old []string) *Object {
+	var add []string
+	for _, sc := range old {
+		if !o.BoundTo(sc) && !slices.Contains(add, sc) {
+			add = append(add, sc)
+		}
+	}
+	if len(add) == 0 {
+		return o
+	}
+	merged := *o
+	merged.Scopes = append(add, o.Scopes...)
+	if n := len(merged.Scopes); n > maxScopes {
+		merged.Scopes = merged.Scopes[n-maxScopes:]
+	}
+	return &merged
 }
 
 // Store holds synthesized objects. Implementations must be safe for
@@ -77,6 +118,8 @@ func (s *MemoryStore) Put(_ context.Context, o *Object) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.items[o.Digest]; ok {
+		// Same bytes; keep the places it was built from.
+		e.Value = o.withScopes(e.Value.(*Object).Scopes)
 		s.order.MoveToFront(e)
 		return nil
 	}
@@ -127,6 +170,7 @@ type objectMeta struct {
 	MediaType string        `json:"mediaType"`
 	Source    digest.Digest `json:"source"`
 	Manifest  bool          `json:"manifest"`
+	Scopes    []string      `json:"scopes,omitempty"`
 }
 
 func (s *DirStore) path(d digest.Digest) (string, error) {
@@ -157,7 +201,7 @@ func (s *DirStore) Get(_ context.Context, d digest.Digest) (*Object, error) {
 	if err := json.Unmarshal(metaBytes, &meta); err != nil {
 		return nil, fmt.Errorf("store: %s.meta: %w", p, err)
 	}
-	o := &Object{Digest: d, MediaType: meta.MediaType, Data: data, Source: meta.Source, Manifest: meta.Manifest}
+	o := &Object{Digest: d, MediaType: meta.MediaType, Data: data, Source: meta.Source, Manifest: meta.Manifest, Scopes: meta.Scopes}
 	if err := verify(o); err != nil {
 		// A damaged file is a miss: the proxy rebuilds the object.
 		return nil, ErrNotFound
@@ -165,7 +209,7 @@ func (s *DirStore) Get(_ context.Context, d digest.Digest) (*Object, error) {
 	return o, nil
 }
 
-func (s *DirStore) Put(_ context.Context, o *Object) error {
+func (s *DirStore) Put(ctx context.Context, o *Object) error {
 	if err := verify(o); err != nil {
 		return err
 	}
@@ -176,7 +220,12 @@ func (s *DirStore) Put(_ context.Context, o *Object) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	meta, err := json.Marshal(objectMeta{MediaType: o.MediaType, Source: o.Source, Manifest: o.Manifest})
+	// Keep the scopes of an identical object already there. Two
+	// concurrent Puts may lose one; that place then misses and rebuilds.
+	if old, err := s.Get(ctx, o.Digest); err == nil {
+		o = o.withScopes(old.Scopes)
+	}
+	meta, err := json.Marshal(objectMeta{MediaType: o.MediaType, Source: o.Source, Manifest: o.Manifest, Scopes: o.Scopes})
 	if err != nil {
 		return err
 	}
@@ -237,6 +286,44 @@ func (t TieredStore) Put(ctx context.Context, o *Object) error {
 		}
 	}
 	return nil
+}
+
+// getBound returns the object d of s if it was built from scope, else
+// ErrNotFound. A tiered store is searched tier by tier: a faster tier may
+// hold the object with fewer scopes than a shared one (another replica
+// built it from elsewhere since).
+func getBound(ctx context.Context, s Store, d digest.Digest, scope string) (*Object, error) {
+	if t, ok := s.(TieredStore); ok {
+		for i, tier := range t {
+			o, err := getBound(ctx, tier, d, scope)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			for _, faster := range t[:i] {
+				_ = faster.Put(ctx, o) // a cache fill, merging scopes
+			}
+			return o, nil
+		}
+		return nil, ErrNotFound
+	}
+	o, err := s.Get(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if !o.BoundTo(scope) {
+		return nil, ErrNotFound
+	}
+	return o, nil
+}
+
+// bind sets the scope of freshly built objects.
+func bind(objs []*Object, scope string) {
+	for _, o := range objs {
+		o.Scopes = []string{scope}
+	}
 }
 
 func verify(o *Object) error {

@@ -17,13 +17,14 @@ import (
 // serveStored answers GET/HEAD of a synthesized object by digest, after
 // checking the caller can read the object's source in the repository named
 // in the request. It returns false when the store does not hold the digest
-// (or holds it in the other namespace) so the request passes through.
+// built from this upstream and repository (or holds it in the other
+// namespace) so the request passes through.
 func (p *Proxy) serveStored(w http.ResponseWriter, r *http.Request, up *upstream, name, kind, ref string) bool {
 	d, err := digest.Parse(ref)
 	if err != nil {
 		return false
 	}
-	obj, err := p.store.Get(r.Context(), d)
+	obj, err := getBound(r.Context(), p.store, d, scopeOf(up, name))
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			p.log.Warn("store read failed", "digest", d, "err", err)

@@ -119,7 +119,7 @@ func (p *Proxy) reuse(ctx context.Context, up *upstream, name, base, partKey str
 	}
 	objs := make([]*Object, 0, len(b.objects))
 	for _, d := range b.objects {
-		o, err := p.store.Get(ctx, d)
+		o, err := getBound(ctx, p.store, d, scopeOf(up, name))
 		if err != nil {
 			return nil, nil
 		}
@@ -188,6 +188,7 @@ func (p *Proxy) synthesize(ctx context.Context, up *upstream, name, base string,
 	// Configs and platform manifests before the object that points at
 	// them, so whatever a client can resolve is already there.
 	objs = append(objs, top)
+	bind(objs, scopeOf(up, name)) // served only through where it was built (store.go)
 	for _, o := range objs {
 		if err := p.store.Put(ctx, o); err != nil {
 			return nil, &storeError{fmt.Errorf("storing %s: %w", o.Digest, err)}

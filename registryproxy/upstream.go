@@ -32,7 +32,9 @@ type upstream struct {
 	client *http.Client
 	rp     *httputil.ReverseProxy
 	// failedAt (Unix nanoseconds) is when the upstream last failed to
-	// answer or answered 5xx. Cached access checks are not used for a
+	// answer, or answered an access check or partition synthesis with a
+	// 5xx (a 5xx relayed to a pass-through request does not count). Cached
+	// access checks are not used for a
 	// while after that, so an outage answers 502/504 for stored objects
 	// too, as for everything else.
 	failedAt atomic.Int64
@@ -195,6 +197,9 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *upstream, name, ref strin
 		if err := verifyDigest(d, data); err != nil {
 			return nil, "", &badUpstreamError{fmt.Errorf("manifest %s@%s: %w", name, ref, err)}
 		}
+	}
+	if err := validateDescriptors(data, manifestName(name, ref)); err != nil { // validate.go
+		return nil, "", err
 	}
 	return data, partition.MediaTypeOf(data, mediaTypeOf(resp.Header.Get("Content-Type"))), nil
 }

@@ -176,7 +176,7 @@ func inspect(t *testing.T, img v1.Image) pulled {
 	if err := json.Unmarshal(cfg, p.config); err != nil {
 		t.Fatal(err)
 	}
-	if p.record, err = field.FromConfig(p.config); err != nil {
+	if p.record, err = field.FromConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if p.record == nil {

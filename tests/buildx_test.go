@@ -102,14 +102,32 @@ func TestEntryPointsGiveSameImage(t *testing.T) {
 	runCmd(t, dir, filepath.Join(env.tools, "buildctl"), "--addr", env.buildkit, "build", "--frontend", "gateway.v0",
 		"--opt", "source="+frontend, "--opt", "filename=2dfs.json", "--local", "context=.", "--local", "dockerfile=.",
 		"--output", "type=image,name="+repo+":buildctl,push=true")
-	// 4. The in-process CLI, with BuildKit's default compression (ours is zstd).
-	build(t, env.buildkit, dir, "-t", repo+":cli", "--push", "--compression", "gzip", "--compression-level", "-1")
+	// 4. The in-process CLI at BuildKit's default compression (gzip, its
+	// default level).
+	build(t, env.buildkit, dir, "-t", repo+":cli-gzip", "--push", "--compression", "gzip", "--compression-level", "-1")
+	// 5. The CLI at its own default (zstd, level 1), and buildctl told the
+	// same: the README's claim is "the same digest at the same compression".
+	// Both force it: the gzip blobs of the builds above would be reused
+	// otherwise.
+	build(t, env.buildkit, dir, "-t", repo+":cli", "--push")
+	runCmd(t, dir, filepath.Join(env.tools, "buildctl"), "--addr", env.buildkit, "build", "--frontend", "gateway.v0",
+		"--opt", "source="+frontend, "--opt", "filename=2dfs.json", "--local", "context=.", "--local", "dockerfile=.",
+		"--output", "type=image,name="+repo+":buildctl-zstd,push=true,compression=zstd,compression-level=1,force-compression=true")
 
-	want := pull(t, repo+":cli")
+	gzipped := pull(t, repo+":cli-gzip")
 	for _, tag := range []string{"syntax", "buildarg", "buildctl"} {
-		if got := pull(t, repo+":"+tag); got.digest != want.digest {
-			t.Errorf("%s build gave %s, the CLI gave %s", tag, got.digest, want.digest)
+		if got := pull(t, repo+":"+tag); got.digest != gzipped.digest {
+			t.Errorf("%s build gave %s, the CLI with --compression gzip gave %s", tag, got.digest, gzipped.digest)
 		}
+	}
+	zstd := pull(t, repo+":cli")
+	if got := pull(t, repo+":buildctl-zstd"); got.digest != zstd.digest {
+		t.Errorf("buildctl with compression=zstd,compression-level=1 gave %s, the CLI's default gave %s", got.digest, zstd.digest)
+	}
+	// At different compression the layers differ, so the claim must name
+	// the setting (and this test would notice if the defaults converged).
+	if zstd.digest == gzipped.digest {
+		t.Errorf("the CLI's default and gzip builds share digest %s: the README's compression note is out of date", zstd.digest)
 	}
 }
 

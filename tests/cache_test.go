@@ -272,7 +272,7 @@ func TestRecordOfDerivedImageIsStale(t *testing.T) {
 	if _, ok := img.Config.Labels[field.LabelKey]; !ok {
 		t.Fatal("the derived image did not inherit the label; the test proves nothing")
 	}
-	if _, err := field.FromConfig(&img); err == nil || !strings.Contains(err.Error(), "field record is stale") {
+	if _, err := field.FromConfig(cfg); err == nil || !strings.Contains(err.Error(), "field record is stale") {
 		t.Fatalf("FromConfig on a derived image = %v, want a stale record error", err)
 	}
 }

@@ -54,9 +54,9 @@ func TestDirectLayersMatchBuildKit(t *testing.T) {
 	}
 	for _, c := range []struct{ name, level string }{{"zstd", "1"}, {"gzip", "1"}, {"zstd", "3"}} {
 		ref := env.registry + "/direct-layers/field:" + c.name + "-" + c.level
-		// A buildkitd that exported these allotments at one compression
-		// reuses those blobs at another (2dfs build does not force the
-		// compression), so each setting gets a fresh one.
+		// A buildkitd that exported these allotments at one zstd level
+		// reuses those blobs at another (force-compression checks the
+		// type, not the level), so each setting gets a fresh one.
 		addr := env.buildkit
 		if c.name != "zstd" || c.level != "1" {
 			addr = extraBuildkitd(t, "direct-"+c.name+c.level)
@@ -138,7 +138,7 @@ func TestDirectEngineSameImage(t *testing.T) {
 				t.Fatalf("auto did not pick the direct engine for a push of local sources:\n%s", out)
 			}
 			if got, want := digestOf(t, out), digestOf(t, bk); got != want {
-				t.Fatalf("direct engine pushed %s, BuildKit %s:\n%s", got, want, out)
+				t.Fatalf("direct engine pushed %s, BuildKit %s:\n%s\n%s", got, want, out, explainDiff(t, ref+":direct", ref+":buildkit"))
 			}
 			// The registry serves it under the tag, as BuildKit's.
 			if strings.Contains(c.name, "multi") {
@@ -273,4 +273,28 @@ func TestDirectOCILayout(t *testing.T) {
 		}
 		rc.Close()
 	}
+}
+
+// explainDiff shows the first manifest and config bytes where two images
+// differ, to say why two digests are not equal.
+func explainDiff(t *testing.T, a, b string) string {
+	t.Helper()
+	ia, ib := remoteImage(t, a), remoteImage(t, b)
+	ma, _ := ia.RawManifest()
+	mb, _ := ib.RawManifest()
+	ca, _ := ia.RawConfigFile()
+	cb, _ := ib.RawConfigFile()
+	return "manifest:\n" + firstDiff(ma, mb) + "\nconfig:\n" + firstDiff(ca, cb)
+}
+
+func firstDiff(a, b []byte) string {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	if i == len(a) && i == len(b) {
+		return "equal"
+	}
+	lo := max(0, i-80)
+	return fmt.Sprintf("at byte %d:\n  %q\n  %q", i, a[lo:min(len(a), i+160)], b[lo:min(len(b), i+160)])
 }

@@ -5,7 +5,6 @@ package tests
 // redis-server, crane, skopeo and ctr, all real processes on loopback ports.
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -14,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,150 +21,84 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
-// proc is a daemon the test started. It dies with the test process
-// (Pdeathsig) and is stopped when the test ends.
-type proc struct {
-	name string
-	bin  string
-	args []string
-	env  []string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+// proc is a daemon the test started (testenv.Proc). It dies with the test
+// process and is stopped when the test ends.
+type proc struct{ *testenv.Proc }
 
 func startProc(t *testing.T, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, bin: bin, args: args, env: env, log: filepath.Join(t.TempDir(), name+".log")}
-	p.start(t)
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *proc) start(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := testenv.StartProc(name, bin, filepath.Join(t.TempDir(), name+".log"), env, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", p.name, err)
+	t.Cleanup(p.Stop)
+	return &proc{p}
+}
+
+// start starts it again after stop or kill, and waits until it is ready.
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	if err := p.Proc.Start(); err != nil {
+		t.Fatal(err)
 	}
-	p.cmd, p.done = cmd, make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(p.done)
 }
 
 // stop sends SIGTERM and waits (SIGKILL after 10 s).
-func (p *proc) stop() {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.cmd = nil
-}
+func (p *proc) stop() { p.Stop() }
 
 // kill sends SIGKILL: a crash.
-func (p *proc) kill() {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	p.cmd = nil
-}
+func (p *proc) kill() { p.Kill() }
 
-func (p *proc) logText() string {
-	data, _ := os.ReadFile(p.log)
-	if len(data) > 8000 {
-		data = data[len(data)-8000:]
+func (p *proc) logText() string { return p.LogTail() }
+
+// waitReady waits until the daemon answers (its testenv Ready check).
+func (p *proc) waitReady(t *testing.T) {
+	t.Helper()
+	if err := p.WaitReady(); err != nil {
+		t.Fatal(err)
 	}
-	return string(data)
 }
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
-// waitUntil polls ok every 100 ms for up to 30 s.
+// waitUntil polls ok every 100 ms for up to 30 s, and gives up early if p
+// (may be nil) exits.
 func waitUntil(t *testing.T, what string, p *proc, ok func() bool) {
 	t.Helper()
-	for i := 0; i < 300; i++ {
-		if ok() {
-			return
-		}
-		if p != nil && p.cmd != nil {
-			select {
-			case <-p.done:
-				t.Fatalf("%s exited:\n%s", p.name, p.logText())
-			default:
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log := ""
+	var tp *testenv.Proc
 	if p != nil {
-		log = p.logText()
+		tp = p.Proc
 	}
-	t.Fatalf("%s: not ready after 30 s\n%s", what, log)
+	if err := testenv.WaitUntil(what, tp, ok); err != nil {
+		t.Fatal(err)
+	}
 }
 
-func httpStatus(url string) int {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
+func httpStatus(url string) int { return testenv.HTTPStatus(url) }
 
-var (
-	proxyBinOnce sync.Once
-	proxyBinErr  error
-)
-
-// proxyBin builds cmd/2dfs-proxy once into env.bin.
+// proxyBin builds cmd/2dfs-proxy once into env.bin (with the race detector
+// when TDFS_PROXY_RACE is set, as hack/test does).
 func proxyBin(t *testing.T) string {
 	t.Helper()
-	proxyBinOnce.Do(func() {
-		args := []string{"build", "-o", env.bin + "/"}
-		if os.Getenv("TDFS_PROXY_RACE") != "" {
-			args = append(args, "-race") // the race detector in the proxy processes
-		}
-		cmd := exec.Command("go", append(args, "./cmd/2dfs-proxy")...)
-		cmd.Dir = env.root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			proxyBinErr = fmt.Errorf("go build ./cmd/2dfs-proxy: %v\n%s", err, out)
-		}
-	})
-	if proxyBinErr != nil {
-		t.Fatal(proxyBinErr)
+	bin, err := testenv.ProxyBin(env.root, env.bin)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Join(env.bin, "2dfs-proxy")
+	return bin
 }
 
 // proxyProc is a running 2dfs-proxy.
@@ -177,29 +109,21 @@ type proxyProc struct {
 
 // startProxy runs 2dfs-proxy on a free loopback port in front of the
 // registry at upstream (host:port, plain HTTP). Without a -store-dir in
-// args it keeps objects in memory only.
+// args it keeps objects in memory only. The test fails if the proxy logged
+// a data race or a panic.
 func startProxy(t *testing.T, upstream string, args ...string) *proxyProc {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	all := []string{"-listen", addr, "-upstream", "http://" + upstream}
-	if !strings.Contains(strings.Join(args, " "), "-store-dir") {
-		all = append(all, "-store-dir", "")
+	px, err := testenv.StartProxy(proxyBin(t), upstream, filepath.Join(t.TempDir(), "2dfs-proxy.log"), args...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	all = append(all, args...)
-	p := &proxyProc{proc: startProc(t, "2dfs-proxy-"+strings.ReplaceAll(addr, ":", "-"), proxyBin(t), nil, all...), addr: addr}
 	t.Cleanup(func() {
-		p.stop()
-		if log := p.logText(); strings.Contains(log, "DATA RACE") || strings.Contains(log, "panic:") {
-			t.Errorf("2dfs-proxy %s:\n%s", addr, log)
+		px.Stop()
+		if log := px.Failures(); log != "" {
+			t.Errorf("2dfs-proxy %s:\n%s", px.Addr, log)
 		}
 	})
-	p.waitReady(t)
-	return p
-}
-
-func (p *proxyProc) waitReady(t *testing.T) {
-	t.Helper()
-	waitUntil(t, "2dfs-proxy "+p.addr, p.proc, func() bool { return httpStatus("http://"+p.addr+"/livez") == 200 })
+	return &proxyProc{proc: &proc{px.Proc}, addr: px.Addr}
 }
 
 // restart stops the proxy (SIGTERM) and starts it again with the same
@@ -208,7 +132,6 @@ func (p *proxyProc) restart(t *testing.T) {
 	t.Helper()
 	p.stop()
 	p.start(t)
-	p.waitReady(t)
 }
 
 // registryProc is a distribution registry the test owns.
@@ -223,61 +146,26 @@ type registryProc struct {
 // its config.
 func startRegistry(t *testing.T, name, authYAML string) *registryProc {
 	t.Helper()
-	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-%s`, filepath.Join(dir, "data"), addr, authYAML)
-	cfgPath := filepath.Join(dir, "config.yml")
-	writeFile(t, cfgPath, []byte(cfg))
-	r := &registryProc{proc: startProc(t, "registry-"+name, filepath.Join(env.tools, "registry"), nil, "serve", cfgPath), addr: addr, dir: dir}
-	r.waitReady(t)
-	return r
-}
-
-func (r *registryProc) waitReady(t *testing.T) {
-	t.Helper()
-	waitUntil(t, "registry "+r.addr, r.proc, func() bool {
-		s := httpStatus("http://" + r.addr + "/v2/")
-		return s == 200 || s == 401
-	})
+	r, err := testenv.StartRegistry(env.tools, name, t.TempDir(), authYAML)
+	if r != nil {
+		t.Cleanup(r.Stop)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &registryProc{proc: &proc{r.Proc}, addr: r.Addr, dir: r.Dir}
 }
 
 // startRedisServer runs Debian's redis-server on a free loopback port, with
 // no persistence, and returns its address and process.
 func startRedisServer(t *testing.T) (string, *proc) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	p, addr, err := testenv.StartRedis(t.TempDir())
 	if err != nil {
-		t.Fatal("redis-server is not installed (hack/tools.sh installs it)")
+		t.Fatal(err)
 	}
-	port := freePort(t)
-	p := startProc(t, "redis", bin, nil, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitUntil(t, "redis-server", p, func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		_, _ = c.Write([]byte("PING\r\n"))
-		buf := make([]byte, 7)
-		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		n, _ := io.ReadFull(c, buf)
-		return string(buf[:n]) == "+PONG\r\n"
-	})
-	return addr, p
+	t.Cleanup(p.Stop)
+	return addr, &proc{p}
 }
 
 // runEnv is runCmd with extra environment variables.
@@ -291,12 +179,7 @@ func runEnv(t *testing.T, extra []string, name string, args ...string) string {
 }
 
 func tryEnv(extra []string, name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), extra...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err := cmd.Run()
-	return buf.String(), err
+	return testenv.Output("", extra, name, args...)
 }
 
 // dockerConfig writes a DOCKER_CONFIG folder with Basic credentials for
@@ -455,10 +338,9 @@ func ctrImageDigest(t *testing.T, ref string) string {
 // ctrContent reads a blob from ctr's content store.
 func ctrContent(t *testing.T, d string) []byte {
 	t.Helper()
-	cmd := exec.Command("ctr", "--address", env.ctrAddr, "--namespace", "tdfs-proxy-tests", "content", "get", d)
-	out, err := cmd.Output()
+	out, err := exec.Command("ctr", "--address", env.ctrAddr, "--namespace", "tdfs-proxy-tests", "content", "get", d).Output()
 	if err != nil {
-		t.Fatalf("ctr content get %s: %v\n%s", d, err, stderrOf(err))
+		t.Fatalf("ctr content get %s: %v\n%s", d, err, testenv.ExitStderr(err))
 	}
 	return out
 }
@@ -500,7 +382,7 @@ func regGet(t *testing.T, method, url string, hdr map[string]string) (int, http.
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json")
+	req.Header.Set("Accept", testenv.ManifestAccept)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}

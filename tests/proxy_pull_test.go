@@ -53,11 +53,12 @@ func skopeoCopy(t *testing.T, ref string, extra ...string) (string, []byte) {
 // returns its field record and provenance labels.
 func partitionConfig(t *testing.T, ref string) (*field.Record, map[string]string) {
 	t.Helper()
+	raw := []byte(crane(t, nil, "config", ref))
 	var img ocispec.Image
-	if err := json.Unmarshal([]byte(crane(t, nil, "config", ref)), &img); err != nil {
+	if err := json.Unmarshal(raw, &img); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := field.FromConfig(&img)
+	rec, err := field.FromConfig(raw)
 	if err != nil || rec == nil {
 		t.Fatalf("%s: field record %v, %v", ref, rec, err)
 	}
@@ -354,13 +355,9 @@ func TestProxyDockerMediaTypes(t *testing.T) {
 func TestProxyPartitionAsBuildKitBase(t *testing.T) {
 	f := proxyField(t)
 	px := startProxy(t, env.registry)
-	// buildkitd reads its plain-HTTP registries when it starts.
-	regs, err := os.OpenFile(filepath.Join(env.dir, "registries"), os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
+	if err := daemons.PlainHTTP(px.addr); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = regs.WriteString(px.addr + "\n")
-	regs.Close()
 	bk := extraBuildkitd(t, "proxy-base")
 
 	const selection = "0.0.1.0"

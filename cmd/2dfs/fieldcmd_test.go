@@ -27,6 +27,7 @@ import (
 	"github.com/tdfs-kit/tdfs/exporter/partition/partitiontest"
 	"github.com/tdfs-kit/tdfs/exporter/tdfs"
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/internal/printable"
 )
 
 var grid = []field.Cell{{Row: 0, Col: 0}, {Row: 0, Col: 1}, {Row: 1, Col: 1}, {Row: 2, Col: 0}}
@@ -426,5 +427,40 @@ base: 2 layers, 3.0 KiB; field: 3 allotments in 3×3, 1.5 KiB; total 4.5 KiB
 `
 	if out.String() != want {
 		t.Errorf("render:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+// Past the overlayfs limit, inspect says so under the header line.
+func TestRenderFieldWarnsTooManyLayers(t *testing.T) {
+	pf := &image.ImageReport{Platform: "linux/amd64", Manifest: digest.FromString("m"), Format: image.FormatRecord,
+		BaseLayers: []image.LayerReport{{Size: 1}}, BaseSize: 1}
+	for i := range field.MaxRunnableLayers {
+		pf.AddAllotment(image.AllotmentReport{Row: i / 32, Col: i % 32, Size: 1, Paths: []string{"/a"}})
+	}
+	pf.Warning = field.RunnableWarning(len(pf.BaseLayers), len(pf.Allotments))
+	var out bytes.Buffer
+	renderField(&out, pf)
+	lines := strings.SplitN(out.String(), "\n", 4)
+	if want := "warning: the image has 501 layers (1 base + 500 allotments), more than the 500 overlayfs stacks"; !strings.HasPrefix(lines[2], want) {
+		t.Fatalf("third line %q, want it to start with %q", lines[2], want)
+	}
+}
+
+// An image anyone built can carry escape sequences in its record's paths or
+// its platform: inspect shows them escaped, never raw.
+func TestRenderFieldEscapesControlCharacters(t *testing.T) {
+	pf := &image.ImageReport{Platform: "linux/amd64\x1b[2J", Manifest: digest.FromString("m"), Format: image.FormatRecord,
+		Selection: "0.0.0.0\x07", BaseLayers: []image.LayerReport{{Size: 1}}, BaseSize: 1}
+	pf.AddAllotment(image.AllotmentReport{Row: 0, Col: 0, Size: 1, Paths: []string{"/m/\x1b]0;pwned\x07a.bin", "/m/\x9bb"}})
+	var out bytes.Buffer
+	renderField(&out, pf)
+	got := out.String()
+	if strings.ContainsFunc(strings.ReplaceAll(got, "\n", ""), printable.IsControl) {
+		t.Fatalf("inspect printed a raw control character:\n%q", got)
+	}
+	for _, want := range []string{`linux/amd64\x1b[2J`, `0.0.0.0\a`, `\x1b]0;pwned\aa.bin`, `/m/\x9bb`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tdfs-kit/tdfs/exporter/image"
 	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/internal/printable"
 )
 
 type inspectFlags struct {
@@ -100,16 +101,21 @@ func renderField(w io.Writer, pf *image.ImageReport) {
 	for _, c := range pf.Allotments {
 		total += max(c.Size, 0)
 	}
-	title := pf.Platform
+	// Platform, selection and paths come from the image, which anyone may
+	// have built: none of their bytes may reach the terminal raw.
+	title := printable.String(pf.Platform)
 	if title == "" {
 		title = "(no platform)"
 	}
 	fmt.Fprintf(w, "%s  manifest %s  format %s\n", title, pf.Manifest, pf.Format)
 	if pf.Selection != "" {
-		fmt.Fprintf(w, "partition of selection %s\n", pf.Selection)
+		fmt.Fprintf(w, "partition of selection %s\n", printable.String(pf.Selection))
 	}
 	fmt.Fprintf(w, "base: %s, %s; field: %s in %d×%d, %s; total %s\n",
 		plural(len(pf.BaseLayers), "layer"), humanSize(pf.BaseSize), plural(len(pf.Allotments), "allotment"), pf.Rows, pf.Cols, humanSize(total-pf.BaseSize), humanSize(total))
+	if pf.Warning != "" {
+		fmt.Fprintf(w, "warning: %s\n", pf.Warning)
+	}
 	if len(pf.Allotments) == 0 {
 		fmt.Fprintln(w, "(empty field)")
 		return
@@ -184,7 +190,7 @@ func cellLines(c image.AllotmentReport) []string {
 			lines = append(lines, fmt.Sprintf("+%d more", len(c.Paths)-cellPaths))
 			break
 		}
-		lines = append(lines, shorten(p, cellWidth))
+		lines = append(lines, shorten(printable.String(p), cellWidth))
 	}
 	return lines
 }

@@ -169,3 +169,55 @@ func (c *counter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
 }
+
+// Recompress writes the uncompressed layer read from r to w with c, as
+// BuildKit's exporter converts a base layer whose compression is not the
+// build's (util/converter: decompress, then the same compressor), and
+// returns the digests of both streams.
+func Recompress(ctx context.Context, w io.Writer, r io.Reader, c Compression) (Written, error) {
+	blob := digest.SHA256.Digester()
+	counted := &counter{}
+	zw, err := c.compressor(io.MultiWriter(w, blob.Hash(), counted))
+	if err != nil {
+		return Written{}, err
+	}
+	diff := digest.SHA256.Digester()
+	if _, err := io.Copy(zw, io.TeeReader(&ctxReader{ctx, r}, diff.Hash())); err != nil {
+		zw.Close()
+		return Written{}, err
+	}
+	if err := zw.Close(); err != nil {
+		return Written{}, err
+	}
+	return Written{Digest: blob.Digest(), Size: counted.n, DiffID: diff.Digest()}, nil
+}
+
+// Compressed says whether a layer of media type mt is already in c's
+// compression, so BuildKit keeps it as it is; false for a layer it
+// converts. Types it does not convert (foreign layers) count as kept.
+func (c Compression) Compressed(mt string) bool {
+	var kind string
+	switch mt {
+	case ocispec.MediaTypeImageLayerZstd, "application/vnd.docker.image.rootfs.diff.tar.zstd":
+		kind = "zstd"
+	case ocispec.MediaTypeImageLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip":
+		kind = "gzip"
+	case ocispec.MediaTypeImageLayer, "application/vnd.docker.image.rootfs.diff.tar":
+		kind = "uncompressed"
+	default:
+		return true
+	}
+	return kind == c.Name
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}

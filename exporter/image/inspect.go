@@ -46,6 +46,9 @@ type ImageReport struct {
 	Rows       int               `json:"rows"`
 	Cols       int               `json:"cols"`
 	Allotments []AllotmentReport `json:"allotments"`
+	// Warning says when the image has too many layers to run whole
+	// (field.RunnableWarning).
+	Warning string `json:"warning,omitempty"`
 }
 
 // LayerReport is a base layer.
@@ -90,6 +93,7 @@ func Inspect(ctx context.Context, src Source, ref, platform string) (*Report, er
 		if p != "" {
 			ir.Platform = p
 		}
+		ir.Warning = field.RunnableWarning(len(ir.BaseLayers), len(ir.Allotments))
 		report.Images = append(report.Images, ir)
 		if in.problem != nil {
 			problems = append(problems, in.problem)
@@ -166,7 +170,7 @@ func inspectManifest(ctx context.Context, src Source, manifest []byte) (*ImageRe
 	if err := json.Unmarshal(config, &img); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	rec, err := field.FromConfig(&img)
+	rec, err := field.FromConfig(config)
 	if err != nil {
 		return nil, err
 	}

@@ -255,18 +255,18 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 		}
 	}
 
-	value, err := rec.Encode()
-	if err != nil {
-		return nil, err
-	}
 	if err := rawjson.SetLabels(cfg, map[string]string{
-		field.LabelKey: value,
 		LabelSource:    source.String(),
 		LabelSelection: sel.String(),
 	}); err != nil {
 		return nil, err
 	}
-	return rawjson.Marshal(cfg)
+	out, err := rawjson.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Always the current record version, whatever the source's.
+	return rec.Embed(out)
 }
 
 func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layers int, configDigest digest.Digest, configSize int64, source digest.Digest, sel field.Selection) ([]byte, error) {
@@ -325,7 +325,7 @@ func RecordOf(config []byte) (*ocispec.Image, *field.Record, error) {
 	if err := json.Unmarshal(config, &img); err != nil {
 		return nil, nil, fmt.Errorf("config is not valid: %w", err)
 	}
-	rec, err := field.FromConfig(&img)
+	rec, err := field.FromConfig(config)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -48,7 +48,7 @@ func decode(t *testing.T, r *partition.Result) decoded {
 	if d.manifest.Config.Digest != r.ConfigDigest || d.manifest.Config.Size != int64(len(r.Config)) {
 		t.Fatalf("manifest config descriptor %v does not point at the new config", d.manifest.Config)
 	}
-	rec, err := field.FromConfig(&d.config)
+	rec, err := field.FromConfig(r.Config)
 	if err != nil || rec == nil {
 		t.Fatalf("partition config has no valid record: %v", err)
 	}
@@ -191,7 +191,7 @@ func TestImageSelectsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := decode(t, res)
-	if len(d.manifest.Layers) != 2 || len(d.record.Allotments) != 0 || !bytes.Contains(res.Config, []byte(`\"allotments\":[]`)) {
+	if len(d.manifest.Layers) != 2 || len(d.record.Allotments) != 0 || !bytes.Contains(res.Config, []byte(`"org.2dfs.field.allotments":[]`)) {
 		t.Errorf("want base only, got %d layers, record %+v", len(d.manifest.Layers), d.record)
 	}
 }
@@ -376,7 +376,7 @@ func FuzzImage(f *testing.F) {
 		if err := json.Unmarshal(res.Config, &c); err != nil {
 			t.Fatalf("output config does not parse: %v", err)
 		}
-		rec, err := field.FromConfig(&c)
+		rec, err := field.FromConfig(res.Config)
 		if err != nil || rec == nil {
 			t.Fatalf("output record invalid: %v", err)
 		}
@@ -446,4 +446,40 @@ func FuzzIndex(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Images built before record version 2 keep the whole record in the label.
+// Their partitions are written as version 2: the label shrinks to the
+// header, the allotments move to the top-level key, and the result is the
+// same bytes as the partition of the same image built with version 2.
+func TestImageVersion1Source(t *testing.T) {
+	v1 := partitiontest.NewV1(ocispec.MediaTypeImageManifest, 2, grid...)
+	if !bytes.Contains(v1.Config, []byte(`\"version\":1`)) || bytes.Contains(v1.Config, []byte(field.ConfigKey)) {
+		t.Fatalf("the source is not a version 1 image: %s", v1.Config)
+	}
+	res, err := partition.Image(v1.Manifest, "", v1.Config, sel(t, "0.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := decode(t, res)
+	if d.record.Version != 2 || len(d.record.Allotments) != 2 || len(d.manifest.Layers) != 4 {
+		t.Fatalf("partition record %+v, %d layers", d.record, len(d.manifest.Layers))
+	}
+	if got := d.config.Config.Labels[field.LabelKey]; got != `{"version":2,"baseLayers":2,"allotments":2}` {
+		t.Errorf("label = %s", got)
+	}
+	if got := string(d.cfgRaw[field.ConfigKey]); got != `[{"row":0,"col":0,"dst":["/data/0/0"]},{"row":0,"col":1,"dst":["/data/0/1"]}]` {
+		t.Errorf("%s = %s", field.ConfigKey, got)
+	}
+	// The rewrite is the one a version 2 source gets.
+	v2 := partitiontest.New(ocispec.MediaTypeImageManifest, 2, grid...)
+	want, err := partition.Image(v2.Manifest, "", v2.Config, sel(t, "0.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The source label names each one's own manifest.
+	wantConfig := bytes.Replace(want.Config, []byte(want.Source.String()), []byte(res.Source.String()), 1)
+	if !bytes.Equal(res.Config, wantConfig) {
+		t.Errorf("config of the v1 partition\n%s\ndiffers from the v2 one\n%s", res.Config, want.Config)
+	}
 }

@@ -217,6 +217,7 @@ func toReferenceConfig(config []byte, rec *field.Record, paths []PathsEntry) ([]
 	if err := rawjson.SetLabels(cfg, map[string]string{LabelPaths: string(value)}, field.LabelKey); err != nil {
 		return nil, err
 	}
+	delete(cfg, field.ConfigKey)
 	return rawjson.Marshal(cfg)
 }
 

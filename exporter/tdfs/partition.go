@@ -196,7 +196,7 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 		if rec.Allotments == nil {
 			rec.Allotments = []field.RecordedAllotment{} // as exporter/partition writes it
 		}
-		if newConfig, err = setRecord(newConfig, rec); err != nil {
+		if newConfig, err = rec.Embed(newConfig); err != nil {
 			return nil, fmt.Errorf("partition: config: %w", err)
 		}
 	}
@@ -333,28 +333,14 @@ func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Di
 	}
 
 	// A record inherited from a base image would be stale here, and the
-	// paths label is superseded by the record setRecord writes.
+	// paths label is superseded by the record Embed writes.
 	if err := rawjson.SetLabels(cfg, map[string]string{partition.LabelSource: source.String(), partition.LabelSelection: sel.String()},
 		field.LabelKey, LabelPaths); err != nil {
 		return nil, false, err
 	}
+	delete(cfg, field.ConfigKey)
 	out, err := rawjson.Marshal(cfg)
 	return out, historyOK, err
-}
-
-func setRecord(config []byte, rec *field.Record) ([]byte, error) {
-	value, err := rec.Encode()
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := rawjson.Decode(config, "config")
-	if err != nil {
-		return nil, err
-	}
-	if err := rawjson.SetLabels(cfg, map[string]string{field.LabelKey: value}); err != nil {
-		return nil, err
-	}
-	return rawjson.Marshal(cfg)
 }
 
 func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *partition.Result, sel field.Selection) ([]byte, error) {

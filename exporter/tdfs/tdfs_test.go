@@ -177,7 +177,7 @@ func TestRoundTripPartition(t *testing.T) {
 				if fmt.Sprint(g.config.History) != fmt.Sprint(w.config.History) {
 					t.Errorf("history\n%+v\nwant\n%+v", g.config.History, w.config.History)
 				}
-				rec, err := field.FromConfig(&g.config)
+				rec, err := field.FromConfig(got.Config)
 				if err != nil || rec == nil {
 					t.Fatalf("partition has no valid record: %v", err)
 				}

@@ -5,9 +5,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
 // refName is a fresh repository name, so every cold push is a real upload.
@@ -185,11 +186,6 @@ func (b *bench) rebuildRef(v string) string {
 	return fmt.Sprintf("%s/bench/rebuild-%s-%x:latest", b.registry, slugOf(v), b.seed&0xffffff)
 }
 
-var (
-	allotVertex = regexp.MustCompile(`^#(\d+) \[2dfs (\d+,\d+)\]`)
-	cachedV     = regexp.MustCompile(`^#(\d+) CACHED$`)
-)
-
 // rebuiltAllotments counts the allotment vertices BuildKit did not take
 // from its cache.
 func rebuiltAllotments(log string) int {
@@ -197,19 +193,9 @@ func rebuiltAllotments(log string) int {
 	if err != nil {
 		return -1
 	}
-	cells := map[string]string{}
-	cached := map[string]bool{}
-	for _, l := range strings.Split(string(dt), "\n") {
-		if m := allotVertex.FindStringSubmatch(l); m != nil {
-			cells[m[1]] = m[2]
-		}
-		if m := cachedV.FindStringSubmatch(l); m != nil {
-			cached[m[1]] = true
-		}
-	}
 	n := 0
-	for id := range cells {
-		if !cached[id] {
+	for _, v := range testenv.Vertices(string(dt)) {
+		if _, ok := testenv.AllotmentCell(v.Name); ok && !v.Cached {
 			n++
 		}
 	}

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
 type config struct {
@@ -40,6 +42,7 @@ type config struct {
 
 	daemons string // hack/daemons folder, for more buildkitds
 
+	env                                   *testenv.Daemons
 	tools, buildkit, registry, containerd string
 }
 
@@ -57,7 +60,8 @@ type bench struct {
 	rbBase     string
 	limits     map[string][]float64 // machine limits in MB/s (experiment 6)
 	proxy      *proxyState
-	ctrd       *daemon           // the benchmark's containerd (experiment 4)
+	ctrd       *testenv.Proc     // the benchmark's containerd (experiment 4)
+	ctrdDir    string            // its folder
 	builders   map[string]string // BUILDKIT_HOST per variant
 	key        uint64            // last key of randomData used for fresh split bytes
 }
@@ -98,10 +102,11 @@ func main() {
 	if c.splits < 1 || c.splitMiB < 1 || c.runs < 1 || c.cols < 1 {
 		fatalf("-splits, -split-mib, -runs and -cols must be positive")
 	}
-	c.tools, c.buildkit, c.registry, c.containerd = os.Getenv("TDFS_TOOLS"), os.Getenv("BUILDKIT_HOST"), os.Getenv("TDFS_REGISTRY"), os.Getenv("CONTAINERD_ADDRESS")
-	if c.tools == "" || c.buildkit == "" || c.registry == "" || c.bin == "" || c.daemons == "" {
+	env, err := testenv.FromEnviron(c.root, c.daemons)
+	if err != nil || c.bin == "" {
 		fatalf("run through hack/bench (needs TDFS_TOOLS, BUILDKIT_HOST, TDFS_REGISTRY, CONTAINERD_ADDRESS, -bin and -daemons)")
 	}
+	c.env, c.tools, c.buildkit, c.registry, c.containerd = env, env.Tools, env.BuildkitHost, env.Registry, env.Containerd
 	if err := os.MkdirAll(filepath.Join(c.out, "logs"), 0o755); err != nil {
 		fatalf("%v", err)
 	}
@@ -126,7 +131,7 @@ func main() {
 		Seed:     c.seed,
 		Machine:  machine(),
 	}
-	err := b.run()
+	err = b.run()
 	b.stopProxy()
 	b.stopContainerd()
 	b.res.Seconds = time.Since(b.started).Seconds()

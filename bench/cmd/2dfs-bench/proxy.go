@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,32 +20,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
-
-const manifestAccept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, " +
-	"application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
 
 // proxyState is the running 2dfs-proxy and the field image it serves.
 type proxyState struct {
-	addr      string // host:port of the proxy
-	cmd       *exec.Cmd
-	done      chan struct{} // closed when the proxy has exited
-	repo      string        // repository of the field image
-	tag       string        // its tag
-	sel       string        // the partition selection pulled in experiment 4
-	srcDigest string        // digest of the field manifest
-	partDig   string        // digest of the partition manifest
-	layer     string        // digest of the largest layer
+	*testenv.Proxy
+	repo      string // repository of the field image
+	tag       string // its tag
+	sel       string // the partition selection pulled in experiment 4
+	srcDigest string // digest of the field manifest
+	partDig   string // digest of the partition manifest
+	layer     string // digest of the largest layer
 	layerSize int64
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // startProxy starts 2dfs-proxy in front of the registry, memory store only,
@@ -56,36 +41,12 @@ func (b *bench) startProxy() (*proxyState, error) {
 	if b.proxy != nil {
 		return b.proxy, nil
 	}
-	addr, err := freePort()
+	px, err := testenv.StartProxy(filepath.Join(b.bin, "2dfs-proxy"), b.registry, filepath.Join(b.out, "logs", "proxy.log"))
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(b.out, "logs", "proxy.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(b.bin, "2dfs-proxy"), "-listen", addr, "-upstream", "http://"+b.registry, "-store-dir", "")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proxyState{addr: addr, cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
+	p := &proxyState{Proxy: px}
 	b.proxy = p
-	ready := false
-	for range 100 {
-		if resp, err := http.Get("http://" + addr + "/livez"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == 200
-			if ready {
-				break
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !ready {
-		return nil, fmt.Errorf("2dfs-proxy did not come up on %s (see %s/logs/proxy.log)", addr, b.out)
-	}
 
 	// The field image: the cold context, built with 2dfs (cached if
 	// experiment 1 ran) into its own repository.
@@ -116,7 +77,7 @@ func (b *bench) startProxy() (*proxyState, error) {
 			p.layer, p.layerSize = l.Digest, l.Size
 		}
 	}
-	_, p.partDig, err = getManifest("http://"+p.addr, p.repo, p.tag+"--"+p.sel)
+	_, p.partDig, err = getManifest("http://"+p.Addr, p.repo, p.tag+"--"+p.sel)
 	if err != nil {
 		return nil, fmt.Errorf("partition through the proxy: %w", err)
 	}
@@ -124,13 +85,8 @@ func (b *bench) startProxy() (*proxyState, error) {
 }
 
 func (b *bench) stopProxy() {
-	if b.proxy != nil && b.proxy.cmd.Process != nil {
-		b.proxy.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-b.proxy.done:
-		case <-time.After(5 * time.Second):
-			b.proxy.cmd.Process.Kill()
-		}
+	if b.proxy != nil {
+		b.proxy.Stop()
 	}
 }
 
@@ -145,7 +101,7 @@ var httpc = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleCo
 
 func getManifest(base, repo, ref string) (*manifest, string, error) {
 	req, _ := http.NewRequest("GET", base+"/v2/"+repo+"/manifests/"+ref, nil)
-	req.Header.Set("Accept", manifestAccept)
+	req.Header.Set("Accept", testenv.ManifestAccept)
 	resp, err := httpc.Do(req)
 	if err != nil {
 		return nil, "", err
@@ -230,7 +186,7 @@ func (b *bench) partitionPull() error {
 	}
 	// The pre-built equivalent: the partition's manifest and config,
 	// copied into the registry under a plain tag.
-	src, err := name.ParseReference(p.addr+"/"+p.repo+":"+p.tag+"--"+p.sel, name.Insecure)
+	src, err := name.ParseReference(p.Addr+"/"+p.repo+":"+p.tag+"--"+p.sel, name.Insecure)
 	if err != nil {
 		return err
 	}
@@ -249,7 +205,7 @@ func (b *bench) partitionPull() error {
 		return fmt.Errorf("pre-built copy has digest %s, the partition %s (%v)", d, p.partDig, err)
 	}
 
-	viaProxy, err := newCounter(p.addr)
+	viaProxy, err := newCounter(p.Addr)
 	if err != nil {
 		return err
 	}
@@ -330,31 +286,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		return "", err
 	}
-	logf, err := os.Create(filepath.Join(b.out, "logs", "containerd.log"))
-	if err != nil {
+	p := &testenv.Proc{Name: "containerd (see logs/containerd.log)", Bin: "containerd", Args: []string{"--config", filepath.Join(dir, "config.toml")},
+		Log: filepath.Join(b.out, "logs", "containerd.log"), Ready: func() bool {
+			_, _, err := b.cmd("", "ctr", "--address", sock, "version")
+			return err == nil
+		}}
+	if err := p.Start(); err != nil {
 		return "", err
 	}
-	cmd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	b.ctrd = &daemon{cmd: cmd, done: done, dir: dir}
-	for range 100 {
-		if _, _, err := b.cmd("", "ctr", "--address", sock, "version"); err == nil {
-			return sock, nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return "", errors.New("containerd did not come up (see logs/containerd.log)")
-}
-
-type daemon struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	dir  string
+	b.ctrd, b.ctrdDir = p, dir
+	return sock, nil
 }
 
 // stopContainerd stops the benchmark's containerd and unmounts what it left.
@@ -362,17 +303,11 @@ func (b *bench) stopContainerd() {
 	if b.ctrd == nil {
 		return
 	}
-	b.ctrd.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.ctrd.done:
-	case <-time.After(10 * time.Second):
-		b.ctrd.cmd.Process.Kill()
-		<-b.ctrd.done
-	}
+	b.ctrd.Stop()
 	if dt, err := os.ReadFile("/proc/mounts"); err == nil {
 		var mounts []string
 		for _, l := range strings.Split(string(dt), "\n") {
-			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], b.ctrd.dir+"/") {
+			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], b.ctrdDir+"/") {
 				mounts = append(mounts, f[1])
 			}
 		}
@@ -388,7 +323,7 @@ func (b *bench) stopContainerd() {
 func timedGet(url string, accept bool) (float64, error) {
 	req, _ := http.NewRequest("GET", url, nil)
 	if accept {
-		req.Header.Set("Accept", manifestAccept)
+		req.Header.Set("Accept", testenv.ManifestAccept)
 	}
 	start := time.Now()
 	resp, err := httpc.Do(req)
@@ -446,7 +381,7 @@ func (b *bench) proxyLatency() error {
 	if err != nil {
 		return err
 	}
-	reg, prx := "http://"+b.registry+"/v2/"+p.repo, "http://"+p.addr+"/v2/"+p.repo
+	reg, prx := "http://"+b.registry+"/v2/"+p.repo, "http://"+p.Addr+"/v2/"+p.repo
 	n := b.requests
 	sels := b.selections(n * b.runs)
 	type fig struct{ p50, p99 []float64 }

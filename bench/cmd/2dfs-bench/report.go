@@ -18,15 +18,6 @@ import (
 	"golang.org/x/image/math/fixed"
 )
 
-var expTitles = map[int]string{
-	1: "Cold build",
-	2: "Re-build after changing splits",
-	3: "Re-build after a base image change",
-	4: "Partition pull",
-	5: "Proxy latency and throughput",
-	6: "Build throughput against machine limits",
-}
-
 func (b *bench) write() error {
 	dt, err := json.MarshalIndent(b.res, "", "  ")
 	if err != nil {

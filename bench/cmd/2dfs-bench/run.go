@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
 // Variants of a build: ours and the Dockerfile peers.
@@ -61,11 +63,11 @@ func (b *bench) startBuilders() error {
 	// Base images are built on one more, so they do not evict the
 	// field's context either.
 	for _, v := range []string{vCopy, vLink, "base"} {
-		out, _, err := b.cmd("", filepath.Join(b.root, "hack/daemons"), "buildkitd", b.daemons, "bench-"+slugOf(v))
+		addr, err := b.env.Buildkitd("bench-" + slugOf(v))
 		if err != nil {
 			return err
 		}
-		b.builders[v] = strings.TrimSpace(out)
+		b.builders[v] = addr
 	}
 	return nil
 }
@@ -81,12 +83,7 @@ func (b *bench) prune(variant string) error {
 func (b *bench) newBase() (string, error) {
 	b.baseN++
 	ref := fmt.Sprintf("%s/bench/base:b%d", b.registry, b.baseN)
-	c := exec.CommandContext(b.ctx, filepath.Join(b.root, "hack/base-image"), ref, "", fmt.Sprintf("bench-%d-%d", b.seed, b.baseN))
-	c.Env = append(os.Environ(), "BUILDKIT_HOST="+b.builders["base"])
-	if out, err := c.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("hack/base-image %s: %v\n%s", ref, err, out)
-	}
-	return ref, nil
+	return ref, testenv.BaseImage(b.root, b.builders["base"], ref, "", fmt.Sprintf("bench-%d-%d", b.seed, b.baseN))
 }
 
 // build builds and pushes REF from the context DIR with one variant on BASE.
@@ -126,10 +123,8 @@ func (b *bench) build(variant, dir, ref, base, log string, extra ...string) (tim
 type Phases map[string]float64
 
 var (
-	vertexStart = regexp.MustCompile(`^#(\d+) (\[.*|exporting to image|.*)$`)
-	vertexDone  = regexp.MustCompile(`^#(\d+) DONE ([0-9.]+)s$`)
-	subDone     = regexp.MustCompile(`^#\d+ (exporting layers|pushing layers|transferring context:.*?) ([0-9.]+)s done$`)
-	copyVertex  = regexp.MustCompile(`^\[(2dfs \d+,\d+|\d+/\d+\] COPY|[^\]]*\] COPY)`)
+	subDone    = regexp.MustCompile(`^#\d+ (exporting layers|pushing layers|transferring context:.*?) ([0-9.]+)s done$`)
+	copyVertex = regexp.MustCompile(`^\[(2dfs \d+,\d+|\d+/\d+\] COPY|[^\]]*\] COPY)`)
 )
 
 // parsePhases reads BuildKit's plain progress: context transfer, the copy
@@ -137,7 +132,6 @@ var (
 // (diffing and compression) and push.
 func parsePhases(progress string) Phases {
 	p := Phases{}
-	names := map[string]string{}
 	for _, line := range strings.Split(progress, "\n") {
 		if m := subDone.FindStringSubmatch(line); m != nil {
 			v, _ := strconv.ParseFloat(m[2], 64)
@@ -149,19 +143,11 @@ func parsePhases(progress string) Phases {
 			default:
 				p["context"] += v
 			}
-			continue
 		}
-		if m := vertexDone.FindStringSubmatch(line); m != nil {
-			if copyVertex.MatchString(names[m[1]]) {
-				v, _ := strconv.ParseFloat(m[2], 64)
-				p["copy"] += v
-			}
-			continue
-		}
-		if m := vertexStart.FindStringSubmatch(line); m != nil {
-			if _, seen := names[m[1]]; !seen {
-				names[m[1]] = m[2]
-			}
+	}
+	for _, v := range testenv.Vertices(progress) {
+		if v.Done && copyVertex.MatchString(v.Name) {
+			p["copy"] += v.Seconds
 		}
 	}
 	return p

@@ -47,15 +47,22 @@ func (i *Image) LayerFor(c field.Cell) []byte {
 // check they survive, and an empty_layer history entry between the base and
 // the allotments.
 func New(mediaType string, baseLayers int, cells ...field.Cell) *Image {
-	return build(mediaType, baseLayers, cells, true)
+	return build(mediaType, baseLayers, cells, field.RecordVersion)
+}
+
+// NewV1 is New with a version 1 record: the whole record in the label, as
+// images built before version 2 carry it.
+func NewV1(mediaType string, baseLayers int, cells ...field.Cell) *Image {
+	return build(mediaType, baseLayers, cells, 1)
 }
 
 // Plain builds an image with no field record: not a 2DFS image.
 func Plain(mediaType string, layers int) *Image {
-	return build(mediaType, layers, nil, false)
+	return build(mediaType, layers, nil, 0)
 }
 
-func build(mediaType string, baseLayers int, cells []field.Cell, withRecord bool) *Image {
+// build lays out an image; recordVersion 0 means no record.
+func build(mediaType string, baseLayers int, cells []field.Cell, recordVersion int) *Image {
 	img := &Image{MediaType: mediaType, Cells: cells}
 	var diffIDs []string
 	var history []map[string]any
@@ -76,13 +83,10 @@ func build(mediaType string, baseLayers int, cells []field.Cell, withRecord bool
 		diffIDs = append(diffIDs, digest.FromBytes(l).String())
 	}
 	labels := map[string]string{"maintainer": "tests <&>"}
-	if withRecord {
-		rec := field.NewRecord(baseLayers, placed)
-		v, err := rec.Encode()
-		if err != nil {
-			panic(err)
-		}
-		labels[field.LabelKey] = v
+	rec := field.NewRecord(baseLayers, placed)
+	if recordVersion == 1 {
+		rec.Version = 1
+		labels[field.LabelKey] = string(mustJSON(rec)) // Record's JSON tags are the version 1 layout
 	}
 	cfg := map[string]any{
 		"architecture":     "amd64",
@@ -94,6 +98,12 @@ func build(mediaType string, baseLayers int, cells []field.Cell, withRecord bool
 		"history":          history,
 	}
 	img.Config = mustJSON(cfg)
+	if recordVersion == field.RecordVersion {
+		var err error
+		if img.Config, err = rec.Embed(img.Config); err != nil {
+			panic(err)
+		}
+	}
 
 	configType, layerType := ocispec.MediaTypeImageConfig, ocispec.MediaTypeImageLayerGzip
 	if mediaType == partition.MediaTypeDockerManifest {
