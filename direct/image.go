@@ -25,6 +25,11 @@ const (
 	dockerLayerZstd    = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 	dockerForeign      = "application/vnd.docker.image.rootfs.foreign.diff.tar"
 	dockerForeignGzip  = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+	// The OCI spec deprecates non-distributable layers; bases may still
+	// have them, and BuildKit maps them, so the names are spelled out.
+	ociForeign     = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+	ociForeignGzip = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 )
 
 // layerType converts a layer media type to the OCI or Docker family, as
@@ -35,15 +40,15 @@ func layerType(mt string, oci bool) string {
 		dockerLayer:       ocispec.MediaTypeImageLayer,
 		dockerLayerGzip:   ocispec.MediaTypeImageLayerGzip,
 		dockerLayerZstd:   ocispec.MediaTypeImageLayerZstd,
-		dockerForeign:     ocispec.MediaTypeImageLayerNonDistributable,     //nolint:staticcheck // as BuildKit maps it
-		dockerForeignGzip: ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // as BuildKit maps it
+		dockerForeign:     ociForeign,
+		dockerForeignGzip: ociForeignGzip,
 	}
 	toDocker := map[string]string{
-		ocispec.MediaTypeImageLayer:                     dockerLayer,
-		ocispec.MediaTypeImageLayerGzip:                 dockerLayerGzip,
-		ocispec.MediaTypeImageLayerZstd:                 dockerLayerZstd,
-		ocispec.MediaTypeImageLayerNonDistributable:     dockerForeign,     //nolint:staticcheck // as BuildKit maps it
-		ocispec.MediaTypeImageLayerNonDistributableGzip: dockerForeignGzip, //nolint:staticcheck // as BuildKit maps it
+		ocispec.MediaTypeImageLayer:     dockerLayer,
+		ocispec.MediaTypeImageLayerGzip: dockerLayerGzip,
+		ocispec.MediaTypeImageLayerZstd: dockerLayerZstd,
+		ociForeign:                      dockerForeign,
+		ociForeignGzip:                  dockerForeignGzip,
 	}
 	m := toDocker
 	if oci {

@@ -111,7 +111,7 @@ func directOutput(f buildFlags) (direct.Output, error) {
 		return out, errors.New("only pushes (-t NAME --push) and --output type=oci,dest=FILE are built without BuildKit")
 	}
 	if !oci {
-		return out, errors.New("Docker media types are written by BuildKit")
+		return out, errors.New("only BuildKit writes Docker media types")
 	}
 	for _, t := range f.tags {
 		tag, err := name.NewTag(t)

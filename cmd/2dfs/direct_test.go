@@ -37,7 +37,7 @@ func TestChooseEngine(t *testing.T) {
 			f.outputs = []string{"type=image,name=r.example/a:v1,push=true"}
 		}), dir, "buildkit only pushes"},
 		{"local output", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=local,dest=out"} }), dir, "buildkit only pushes"},
-		{"docker media types", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=oci,dest=o.tar,oci-mediatypes=false"} }), dir, "buildkit Docker media types"},
+		{"docker media types", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=oci,dest=o.tar,oci-mediatypes=false"} }), dir, "buildkit only BuildKit writes Docker"},
 		{"cache-to", with(func(f *buildFlags) { f.cacheTo = []string{"type=inline"} }), dir, "buildkit --cache-to"},
 		{"cache-from", with(func(f *buildFlags) { f.cacheFrom = []string{"type=registry,ref=r.example/c"} }), dir, "buildkit --cache-to"},
 		{"no-cache", with(func(f *buildFlags) { f.noCache = "true" }), dir, "buildkit --no-cache"},
