@@ -71,9 +71,10 @@ type Output struct {
 type Result struct {
 	// Digest is the manifest's, or the index's for several platforms.
 	Digest digest.Digest
-	// Uploaded, Existing and Cached count allotment layers: sent to the
-	// registry, found there, and known from the stat cache without reading.
-	Uploaded, Existing, Cached int
+	// Read counts allotment layers whose sources were read (and the layer
+	// sent or written); Unread those the stat cache knew and the registry
+	// already had (or mounted from another repository).
+	Read, Unread int
 }
 
 // allotmentLayer is one allotment's layer once written or found.
@@ -233,13 +234,10 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 			}
 			cache.put(key, entry, tree.Newest(), scanStart)
 			mu.Lock()
-			switch {
-			case how == "in the registry":
-				res.Cached++
-			case how == "uploaded" && hit:
-				res.Existing++
-			case how == "uploaded":
-				res.Uploaded++
+			if l.written() != nil {
+				res.Read++
+			} else {
+				res.Unread++
 			}
 			mu.Unlock()
 			fmt.Fprintf(opt.Log, "[2dfs %s] %s %s (%d bytes) %s\n", a.Cell, w.Digest, layerNote(hit), w.Size, how)

@@ -175,11 +175,11 @@ func TestDirectNoOpRebuild(t *testing.T) {
 	// trusted from it next time (they are read again), so let them age.
 	time.Sleep(300 * time.Millisecond)
 	first := build(t, env.buildkit, dir, "-t", ref+":v1", "--push", "--engine", "direct")
-	if !strings.Contains(first, "5 layers uploaded") {
+	if !strings.Contains(first, "5 allotments read, 0 unread") {
 		t.Fatalf("first build did not upload 5 layers:\n%s", first)
 	}
 	again := build(t, env.buildkit, dir, "-t", ref+":v1", "--push", "--engine", "direct")
-	if !strings.Contains(again, "0 layers uploaded, 0 already in the registry, 5 unread") {
+	if !strings.Contains(again, "0 allotments read, 5 unread") {
 		t.Fatalf("no-op re-run read or uploaded layers:\n%s", again)
 	}
 	if digestOf(t, again) != digestOf(t, first) {
@@ -189,13 +189,13 @@ func TestDirectNoOpRebuild(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "splits/c.bin"), []byte("changed\n"))
 	time.Sleep(300 * time.Millisecond)
 	changed := build(t, env.buildkit, dir, "-t", ref+":v2", "--push", "--engine", "direct")
-	if !strings.Contains(changed, "1 layers uploaded, 0 already in the registry, 4 unread") {
+	if !strings.Contains(changed, "1 allotments read, 4 unread") {
 		t.Fatalf("after one file changed:\n%s", changed)
 	}
 	// The same files pushed to another repository of the registry are
 	// mounted from the first, not read.
 	other := build(t, env.buildkit, dir, "-t", env.registry+"/direct-noop/other:v2", "--push", "--engine", "direct")
-	if !strings.Contains(other, "0 layers uploaded") {
+	if !strings.Contains(other, "0 allotments read") {
 		t.Fatalf("push to another repository read layers:\n%s", other)
 	}
 	if digestOf(t, other) != digestOf(t, changed) {

@@ -190,7 +190,7 @@ func runDirect(ctx context.Context, f buildFlags, contextDir string, log io.Writ
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "[2dfs] direct: %d layers uploaded, %d already in the registry, %d unread (stat cache)\n", res.Uploaded, res.Existing, res.Cached)
+	fmt.Fprintf(log, "[2dfs] direct: %d allotments read, %d unread (stat cache, blob in the registry)\n", res.Read, res.Unread)
 	fmt.Fprintln(os.Stdout, res.Digest)
 	return nil
 }
