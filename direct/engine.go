@@ -61,7 +61,7 @@ type Options struct {
 }
 
 // Output is where a build goes: the registry under Tags, or an OCI layout
-// tar at Layout.
+// tar at Layout (where Tags only name the image).
 type Output struct {
 	Tags   []name.Tag
 	Layout string
@@ -128,7 +128,7 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 	auth := remote.WithAuthFromKeychain(opt.Keychain)
 	var pusher *remote.Pusher
 	var repo name.Repository
-	if len(out.Tags) > 0 {
+	if len(out.Tags) > 0 && out.Layout == "" {
 		repo = out.Tags[0].Repository
 		for _, t := range out.Tags[1:] {
 			if t.Repository.Name() != repo.Name() {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
@@ -236,10 +237,15 @@ func indexDigest(t *testing.T, file string) string {
 func TestDirectOCILayout(t *testing.T) {
 	dir, _ := example(t, baseImage(t, "v1", ""))
 	out := t.TempDir()
-	build(t, env.buildkit, dir, "--engine", "buildkit", "--output", "type=oci,dest="+filepath.Join(out, "bk.tar"))
-	log := build(t, env.buildkit, dir, "--output", "type=oci,dest="+filepath.Join(out, "direct.tar"))
+	name := env.registry + "/direct-layout/field:v1"
+	build(t, env.buildkit, dir, "--engine", "buildkit", "-t", name, "--output", "type=oci,dest="+filepath.Join(out, "bk.tar"))
+	log := build(t, env.buildkit, dir, "-t", name, "--output", "type=oci,dest="+filepath.Join(out, "direct.tar"))
 	if !strings.Contains(log, "[2dfs] engine: direct") {
 		t.Fatalf("auto did not pick the direct engine for an OCI layout:\n%s", log)
+	}
+	// -t names the image in the layout; nothing is pushed.
+	if _, err := remote.Head(reference(t, name)); err == nil {
+		t.Fatalf("an OCI layout build pushed %s", name)
 	}
 	if got, want := indexDigest(t, filepath.Join(out, "direct.tar")), indexDigest(t, filepath.Join(out, "bk.tar")); got != want {
 		t.Fatalf("direct layout holds %s, BuildKit's %s", got, want)
