@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tdfs-kit/tdfs/exporter/partition"
 )
 
 // Options configure a Proxy.
@@ -74,6 +76,39 @@ type Options struct {
 	// TTL). Zero means DefaultPartitionReuse; negative disables reuse.
 	PartitionReuse time.Duration
 
+	// Limits cap what a synthesis reads from the upstream: manifest,
+	// config and field blob sizes and index entries. Zero fields are
+	// partition.DefaultLimits. A synthesis holds a small multiple of the
+	// config cap in memory.
+	Limits partition.Limits
+
+	// MaxSyntheses bounds the partition syntheses that run at once; each
+	// holds its source config and partition in memory. Zero means
+	// DefaultMaxSyntheses().
+	MaxSyntheses int
+
+	// SynthesisQueue is how many more syntheses may wait for a slot (for
+	// at most BuildTimeout); beyond that a partition request is answered
+	// 503 with Retry-After. Zero means DefaultSynthesisQueue per slot;
+	// negative means no queue.
+	SynthesisQueue int
+
+	// FollowBlobRedirects makes the proxy follow the upstream's redirects
+	// of blob GETs and HEADs (registries behind object storage answer
+	// with a 307 to a signed URL) and stream the blob from there itself,
+	// instead of relaying the redirect to the client (the default). See
+	// "Blob redirects" in docs/proxy.md for the trade-offs.
+	FollowBlobRedirects bool
+
+	// TagFreshness is how long a successful upstream HEAD of a repeated
+	// partition tag's base tag (see PartitionReuse) holds for the same
+	// caller (by a hash of its Authorization), repository, base tag,
+	// selection and Accept: within it the stored partition is served
+	// without asking upstream, so a moved tag or a revoked credential is
+	// noticed up to this late. Zero disables it (a HEAD on every repeated
+	// tag request). See fresh.go.
+	TagFreshness time.Duration
+
 	// Logger receives one line per request and the errors. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -101,18 +136,24 @@ type Proxy struct {
 	mirrors   map[string]*upstream
 	store     Store
 	readOnly  bool
+	follow    bool
 	timeout   time.Duration
 	log       *slog.Logger
 	flight    singleflight.Group
 	metrics   *metrics
 	metricsH  http.Handler
 	upstreams []*upstream
+	admit     *admission
+	limits    partition.Limits
 	// access holds successful access checks (nil when disabled).
 	access *ttlCache[struct{}]
 	// parts maps a tag request (upstream, repository, base tag,
 	// selection, Accept) to the partition last built for it (nil when
 	// reuse is disabled).
 	parts *ttlCache[builtPartition]
+	// fresh holds the repeated tags served without an upstream HEAD
+	// (nil when TagFreshness is zero).
+	fresh *ttlCache[struct{}]
 }
 
 // New validates opts and returns a Proxy.
@@ -123,9 +164,11 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{
 		store:    opts.Store,
 		readOnly: opts.ReadOnly,
+		follow:   opts.FollowBlobRedirects,
 		timeout:  opts.BuildTimeout,
 		log:      opts.Logger,
 		mirrors:  map[string]*upstream{},
+		limits:   opts.Limits.OrDefault(),
 	}
 	if p.store == nil {
 		p.store = NewMemoryStore(DefaultMemoryStoreBytes)
@@ -138,6 +181,9 @@ func New(opts Options) (*Proxy, error) {
 	}
 	if opts.AccessCacheTTL > 0 {
 		p.access = newTTLCache[struct{}](opts.AccessCacheTTL, accessCacheEntries)
+	}
+	if opts.TagFreshness > 0 {
+		p.fresh = newTTLCache[struct{}](opts.TagFreshness, partitionCacheEntries)
 	}
 	switch reuse := opts.PartitionReuse; {
 	case reuse == 0:
@@ -162,6 +208,19 @@ func New(opts Options) (*Proxy, error) {
 	}
 	var err error
 	if p.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	slots, queue := opts.MaxSyntheses, opts.SynthesisQueue
+	if slots <= 0 {
+		slots = DefaultMaxSyntheses()
+	}
+	switch {
+	case queue == 0:
+		queue = DefaultSynthesisQueue * slots
+	case queue < 0:
+		queue = 0
+	}
+	if p.admit, err = newAdmission(reg, slots, queue); err != nil {
 		return nil, err
 	}
 	p.metricsH = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/internal/version"
 	"github.com/tdfs-kit/tdfs/registryproxy"
 )
@@ -80,6 +81,8 @@ func run() error {
 		memBytes    = flag.Int64("memory-store-bytes", registryproxy.DefaultMemoryStoreBytes, "bytes of synthesized objects kept in memory")
 		credsFile   = flag.String("upstream-credentials", "", `JSON file {"HOST":{"username":"..","password":".."}}: credentials for upstreams, used (Basic or token flow) on requests that carry none (mirror mode; every client then reads with them)`)
 		accessTTL   = flag.Duration("access-cache-ttl", registryproxy.DefaultAccessCacheTTL, "trust a caller's successful upstream access check of a stored partition's source this long (per credentials, repository and source; a revoked credential keeps reading for this long); 0: check upstream on every request")
+		freshness   = flag.Duration("tag-freshness", registryproxy.DefaultTagFreshness, "serve a caller's repeated partition tag without an upstream HEAD of its base tag this long after the last one succeeded (a moved tag or a revoked credential is noticed up to this late); 0: HEAD on every repeated tag")
+		followRedir = flag.Bool("follow-blob-redirects", false, "follow the upstream's redirects of blob requests (to object storage) and stream the blob from there, instead of relaying the redirect to the client (see docs/proxy.md, Blob redirects)")
 		buildTimout = flag.Duration("build-timeout", registryproxy.DefaultBuildTimeout, "time limit of the upstream round trips of one partition")
 		redisAddr   = flag.String("redis-addr", "", "Redis shared by proxy replicas for synthesized objects: host:port, or a redis:// or rediss:// URL (memory stays in front; -store-dir is then only used if given)")
 		redisDB     = flag.Int("redis-db", 0, "Redis database number (host:port form)")
@@ -87,6 +90,12 @@ func run() error {
 		redisPassF  = flag.String("redis-password-file", "", "file holding the Redis password (or set "+redisPasswordEnv+")")
 		redisPrefix = flag.String("redis-prefix", registryproxy.DefaultRedisPrefix, "prefix of the Redis keys")
 		redisTTL    = flag.Duration("redis-ttl", 0, "expire objects in Redis this long after they were last built (0: never; rely on maxmemory-policy)")
+		maxSynth    = flag.Int("max-syntheses", registryproxy.DefaultMaxSyntheses(), "partition syntheses that run at once (each holds its source config and partition in memory)")
+		synthQueue  = flag.Int("synthesis-queue", -1, "syntheses that may wait for a slot, up to -build-timeout, before requests get 503 with Retry-After (-1: 32 per -max-syntheses slot; 0: none)")
+		maxManifest = flag.Int64("max-manifest-bytes", partition.MaxManifestBytes, "largest manifest or index a synthesis reads upstream")
+		maxConfig   = flag.Int64("max-config-bytes", partition.MaxConfigBytes, "largest image config a synthesis reads upstream (a synthesis holds a small multiple of it in memory)")
+		maxEntries  = flag.Int("max-index-manifests", partition.MaxIndexManifests, "most entries of an index a synthesis partitions")
+		maxField    = flag.Int64("max-field-bytes", partition.MaxFieldBytes, "largest field blob of a reference-format image a synthesis reads (at most the default)")
 		logFormat   = flag.String("log-format", "text", "log format: text or json")
 		debug       = flag.Bool("debug", false, "debug logging")
 		showVersion = flag.Bool("version", false, "print the module version and commit, then exit")
@@ -114,14 +123,35 @@ func run() error {
 	logger := slog.New(handler)
 
 	opts := registryproxy.Options{
-		Mirrors:        mirrors,
-		ReadOnly:       *readOnly,
-		BuildTimeout:   *buildTimout,
-		AccessCacheTTL: *accessTTL,
-		Logger:         logger,
+		Mirrors:             mirrors,
+		ReadOnly:            *readOnly,
+		BuildTimeout:        *buildTimout,
+		AccessCacheTTL:      *accessTTL,
+		FollowBlobRedirects: *followRedir,
+		TagFreshness:        *freshness,
+		Logger:              logger,
+	}
+	if *maxManifest < 1 || *maxConfig < 1 || *maxEntries < 1 || *maxField < 1 {
+		return errors.New("-max-manifest-bytes, -max-config-bytes, -max-index-manifests and -max-field-bytes must be positive")
+	}
+	opts.Limits = partition.Limits{ManifestBytes: *maxManifest, ConfigBytes: *maxConfig, IndexManifests: *maxEntries, FieldBytes: *maxField}
+	if *maxSynth < 1 {
+		return errors.New("-max-syntheses must be at least 1")
+	}
+	opts.MaxSyntheses = *maxSynth
+	switch {
+	case *synthQueue == 0:
+		opts.SynthesisQueue = -1 // none
+	case *synthQueue > 0:
+		opts.SynthesisQueue = *synthQueue
+	case *synthQueue < -1:
+		return errors.New("-synthesis-queue must not be negative (-1: 32 per slot)")
 	}
 	if *accessTTL < 0 {
 		return errors.New("-access-cache-ttl must not be negative")
+	}
+	if *freshness < 0 {
+		return errors.New("-tag-freshness must not be negative")
 	}
 	if *upstream != "" {
 		u, err := parseUpstream(*upstream)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -57,6 +59,14 @@ func (p *Proc) Start() error {
 	return nil
 }
 
+// Pid is the process id of the running process (0 before Start).
+func (p *Proc) Pid() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // WaitReady waits until Ready says true (see WaitUntil).
 func (p *Proc) WaitReady() error {
 	if p.Ready == nil {
@@ -101,6 +111,28 @@ func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	p.cmd = nil
+}
+
+// PeakRSS is the largest resident set size the running process has had
+// (VmHWM in /proc/PID/status; Linux only).
+func (p *Proc) PeakRSS() (int64, error) {
+	if !p.Running() {
+		return 0, fmt.Errorf("%s is not running", p.Name)
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmHWM %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
 }
 
 // LogTail is the last 8000 bytes of the log.
