@@ -50,6 +50,11 @@ type Options struct {
 	Compression layer.Compression
 	// OCI selects OCI media types; false writes Docker's.
 	OCI bool
+	// ForceCompression converts base layers of another compression to
+	// Compression, as BuildKit's force-compression=true does; without it
+	// they are kept (and mounted) as the base has them, as BuildKit keeps
+	// them. `2dfs build` does not force it.
+	ForceCompression bool
 	// Workers bounds how many allotments are written at once.
 	Workers int
 	// CacheDir holds the stat cache; "" uses the user cache folder, "-"
@@ -244,7 +249,10 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 			return nil
 		})
 	}
-	converted := convertBases(ectx, eg, bases, opt, cache, pusher, repo, &mu, &tmpFiles)
+	converted := map[digest.Digest]*allotmentLayer{}
+	if opt.ForceCompression {
+		converted = convertBases(ectx, eg, bases, opt, cache, pusher, repo, &mu, &tmpFiles)
+	}
 	if err := eg.Wait(); err != nil {
 		return nil, err
 	}

@@ -55,9 +55,9 @@ func TestDirectLayersMatchBuildKit(t *testing.T) {
 	}
 	for _, c := range []struct{ name, level string }{{"zstd", "1"}, {"gzip", "1"}, {"zstd", "3"}} {
 		ref := env.registry + "/direct-layers/field:" + c.name + "-" + c.level
-		// A buildkitd that exported these allotments at one zstd level
-		// reuses those blobs at another (force-compression checks the
-		// type, not the level), so each setting gets a fresh one.
+		// A buildkitd that exported these allotments at one compression
+		// reuses those blobs at another (2dfs build does not force the
+		// compression), so each setting gets a fresh one.
 		addr := env.buildkit
 		if c.name != "zstd" || c.level != "1" {
 			addr = extraBuildkitd(t, "direct-"+c.name+c.level)
