@@ -2,6 +2,7 @@ package direct
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -16,7 +17,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/direct/layer"
@@ -120,5 +125,78 @@ func TestStatCacheRacyWindow(t *testing.T) {
 	}
 	if res.Read != 0 || res.Unread != 2 {
 		t.Fatalf("aged sources: %d read, %d unread, want 0 and 2", res.Read, res.Unread)
+	}
+}
+
+// Base layers stay as the base has them (and are mounted); with
+// ForceCompression they are converted to the build's compression, keeping
+// their diff_id, as BuildKit's force-compression converts them.
+func TestBaseLayersKeptOrConverted(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	baseRef, _ := name.NewTag(host + "/base/img:v1")
+	img, err := random.Image(4096, 2) // gzip layers
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img = mutate.MediaType(img, types.OCIManifestSchema1)
+	if err := remote.Write(baseRef, img); err != nil {
+		t.Fatal(err)
+	}
+	baseLayers, _ := img.Layers()
+	dir, desc := testField(t, 1)
+	for _, force := range []bool{false, true} {
+		opt := options(dir, desc, "-")
+		opt.Base = baseRef.String()
+		opt.ForceCompression = force
+		tag, _ := name.NewTag(fmt.Sprintf("%s/f/base:%v", host, force))
+		if _, err := Build(context.Background(), opt, Output{Tags: []name.Tag{tag}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := remote.Image(tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := got.Manifest()
+		cfg, _ := got.ConfigFile()
+		if len(m.Layers) != 3 {
+			t.Fatalf("force=%v: %d layers", force, len(m.Layers))
+		}
+		for i, bl := range baseLayers {
+			bd, _ := bl.Digest()
+			bdiff, _ := bl.DiffID()
+			l := m.Layers[i]
+			if cfg.RootFS.DiffIDs[i] != bdiff {
+				t.Errorf("force=%v: base layer %d diff_id %s, want %s", force, i, cfg.RootFS.DiffIDs[i], bdiff)
+			}
+			switch {
+			case !force && (l.Digest != bd || l.MediaType != types.OCILayer):
+				t.Errorf("base layer %d is %s %s, want the base's %s", i, l.MediaType, l.Digest, bd)
+			case force && (l.Digest == bd || l.MediaType != types.OCILayerZStd):
+				t.Errorf("force: base layer %d is %s %s, want it converted to zstd", i, l.MediaType, l.Digest)
+			}
+			if force {
+				// The converted blob is in the repository and holds the
+				// base layer's tar.
+				cl, err := got.LayerByDigest(l.Digest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rc, err := cl.Uncompressed()
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := digest.SHA256.Digester()
+				if _, err := io.Copy(sum.Hash(), rc); err != nil {
+					t.Fatal(err)
+				}
+				rc.Close()
+				if sum.Digest().String() != bdiff.String() {
+					t.Errorf("converted layer %d holds %s, not the base's tar %s", i, sum.Digest(), bdiff)
+				}
+			}
+		}
 	}
 }
