@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/exporter/partition/partitiontest"
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
 // proxyPeakRSSBound is the documented bound (docs/proxy.md) of the proxy's
@@ -39,7 +41,13 @@ func TestProxyMemoryUnderLoad(t *testing.T) {
 	}
 	img := partitiontest.Large(ocispec.MediaTypeImageManifest, 1, partition.MaxConfigBytes, partitiontest.PadLabel, cells...)
 	pushRaw(t, reg.addr, "big", "v1", img)
-	p := startProxy(t, reg.addr)
+	// The bound is the production binary's: the race detector (hack/test's
+	// TDFS_PROXY_RACE) multiplies memory, so this proxy is built without it.
+	bin, err := testenv.PlainProxyBin(env.root, filepath.Join(env.dir, "bin-plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxyBin(t, bin, reg.addr)
 
 	statuses := make([]int, len(cells))
 	retryAfter := make([]string, len(cells))
