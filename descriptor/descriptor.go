@@ -83,14 +83,36 @@ type Allotment struct {
 	Pos    Position
 	SrcPos []Position
 	DstPos []Position
+
+	// Checksum pins URL sources: parallel to Src, "" for a path. See
+	// sources.go for these keys.
+	Checksum    []string
+	ChecksumPos []Position
+	// AuthSecret names the BuildKit secret holding the Authorization header
+	// for the allotment's URLs.
+	AuthSecret    string
+	AuthSecretPos Position
+	// From names an image or named build context the Src paths are read in.
+	From    string
+	FromPos Position
+	// Unpinned lets URL sources go without a checksum.
+	Unpinned bool
 }
 
-// Sources returns every src of every allotment, deduplicated and sorted: the
+// Sources returns every build-context src of every allotment (not URLs, not
+// paths read from other images or contexts), deduplicated and sorted: the
 // only paths the build needs from the context.
 func (d *Descriptor) Sources() []string {
 	var srcs []string
 	for _, a := range d.Allotments {
-		srcs = append(srcs, a.Src...)
+		if a.From != "" {
+			continue
+		}
+		for _, s := range a.Src {
+			if !IsURL(s) {
+				srcs = append(srcs, s)
+			}
+		}
 	}
 	slices.Sort(srcs)
 	return slices.Compact(srcs)
@@ -98,7 +120,9 @@ func (d *Descriptor) Sources() []string {
 
 var (
 	topLevelKeys  = []string{"syntax", "base", "config", "dependencies", "allotments"}
-	allotmentKeys = []string{"src", "dst", "row", "col"}
+	allotmentKeys = []string{"src", "dst", "row", "col", "checksum", "authSecret", "from", "unpinned"}
+	// requiredKeys are the allotment keys every allotment must have.
+	requiredKeys = allotmentKeys[:4]
 )
 
 // Parse reads a descriptor. The format is YAML when the file name ends in
@@ -426,19 +450,12 @@ func (p *parser) allotment(i int, n *yaml.Node) (Allotment, bool) {
 	for _, e := range p.errs.Errors[min(before, len(p.errs.Errors)):] {
 		e.Cell = cell
 	}
-	for _, k := range allotmentKeys {
+	for _, k := range requiredKeys {
 		if _, ok := keys[k]; !ok {
 			p.add(pos(n), i, cell, "", fmt.Sprintf("missing key %q", k))
 		}
 	}
-	if kv, ok := keys["src"]; ok {
-		a.Src, a.SrcPos = p.paths(kv[1], i, cell, "src")
-		for j, s := range a.Src {
-			if msg := checkSrc(s); msg != "" {
-				p.add(a.SrcPos[j], i, cell, fmt.Sprintf("src[%d] %s", j, quote(s)), msg)
-			}
-		}
-	}
+	p.sources(&a, keys, cell)
 	if kv, ok := keys["dst"]; ok {
 		a.Dst, a.DstPos = p.paths(kv[1], i, cell, "dst")
 		for j, s := range a.Dst {

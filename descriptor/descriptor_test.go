@@ -87,10 +87,10 @@ func TestParseErrors(t *testing.T) {
   2dfs.json:1:2: "allotment": unknown key in the descriptor; did you mean "allotments"? (known keys: syntax, base, config, dependencies, allotments)
   2dfs.json:1:1: missing key "allotments" (use [] for an image with no allotments)`},
 		{"typo colum", "2dfs.json", `{"allotments": [{"src": "a", "dst": "/a", "row": 0, "col": 0, "colum": 1}]}`,
-			`2dfs.json:1:63: allotments[0] (row 0, col 0): "colum": unknown key in an allotment; did you mean "col"? (known keys: src, dst, row, col)`},
+			`2dfs.json:1:63: allotments[0] (row 0, col 0): "colum": unknown key in an allotment; did you mean "col"? (known keys: src, dst, row, col, checksum, authSecret, from, unpinned)`},
 		{"typo instead of key", "2dfs.json", `{"allotments": [{"src": "a", "dst": "/a", "row": 0, "colum": 1}]}`,
 			`2 problems in the 2DFS descriptor:
-  2dfs.json:1:53: allotments[0]: "colum": unknown key in an allotment; did you mean "col"? (known keys: src, dst, row, col)
+  2dfs.json:1:53: allotments[0]: "colum": unknown key in an allotment; did you mean "col"? (known keys: src, dst, row, col, checksum, authSecret, from, unpinned)
   2dfs.json:1:17: allotments[0]: missing key "col"`},
 		{"duplicate key", "2dfs.json", `{"allotments": [{"src": "a", "dst": "/a", "row": 0, "col": 0, "row": 1}]}`,
 			`2dfs.json:1:63: allotments[0] (row 0, col 0): row: key given twice (first at line 1)`},
@@ -137,7 +137,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty base", "2dfs.json", `{"base": "", "allotments": []}`,
 			`2dfs.json:1:10: base: must name an image (leave the key out for scratch)`},
 		{"yaml unknown key with line", "2dfs.yml", "allotments:\n  - src: a\n    dst: /a\n    row: 0\n    col: 0\n    size: 3\n",
-			`2dfs.yml:6:5: allotments[0] (row 0, col 0): "size": unknown key in an allotment (known keys: src, dst, row, col)`},
+			`2dfs.yml:6:5: allotments[0] (row 0, col 0): "size": unknown key in an allotment (known keys: src, dst, row, col, checksum, authSecret, from, unpinned)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(tc.file, []byte(tc.in))

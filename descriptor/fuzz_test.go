@@ -2,8 +2,10 @@ package descriptor
 
 import (
 	"encoding/json"
+	"net/url"
 	"path"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("2dfs.yaml", []byte("\xEF\xBB\xBFallotments: [{src: \"a\\e\", dst: \"/\\0\", row: 0, col: 0}]\n"))
 	f.Add("2dfs\x1b[31m.json", []byte("\xEF\xBB\xBF{\"allotments\": [{\"src\": \"..\", \"dst\": \"/a\\u0085\", \"row\": 0, \"col\": 0}]}"))
 	f.Add("2dfs.json", []byte(manyProblems(3000)))
+	f.Add("2dfs.json", []byte(`{"allotments": [{"src": ["https://h.example/a?sig=x", "b"], "checksum": ["sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", ""], "authSecret": "tok", "dst": ["/a", "/b"], "row": 0, "col": 0}, {"src": "/opt/w", "from": "weights", "dst": "/w", "row": 0, "col": 1}, {"src": "http://h/u", "unpinned": true, "dst": "/u/", "row": 1, "col": 0}]}`))
+	f.Add("2dfs.yaml", []byte("allotments:\n  - {src: 'https://u:p@h/x', checksum: md5:1, from: base, authSecret: 'a b', unpinned: yes, dst: /x, row: 0, col: 0}\n"))
 	f.Fuzz(func(t *testing.T, name string, data []byte) {
 		// Each input goes through both formats.
 		other := "2dfs.yaml"
@@ -83,10 +87,14 @@ func parseChecked(t *testing.T, name string, data []byte) {
 	}
 	seen := map[[2]int]bool{}
 	type entry struct {
-		Src []string `json:"src"`
-		Dst []string `json:"dst"`
-		Row int      `json:"row"`
-		Col int      `json:"col"`
+		Src        []string `json:"src"`
+		Dst        []string `json:"dst"`
+		Row        int      `json:"row"`
+		Col        int      `json:"col"`
+		Checksum   []string `json:"checksum,omitempty"`
+		AuthSecret string   `json:"authSecret,omitempty"`
+		From       string   `json:"from,omitempty"`
+		Unpinned   bool     `json:"unpinned,omitempty"`
 	}
 	var entries []entry
 	for _, a := range d.Allotments {
@@ -102,12 +110,27 @@ func parseChecked(t *testing.T, name string, data []byte) {
 				t.Fatalf("accepted dst %q", dst)
 			}
 		}
-		for _, src := range a.Src {
-			if c := path.Clean(src); path.IsAbs(src) || c == ".." || strings.HasPrefix(c, "../") || !nameOK(src) {
-				t.Fatalf("accepted src %q", src)
+		for j, src := range a.Src {
+			switch {
+			case IsURL(src):
+				u, err := url.Parse(src)
+				if err != nil || u.User != nil || (u.Scheme != "http" && u.Scheme != "https") || a.From != "" {
+					t.Fatalf("accepted URL src %q", src)
+				}
+				if !a.Unpinned && (j >= len(a.Checksum) || a.Checksum[j] == "") {
+					t.Fatalf("accepted URL src %q without a checksum", src)
+				}
+			case a.From != "":
+				if slices.Contains(strings.Split(src, "/"), "..") || !nameOK(src) || slices.Contains(ReservedContexts, a.From) {
+					t.Fatalf("accepted src %q from %q", src, a.From)
+				}
+			default:
+				if c := path.Clean(src); path.IsAbs(src) || c == ".." || strings.HasPrefix(c, "../") || !nameOK(src) {
+					t.Fatalf("accepted src %q", src)
+				}
 			}
 		}
-		entries = append(entries, entry{a.Src, a.Dst, a.Cell.Row, a.Cell.Col})
+		entries = append(entries, entry{a.Src, a.Dst, a.Cell.Row, a.Cell.Col, a.Checksum, a.AuthSecret, a.From, a.Unpinned})
 	}
 	out, err := json.Marshal(map[string]any{"base": d.Base, "allotments": entries})
 	if d.Base == "" {
@@ -122,7 +145,8 @@ func parseChecked(t *testing.T, name string, data []byte) {
 	}
 	for i := range d.Allotments {
 		a, b := d.Allotments[i], d2.Allotments[i]
-		if a.Cell != b.Cell || !reflect.DeepEqual(a.Src, b.Src) || !reflect.DeepEqual(a.Dst, b.Dst) {
+		if a.Cell != b.Cell || !reflect.DeepEqual(a.Src, b.Src) || !reflect.DeepEqual(a.Dst, b.Dst) ||
+			!reflect.DeepEqual(a.Checksum, b.Checksum) || a.AuthSecret != b.AuthSecret || a.From != b.From || a.Unpinned != b.Unpinned {
 			t.Fatalf("round trip changed allotment %d: %+v vs %+v", i, a, b)
 		}
 	}

@@ -20,6 +20,10 @@ type Copy struct {
 	// ending in "/" places the file inside it, as COPY does).
 	Dst string
 	Dir bool
+	// URL is the full URL of a remote file (Src is then its redacted form,
+	// safe to show); Checksum pins it ("" when the allotment is unpinned).
+	URL      string
+	Checksum string
 }
 
 // PlannedAllotment is an allotment whose sources were found in the build
@@ -28,6 +32,11 @@ type PlannedAllotment struct {
 	Index  int
 	Cell   field.Cell
 	Copies []Copy
+	// From is the image or named context the copies' Src paths are read
+	// in; "" for the build context.
+	From string
+	// AuthSecret names the secret with the Authorization header for URLs.
+	AuthSecret string
 }
 
 // Dsts lists the final destination paths of the allotment.
@@ -80,10 +89,22 @@ func Copyable(m fs.FileMode) bool {
 	return m.IsRegular() || m.IsDir() || m&fs.ModeSymlink != 0
 }
 
+// StatFromFunc returns the mode of a path in the image or named context
+// "from", like StatFunc.
+type StatFromFunc func(from, src string) (fs.FileMode, error)
+
 // Plan resolves every allotment against the build context and checks that
 // no two copies write the same path. Allotments come back in row-major
-// order, the order of their layers.
+// order, the order of their layers. A descriptor with "from" keys needs
+// PlanSources.
 func (d *Descriptor) Plan(stat StatFunc) ([]PlannedAllotment, error) {
+	return d.PlanSources(stat, nil)
+}
+
+// PlanSources is Plan with a way to look paths up in other images and named
+// contexts. URL sources are files and are not looked up: their checksum
+// vouches for them, and the build fetches them.
+func (d *Descriptor) PlanSources(stat StatFunc, statFrom StatFromFunc) ([]PlannedAllotment, error) {
 	p := &parser{file: d.Filename}
 	type placed struct {
 		dst   string
@@ -94,31 +115,68 @@ func (d *Descriptor) Plan(stat StatFunc) ([]PlannedAllotment, error) {
 	planned := make([]PlannedAllotment, 0, len(d.Allotments))
 	for ai := range d.Allotments {
 		a := &d.Allotments[ai]
-		pl := PlannedAllotment{Index: a.Index, Cell: a.Cell}
+		pl := PlannedAllotment{Index: a.Index, Cell: a.Cell, From: a.From, AuthSecret: a.AuthSecret}
 		for j, src := range a.Src {
-			clean := path.Clean(src)
-			mode, err := stat(clean)
-			if err == nil && !Copyable(mode) {
-				err = &SpecialFileError{Path: clean, Mode: mode}
-			}
-			if err != nil {
-				msg := fmt.Sprintf("cannot read it from the build context: %v", err)
-				var special *SpecialFileError
-				switch {
-				case errors.As(err, &special):
-					msg = special.Error()
-				case errors.Is(err, fs.ErrNotExist):
-					msg = "not found in the build context (is it excluded by .dockerignore, or outside the context directory?)"
+			var c Copy
+			switch {
+			case IsURL(src):
+				c = Copy{Src: RedactURL(src), URL: src}
+				if j < len(a.Checksum) {
+					c.Checksum = a.Checksum[j]
 				}
-				p.add(a.SrcPos[j], a.Index, &a.Cell, fmt.Sprintf("src[%d] %q", j, src), msg)
-				continue
+			case a.From != "":
+				clean := fromPath(src)
+				mode, err := lookupFrom(statFrom, a.From, clean)
+				if err == nil && !Copyable(mode) {
+					err = &SpecialFileError{Path: clean, Mode: mode}
+				}
+				if err != nil {
+					msg := fmt.Sprintf("cannot read it from %q: %v", a.From, err)
+					var special *SpecialFileError
+					switch {
+					case errors.As(err, &special):
+						msg = fmt.Sprintf("in %q: %s", a.From, special.Error())
+					case errors.Is(err, fs.ErrNotExist):
+						msg = fmt.Sprintf("not found in %q (the named build context of that name, or else the image)", a.From)
+					}
+					p.add(a.SrcPos[j], a.Index, &a.Cell, srcLabel(j, src), msg)
+					continue
+				}
+				c = Copy{Src: clean, Dir: mode.IsDir()}
+			default:
+				clean := path.Clean(src)
+				mode, err := stat(clean)
+				if err == nil && !Copyable(mode) {
+					err = &SpecialFileError{Path: clean, Mode: mode}
+				}
+				if err != nil {
+					msg := fmt.Sprintf("cannot read it from the build context: %v", err)
+					var special *SpecialFileError
+					switch {
+					case errors.As(err, &special):
+						msg = special.Error()
+					case errors.Is(err, fs.ErrNotExist):
+						msg = "not found in the build context (is it excluded by .dockerignore, or outside the context directory?)"
+					}
+					p.add(a.SrcPos[j], a.Index, &a.Cell, fmt.Sprintf("src[%d] %q", j, src), msg)
+					continue
+				}
+				c = Copy{Src: clean, Dir: mode.IsDir()}
 			}
-			isDir := mode.IsDir()
 			dst := path.Clean(a.Dst[j])
-			if !isDir && strings.HasSuffix(a.Dst[j], "/") {
-				dst = path.Join(dst, path.Base(clean))
+			if !c.Dir && strings.HasSuffix(a.Dst[j], "/") {
+				name := path.Base(c.Src)
+				if c.URL != "" {
+					name = urlFileName(c.URL)
+				}
+				if name == "" {
+					p.add(a.DstPos[j], a.Index, &a.Cell, fmt.Sprintf("dst[%d] %q", j, a.Dst[j]), fmt.Sprintf("ends in / but %s names no file to put in it; give the full destination path", srcLabel(j, src)))
+					continue
+				}
+				dst = path.Join(dst, name)
 			}
-			pl.Copies = append(pl.Copies, Copy{Src: clean, Dst: dst, Dir: isDir})
+			c.Dst = dst
+			pl.Copies = append(pl.Copies, c)
 			all = append(all, placed{dst: dst, a: a, entry: j})
 		}
 		planned = append(planned, pl)
@@ -158,4 +216,11 @@ func (d *Descriptor) Plan(stat StatFunc) ([]PlannedAllotment, error) {
 
 func isAncestorOrSelf(dir, p string) bool {
 	return dir == p || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+func lookupFrom(statFrom StatFromFunc, from, src string) (fs.FileMode, error) {
+	if statFrom == nil {
+		return 0, errors.New("this build cannot read other images or named contexts")
+	}
+	return statFrom(from, src)
 }

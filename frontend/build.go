@@ -74,7 +74,11 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 		return nil, err
 	}
 	warn := func(msg string) { src.Warn(ctx, msg, client.WarnOpts{}) }
-	planned, err := plan(ctx, c, desc, *buildContext, bc.CacheImports, warn)
+	from, err := loadFrom(ctx, bc, desc, planPlatform(bc))
+	if err != nil {
+		return nil, err
+	}
+	planned, err := plan(ctx, c, desc, *buildContext, bc.CacheImports, warn, fromStat(ctx, c, from, bc.CacheImports, warn))
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +104,12 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 				return nil, err
 			}
 		}
+		from, err := loadFrom(ctx, bc, desc, p)
+		if err != nil {
+			return nil, err
+		}
 		res, err := llb.Convert(planned, llb.Options{
+			From:      from,
 			Context:   *buildContext,
 			Base:      base,
 			BaseImage: baseImg,
@@ -134,9 +143,16 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 			Definition: def.ToPB(),
 			// Without the build's cache imports, --cache-from never hits.
 			CacheImports: bc.CacheImports,
+			// A lazy result would fail at export, after the frontend has
+			// returned, with buildkitd's bare message; evaluated here, a
+			// failed fetch gets an error naming its allotment and URL.
+			Evaluate: hasURLs(planned),
 		})
 		if err != nil {
-			return nil, err
+			if problems := fetchProblems(ctx, c, desc, planned); len(problems) > 0 {
+				return nil, &descriptor.ErrorList{Errors: problems}
+			}
+			return nil, explainSolve(err, def, desc, planned)
 		}
 		ref, err := r.SingleRef()
 		if err != nil {
@@ -286,9 +302,14 @@ func (w withFilename) BuildOpts() client.BuildOpts {
 
 // plan checks every source against the build context, solving the context
 // once; BuildKit then reuses that transfer for the copies.
-func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry, warn func(string)) ([]descriptor.PlannedAllotment, error) {
+func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, buildContext bkllb.State, cacheImports []client.CacheOptionsEntry, warn func(string), statFrom descriptor.StatFromFunc) ([]descriptor.PlannedAllotment, error) {
 	if len(desc.Allotments) == 0 {
 		return nil, nil
+	}
+	if len(desc.Sources()) == 0 {
+		// Every source is a URL or in another image or context: the build
+		// context is not transferred at all.
+		return desc.PlanSources(nil, statFrom)
 	}
 	def, err := buildContext.Marshal(ctx)
 	if err != nil {
@@ -302,7 +323,7 @@ func plan(ctx context.Context, c client.Client, desc *descriptor.Descriptor, bui
 	if err != nil {
 		return nil, err
 	}
-	return desc.Plan(newSourceChecker(ctx, ref, maxWalkFolders, warn).stat)
+	return desc.PlanSources(newSourceChecker(ctx, ref, maxWalkFolders, warn).stat, statFrom)
 }
 
 func targetPlatform(p *ocispec.Platform) ocispec.Platform {
@@ -361,6 +382,12 @@ func resolveBase(ctx context.Context, c client.Client, bc *dockerui.Client, desc
 	}
 	st := bkllb.Image(pinned, bkllb.Platform(p), bkllb.WithCustomName("[2dfs] base "+reference.FamiliarString(named)))
 	return st, &img, nil
+}
+
+// SourceDateEpoch is the epoch a build with these build args uses: the
+// direct engine reads it the way the frontend does.
+func SourceDateEpoch(buildArgs map[string]string) (time.Time, error) {
+	return sourceDateEpoch(buildArgs)
 }
 
 // sourceDateEpoch returns the SOURCE_DATE_EPOCH build arg as a time, or the

@@ -42,7 +42,14 @@ func buildCIR(ctx context.Context, c client.Client, bc *dockerui.Client, desc *d
 		return nil, err
 	}
 	host := buildHost(c)
+	// Allotments that read "from" an image read it as the CIR's declared
+	// platform.
+	from, err := loadFrom(ctx, bc, desc, host)
+	if err != nil {
+		return nil, err
+	}
 	res, err := llb.Convert(planned, llb.Options{
+		From:     from,
 		Context:  buildContext,
 		Base:     bkllb.Scratch(),
 		Platform: host,

@@ -68,7 +68,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			return nil, fmt.Errorf("the CIR's base %s for %s has config %s, but the CIR pinned %s; the base changed under its digest", rec.Base.Ref, tp, got, pinned.Config)
 		}
 		base := bkllb.Image(rec.Base.Ref, bkllb.Platform(target), bkllb.WithCustomName("[2dfs cir] base for "+tp))
-		baseRef, err := solveRef(ctx, c, base, target)
+		baseRef, err := solveFor(ctx, c, base, target)
 		if err != nil {
 			return nil, rpcError("the CIR's base %s for %s: %v", rec.Base.Ref, tp, err)
 		}
@@ -215,7 +215,7 @@ func readInterpreter(ctx context.Context, ref client.Reference) (cir.Interpreter
 	return cir.FindInterpreter(names, string(dv))
 }
 
-func solveRef(ctx context.Context, c client.Client, st bkllb.State, p ocispec.Platform) (client.Reference, error) {
+func solveFor(ctx context.Context, c client.Client, st bkllb.State, p ocispec.Platform) (client.Reference, error) {
 	def, err := st.Marshal(ctx, bkllb.Platform(p), bkllb.WithCaps(c.BuildOpts().LLBCaps))
 	if err != nil {
 		return nil, err
@@ -229,7 +229,7 @@ func solveRef(ctx context.Context, c client.Client, st bkllb.State, p ocispec.Pl
 
 // resolvePip runs the resolution and reads its outcome.
 func resolvePip(ctx context.Context, c client.Client, o llb.ResolveOptions, host ocispec.Platform) ([]cir.Wheel, error) {
-	ref, err := solveRef(ctx, c, llb.PipResolve(o), host)
+	ref, err := solveFor(ctx, c, llb.PipResolve(o), host)
 	if err != nil {
 		return nil, rpcError("pip resolve: %v", err)
 	}
@@ -277,7 +277,7 @@ func isMergedUsr(ctx context.Context, ref client.Reference) (bool, error) {
 
 // resolveApt runs the apt resolution and reads its outcome.
 func resolveApt(ctx context.Context, c client.Client, st bkllb.State, host ocispec.Platform, platform string) ([]cir.Deb, error) {
-	ref, err := solveRef(ctx, c, st, host)
+	ref, err := solveFor(ctx, c, st, host)
 	if err != nil {
 		return nil, rpcError("apt resolve: %v", err)
 	}
@@ -299,7 +299,7 @@ func resolveApt(ctx context.Context, c client.Client, st bkllb.State, host ocisp
 // exported, and the field record would count one too many).
 func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper bkllb.State, host ocispec.Platform, epoch time.Time) (*bkllb.State, []string, error) {
 	layer, report := llb.Alternatives(debs, helper, epoch)
-	ref, err := solveRef(ctx, c, report, host)
+	ref, err := solveFor(ctx, c, report, host)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -59,6 +59,9 @@ type Options struct {
 	// Config is the descriptor's config block, applied over the base's
 	// (config.go); nil keeps the base's.
 	Config *descriptor.Config
+	// From holds the images and named contexts allotments read with "from",
+	// by name, loaded for the target platform.
+	From map[string]bkllb.State
 }
 
 // Result is what a conversion produces.
@@ -85,7 +88,11 @@ func Convert(allotments []descriptor.PlannedAllotment, opt Options) (*Result, er
 		if opt.NoCache != nil && opt.NoCache(a.Cell) {
 			extra = append(extra, bkllb.IgnoreCache)
 		}
-		inputs = append(inputs, AllotmentState(a, opt.Context, opt.Epoch, extra...))
+		src, err := sourceState(a, opt)
+		if err != nil {
+			return nil, err
+		}
+		inputs = append(inputs, AllotmentState(a, src, opt.Epoch, extra...))
 		placed = append(placed, field.RecordedAllotment{Row: a.Cell.Row, Col: a.Cell.Col, Dst: a.Dsts()})
 		created := opt.Epoch
 		img.History = append(img.History, ocispec.History{
@@ -113,7 +120,9 @@ func Convert(allotments []descriptor.PlannedAllotment, opt Options) (*Result, er
 
 // AllotmentState is one allotment: a scratch state with one FileOp that
 // copies its sources with fixed times, owner 0:0 and normalized modes. extra
-// options go to the FileOp (bkllb.IgnoreCache to re-run it).
+// options go to the FileOp (bkllb.IgnoreCache to re-run it). context is where
+// its paths are read: the build context, or the state its "from" names; URL
+// sources come from their own HTTP source (remote.go).
 func AllotmentState(a descriptor.PlannedAllotment, context bkllb.State, epoch time.Time, extra ...bkllb.ConstraintsOpt) bkllb.State {
 	var action *bkllb.FileAction
 	owner := bkllb.WithUIDGID(0, 0)
@@ -125,10 +134,11 @@ func AllotmentState(a descriptor.PlannedAllotment, context bkllb.State, epoch ti
 			CreatedTime:         &epoch,
 			Mode:                &bkllb.ChmodOpt{ModeStr: NormalMode},
 		}
+		from, src := copySource(a, c, context)
 		if action == nil {
-			action = bkllb.Copy(context, "/"+c.Src, c.Dst, info, owner)
+			action = bkllb.Copy(from, src, c.Dst, info, owner)
 		} else {
-			action = action.Copy(context, "/"+c.Src, c.Dst, info, owner)
+			action = action.Copy(from, src, c.Dst, info, owner)
 		}
 	}
 	// A copy gives the epoch to the folders it creates, but adding an entry
@@ -170,6 +180,9 @@ func describeCopies(a descriptor.PlannedAllotment) string {
 	parts := make([]string, len(a.Copies))
 	for i, c := range a.Copies {
 		parts[i] = c.Src + " -> " + c.Dst
+	}
+	if a.From != "" {
+		return "--from=" + a.From + " " + strings.Join(parts, ", ")
 	}
 	return strings.Join(parts, ", ")
 }

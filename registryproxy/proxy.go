@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tdfs-kit/tdfs/exporter/partition"
 )
 
 // Options configure a Proxy.
@@ -74,6 +76,23 @@ type Options struct {
 	// TTL). Zero means DefaultPartitionReuse; negative disables reuse.
 	PartitionReuse time.Duration
 
+	// Limits cap what a synthesis reads from the upstream: manifest,
+	// config and field blob sizes and index entries. Zero fields are
+	// partition.DefaultLimits. A synthesis holds a small multiple of the
+	// config cap in memory.
+	Limits partition.Limits
+
+	// MaxSyntheses bounds the partition syntheses that run at once; each
+	// holds its source config and partition in memory. Zero means
+	// DefaultMaxSyntheses().
+	MaxSyntheses int
+
+	// SynthesisQueue is how many more syntheses may wait for a slot (for
+	// at most BuildTimeout); beyond that a partition request is answered
+	// 503 with Retry-After. Zero means DefaultSynthesisQueue per slot;
+	// negative means no queue.
+	SynthesisQueue int
+
 	// FollowBlobRedirects makes the proxy follow the upstream's redirects
 	// of blob GETs and HEADs (registries behind object storage answer
 	// with a 307 to a signed URL) and stream the blob from there itself,
@@ -124,6 +143,8 @@ type Proxy struct {
 	metrics   *metrics
 	metricsH  http.Handler
 	upstreams []*upstream
+	admit     *admission
+	limits    partition.Limits
 	// access holds successful access checks (nil when disabled).
 	access *ttlCache[struct{}]
 	// parts maps a tag request (upstream, repository, base tag,
@@ -147,6 +168,7 @@ func New(opts Options) (*Proxy, error) {
 		timeout:  opts.BuildTimeout,
 		log:      opts.Logger,
 		mirrors:  map[string]*upstream{},
+		limits:   opts.Limits.OrDefault(),
 	}
 	if p.store == nil {
 		p.store = NewMemoryStore(DefaultMemoryStoreBytes)
@@ -186,6 +208,19 @@ func New(opts Options) (*Proxy, error) {
 	}
 	var err error
 	if p.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	slots, queue := opts.MaxSyntheses, opts.SynthesisQueue
+	if slots <= 0 {
+		slots = DefaultMaxSyntheses()
+	}
+	switch {
+	case queue == 0:
+		queue = DefaultSynthesisQueue * slots
+	case queue < 0:
+		queue = 0
+	}
+	if p.admit, err = newAdmission(reg, slots, queue); err != nil {
 		return nil, err
 	}
 	p.metricsH = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,7 +43,8 @@ func (p *Proxy) servePartition(w http.ResponseWriter, r *http.Request, up *upstr
 	ch := p.flight.DoChan(key, func() (any, error) {
 		// Detached from the first caller: its going away must not fail
 		// the others waiting on the same build.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.timeout)
+		detached := context.WithoutCancel(r.Context())
+		ctx, cancel := context.WithTimeout(detached, p.timeout)
 		defer cancel()
 		if objs, err := p.reuse(ctx, up, name, base, partKey, hdr); err != nil || objs != nil {
 			if err == nil {
@@ -50,6 +52,17 @@ func (p *Proxy) servePartition(w http.ResponseWriter, r *http.Request, up *upstr
 			}
 			return objs, err
 		}
+		// Joiners of this flight share the slot it takes. The wait
+		// for a slot is bounded by the build timeout, and the build
+		// then has its own.
+		release, err := p.admit.acquire(ctx)
+		if err != nil {
+			p.metrics.builds.WithLabelValues("rejected").Inc()
+			return nil, err
+		}
+		defer release()
+		ctx, cancel = context.WithTimeout(detached, p.timeout)
+		defer cancel()
 		start := time.Now()
 		objs, err := p.synthesize(ctx, up, name, base, sel, hdr)
 		result := "ok"
@@ -139,6 +152,11 @@ func (p *Proxy) writePartitionError(w http.ResponseWriter, r *http.Request, name
 	var us *upstreamStatusError
 	var bad *badUpstreamError
 	switch {
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", strconv.Itoa(p.admit.retryAfter()))
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, fmt.Sprintf("partition %s:%s: %v", name, tag, err))
+		p.log.Debug("partition refused", "repository", name, "tag", tag, "err", err)
+		return
 	case errors.As(err, &us):
 		us.write(w)
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
@@ -177,7 +195,7 @@ func (e *storeError) Unwrap() error { return e.err }
 func (p *Proxy) synthesize(ctx context.Context, up *upstream, name, base string, sel field.Selection, hdr http.Header) ([]*Object, error) {
 	// The client's Accept chose the top-level type; upstreamSource
 	// fetches the platform manifests of an index whatever their type.
-	part, err := image.Partition(ctx, upstreamSource{p: p, up: up, name: name, hdr: hdr}, base, sel, "")
+	part, err := image.Options{Limits: p.limits}.Partition(ctx, upstreamSource{p: p, up: up, name: name, hdr: hdr}, base, sel, "")
 	if err != nil {
 		return nil, err
 	}

@@ -184,7 +184,7 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *upstream, name, ref strin
 		return nil, "", err
 	}
 	defer resp.Body.Close()
-	data, err := readCapped(resp.Body, partition.MaxManifestBytes, "manifest "+name+":"+ref)
+	data, err := readCapped(resp.Body, p.limits.ManifestBytes, "manifest "+name+":"+ref)
 	if err != nil {
 		return nil, "", err
 	}
@@ -198,15 +198,20 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *upstream, name, ref strin
 			return nil, "", &badUpstreamError{fmt.Errorf("manifest %s@%s: %w", name, ref, err)}
 		}
 	}
-	if err := validateDescriptors(data, manifestName(name, ref)); err != nil { // validate.go
+	if err := validateDescriptors(data, manifestName(name, ref), p.limits); err != nil { // validate.go
 		return nil, "", err
 	}
 	return data, partition.MediaTypeOf(data, mediaTypeOf(resp.Header.Get("Content-Type"))), nil
 }
 
 // fetchBlob GETs a small blob (a config, a field blob) and verifies its
-// digest and size.
+// digest and size. The descriptor's size, checked against limit before the
+// request, sizes the buffer: a 15 MiB config is read into 15 MiB, not into
+// the twice as much a growing buffer would allocate on the way.
 func (p *Proxy) fetchBlob(ctx context.Context, up *upstream, name string, d ocispec.Descriptor, limit int64, hdr http.Header) ([]byte, error) {
+	if d.Size < 0 || d.Size > limit {
+		return nil, &badUpstreamError{fmt.Errorf("blob %s: the manifest says it is %d bytes, the limit is %d: %w", d.Digest, d.Size, limit, partition.ErrTooLarge)}
+	}
 	h := hdr.Clone()
 	h.Del("Accept")
 	resp, err := p.get(ctx, http.MethodGet, up, name+"/blobs/"+d.Digest.String(), h)
@@ -214,15 +219,20 @@ func (p *Proxy) fetchBlob(ctx context.Context, up *upstream, name string, d ocis
 		return nil, err
 	}
 	defer resp.Body.Close()
-	data, err := readCapped(resp.Body, limit, "blob "+d.Digest.String())
-	if err != nil {
-		return nil, err
+	data := make([]byte, d.Size)
+	n, err := io.ReadFull(resp.Body, data)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) && d.Size > 0:
+		return nil, &badUpstreamError{fmt.Errorf("blob %s is %d bytes, the manifest says %d", d.Digest, n, d.Size)}
+	case err != nil:
+		return nil, &transportError{redact(err)}
+	}
+	// More than the manifest says: count it (up to the limit) to say so.
+	if extra, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, limit+1-d.Size)); extra > 0 {
+		return nil, &badUpstreamError{fmt.Errorf("blob %s is %d bytes or more, the manifest says %d", d.Digest, d.Size+extra, d.Size)}
 	}
 	if err := verifyDigest(d.Digest, data); err != nil {
 		return nil, &badUpstreamError{fmt.Errorf("blob %s: %w", d.Digest, err)}
-	}
-	if int64(len(data)) != d.Size {
-		return nil, &badUpstreamError{fmt.Errorf("blob %s is %d bytes, the manifest says %d", d.Digest, len(data), d.Size)}
 	}
 	return data, nil
 }

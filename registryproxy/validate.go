@@ -26,12 +26,12 @@ func manifestName(name, ref string) string {
 
 // validateDescriptors refuses a manifest or index whose descriptors the
 // proxy must not copy into a partition: a negative size, a size over the
-// caps (manifests and configs: the proxy's own fetch caps; layers: 2^53),
+// caps (manifests and configs: lim, the proxy's own fetch caps; layers: 2^53),
 // a malformed digest or one of an algorithm go-digest does not know (it
 // knows sha256, sha384 and sha512). what names the
 // upstream object ("manifest app:v1") for the 502 the error becomes. It
 // only reads the descriptors; the rewriter checks the rest.
-func validateDescriptors(data []byte, what string) error {
+func validateDescriptors(data []byte, what string, lim partition.Limits) error {
 	var m struct {
 		Config    *ocispec.Descriptor  `json:"config"`
 		Layers    []ocispec.Descriptor `json:"layers"`
@@ -56,7 +56,7 @@ func validateDescriptors(data []byte, what string) error {
 		return &badUpstreamError{fmt.Errorf("%s: %s: %s", what, role, problem)}
 	}
 	if m.Config != nil {
-		if err := check("config", *m.Config, partition.MaxConfigBytes); err != nil {
+		if err := check("config", *m.Config, lim.ConfigBytes); err != nil {
 			return err
 		}
 	}
@@ -66,12 +66,12 @@ func validateDescriptors(data []byte, what string) error {
 		}
 	}
 	for i, d := range m.Manifests {
-		if err := check(fmt.Sprintf("manifest %d", i), d, partition.MaxManifestBytes); err != nil {
+		if err := check(fmt.Sprintf("manifest %d", i), d, lim.ManifestBytes); err != nil {
 			return err
 		}
 	}
 	if m.Subject != nil {
-		if err := check("subject", *m.Subject, partition.MaxManifestBytes); err != nil {
+		if err := check("subject", *m.Subject, lim.ManifestBytes); err != nil {
 			return err
 		}
 	}

@@ -66,12 +66,12 @@ func TestValidateIndexDescriptors(t *testing.T) {
 		`{"subject":{"digest":"","size":1}}`:                                                      "subject: digest",
 		`{"layers":{}}`:                                                                           "manifest app:v1: json",
 	} {
-		err := validateDescriptors([]byte(body), manifestName("app", "v1"))
+		err := validateDescriptors([]byte(body), manifestName("app", "v1"), partition.DefaultLimits)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", body, err, want)
 		}
 	}
-	if err := validateDescriptors([]byte(`{"manifests":[{"digest":"`+good+`","size":10}]}`), "x"); err != nil {
+	if err := validateDescriptors([]byte(`{"manifests":[{"digest":"`+good+`","size":10}]}`), "x", partition.DefaultLimits); err != nil {
 		t.Errorf("good index: %v", err)
 	}
 }

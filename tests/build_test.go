@@ -237,7 +237,7 @@ func TestFieldImage(t *testing.T) {
 	base := baseImage(t, "v1", "")
 	dir, want := example(t, base)
 	ref := env.registry + "/example/field:v1"
-	out := build(t, env.buildkit, dir, "-t", ref, "--push", "--label", "org.example.team=ml")
+	out := build(t, env.buildkit, dir, "-t", ref, "--push", "--engine", "buildkit", "--label", "org.example.team=ml")
 
 	// Only the allotment sources cross the wire, not the 4 MiB junk file.
 	if n := contextBytes(t, out); n > 1<<20 {

@@ -113,7 +113,13 @@ type proxyProc struct {
 // a data race or a panic.
 func startProxy(t *testing.T, upstream string, args ...string) *proxyProc {
 	t.Helper()
-	px, err := testenv.StartProxy(proxyBin(t), upstream, filepath.Join(t.TempDir(), "2dfs-proxy.log"), args...)
+	return startProxyBin(t, proxyBin(t), upstream, args...)
+}
+
+// startProxyBin is startProxy with the proxy binary bin.
+func startProxyBin(t *testing.T, bin, upstream string, args ...string) *proxyProc {
+	t.Helper()
+	px, err := testenv.StartProxy(bin, upstream, filepath.Join(t.TempDir(), "2dfs-proxy.log"), args...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/internal/version"
 	"github.com/tdfs-kit/tdfs/registryproxy"
 )
@@ -89,6 +90,12 @@ func run() error {
 		redisPassF  = flag.String("redis-password-file", "", "file holding the Redis password (or set "+redisPasswordEnv+")")
 		redisPrefix = flag.String("redis-prefix", registryproxy.DefaultRedisPrefix, "prefix of the Redis keys")
 		redisTTL    = flag.Duration("redis-ttl", 0, "expire objects in Redis this long after they were last built (0: never; rely on maxmemory-policy)")
+		maxSynth    = flag.Int("max-syntheses", registryproxy.DefaultMaxSyntheses(), "partition syntheses that run at once (each holds its source config and partition in memory)")
+		synthQueue  = flag.Int("synthesis-queue", -1, "syntheses that may wait for a slot, up to -build-timeout, before requests get 503 with Retry-After (-1: 32 per -max-syntheses slot; 0: none)")
+		maxManifest = flag.Int64("max-manifest-bytes", partition.MaxManifestBytes, "largest manifest or index a synthesis reads upstream")
+		maxConfig   = flag.Int64("max-config-bytes", partition.MaxConfigBytes, "largest image config a synthesis reads upstream (a synthesis holds a small multiple of it in memory)")
+		maxEntries  = flag.Int("max-index-manifests", partition.MaxIndexManifests, "most entries of an index a synthesis partitions")
+		maxField    = flag.Int64("max-field-bytes", partition.MaxFieldBytes, "largest field blob of a reference-format image a synthesis reads (at most the default)")
 		logFormat   = flag.String("log-format", "text", "log format: text or json")
 		debug       = flag.Bool("debug", false, "debug logging")
 		showVersion = flag.Bool("version", false, "print the module version and commit, then exit")
@@ -123,6 +130,22 @@ func run() error {
 		FollowBlobRedirects: *followRedir,
 		TagFreshness:        *freshness,
 		Logger:              logger,
+	}
+	if *maxManifest < 1 || *maxConfig < 1 || *maxEntries < 1 || *maxField < 1 {
+		return errors.New("-max-manifest-bytes, -max-config-bytes, -max-index-manifests and -max-field-bytes must be positive")
+	}
+	opts.Limits = partition.Limits{ManifestBytes: *maxManifest, ConfigBytes: *maxConfig, IndexManifests: *maxEntries, FieldBytes: *maxField}
+	if *maxSynth < 1 {
+		return errors.New("-max-syntheses must be at least 1")
+	}
+	opts.MaxSyntheses = *maxSynth
+	switch {
+	case *synthQueue == 0:
+		opts.SynthesisQueue = -1 // none
+	case *synthQueue > 0:
+		opts.SynthesisQueue = *synthQueue
+	case *synthQueue < -1:
+		return errors.New("-synthesis-queue must not be negative (-1: 32 per slot)")
 	}
 	if *accessTTL < 0 {
 		return errors.New("-access-cache-ttl must not be negative")

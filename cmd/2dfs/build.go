@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/docker/cli/cli/config"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/cmd/buildctl/build"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/util/progress/progressui"
@@ -22,6 +24,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/frontend"
 )
 
@@ -37,11 +40,13 @@ type buildFlags struct {
 	buildArgs    []string
 	labels       []string
 	contexts     []string
+	secrets      []string
 	progress     string
 	metadataFile string
 	noCache      string
 	compression  string
 	level        int
+	engine       string
 }
 
 func newBuildCommand() *cobra.Command {
@@ -79,16 +84,30 @@ frontend image is needed. Flags follow buildctl and docker buildx.`,
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (SOURCE_DATE_EPOCH sets file and config times)")
 	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE")
 	fl.StringArrayVar(&f.contexts, "build-context", nil, "named context NAME=VALUE (base=docker-image://... overrides the descriptor's base)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for the build, as in buildctl: id=NAME,src=FILE or id=NAME,env=VAR (an allotment's authSecret names one; the file holds the whole Authorization header value)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
 	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the build result metadata (image digest) to this file")
 	fl.StringVar(&f.noCache, "no-cache", "", "re-run allotments instead of taking them from the build cache: all of them, or with --no-cache=`CELLS` those listed as row.col (--no-cache=1.2,0.0)")
 	fl.Lookup("no-cache").NoOptDefVal = "true"
 	fl.StringVar(&f.compression, "compression", "zstd", "layer compression for image outputs that set none: zstd, gzip, estargz or uncompressed")
 	fl.IntVar(&f.level, "compression-level", 1, "compression level for --compression (-1: the compressor's default)")
+	fl.StringVar(&f.engine, "engine", engineAuto, "build engine: direct (one pass per allotment, straight to the registry or OCI layout), buildkit, or auto (direct when it can make the same image)")
 	return cmd
 }
 
 func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
+	engine, why, err := chooseEngine(f, contextDir)
+	if err != nil {
+		return err
+	}
+	log := io.Writer(os.Stderr)
+	if f.progress == "quiet" || f.progress == "rawjson" {
+		log = io.Discard
+	}
+	fmt.Fprintf(log, "[2dfs] engine: %s (%s)\n", engine, why)
+	if engine == engineDirect {
+		return runDirect(ctx, f, contextDir, log)
+	}
 	attrs, localDirs, err := frontendAttrs(f)
 	if err != nil {
 		return err
@@ -131,6 +150,10 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	}
 	defer c.Close()
 
+	secrets, err := build.ParseSecret(f.secrets)
+	if err != nil {
+		return fmt.Errorf("--secret: %w", err)
+	}
 	dockerConfig := config.LoadDefaultConfigFile(os.Stderr)
 	solveOpt := client.SolveOpt{
 		SharedKey:     sharedKey(contextDir),
@@ -141,7 +164,7 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 		LocalMounts:   localMounts,
 		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
 			AuthConfigProvider: authprovider.LoadAuthConfig(dockerConfig),
-		})},
+		}), secrets},
 	}
 
 	display, err := progressui.NewDisplay(os.Stderr, progressui.DisplayMode(f.progress))
@@ -152,14 +175,21 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	eg, ctx := errgroup.WithContext(ctx)
 	var resp *client.SolveResponse
 	var warnings []client.VertexWarning
+	// The frontend's own error names the allotment and the URL; buildkitd
+	// answers the build with the failed vertex's bare message instead.
+	var frontendErr error
 	eg.Go(func() error {
 		var err error
-		resp, err = c.Build(ctx, solveOpt, "2dfs", frontend.Build, ch)
+		resp, err = c.Build(ctx, solveOpt, "2dfs", func(ctx context.Context, c gateway.Client) (*gateway.Result, error) {
+			res, err := frontend.Build(ctx, c)
+			frontendErr = err
+			return res, err
+		}, ch)
 		return err
 	})
 	eg.Go(func() error {
 		var err error
-		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), redactProgress(ch))
 		return err
 	})
 	err = eg.Wait()
@@ -167,7 +197,11 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	// and tty modes: repeat them last, where they are seen.
 	printWarnings(os.Stderr, warnings)
 	if err != nil {
-		return err
+		if frontendErr != nil && !errors.Is(frontendErr, context.Canceled) {
+			err = frontendErr
+		}
+		// buildkitd's messages may repeat a signed URL's query.
+		return errors.New(descriptor.RedactText(err.Error()))
 	}
 	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
 		fmt.Fprintln(os.Stdout, dgst)

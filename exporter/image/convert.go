@@ -48,7 +48,7 @@ func Convert(ctx context.Context, src Source, ref, name string) (*Converted, err
 	}
 	switch {
 	case partition.IsIndex(mediaType):
-		entries, err := children(data, false)
+		entries, err := children(data, false, partition.DefaultLimits)
 		if err != nil {
 			return nil, err
 		}

@@ -63,15 +63,16 @@ type entry struct {
 // Attestations are skipped; any other entry (a nested index, an artifact)
 // is an error rather than something a rewrite silently carries along,
 // unless skipOthers (inspect only looks).
-func children(index []byte, skipOthers bool) ([]entry, error) {
-	if len(index) > partition.MaxManifestBytes {
+func children(index []byte, skipOthers bool, lim partition.Limits) ([]entry, error) {
+	lim = lim.OrDefault()
+	if int64(len(index)) > lim.ManifestBytes {
 		return nil, fmt.Errorf("index is %d bytes: %w", len(index), partition.ErrTooLarge)
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(index, &idx); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	if len(idx.Manifests) > partition.MaxIndexManifests {
+	if len(idx.Manifests) > lim.IndexManifests {
 		return nil, fmt.Errorf("index has %d manifests: %w", len(idx.Manifests), partition.ErrTooLarge)
 	}
 	var out []entry

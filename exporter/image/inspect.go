@@ -111,7 +111,7 @@ func Inspect(ctx context.Context, src Source, ref, platform string) (*Report, er
 	}
 	switch {
 	case partition.IsIndex(mediaType):
-		entries, err := children(data, true)
+		entries, err := children(data, true, partition.DefaultLimits)
 		if err != nil {
 			return nil, err
 		}

@@ -36,10 +36,24 @@ func (p *Partitioned) Descriptor() ocispec.Descriptor {
 	return p.Images[0].Descriptor()
 }
 
+// Options tune Partition. The zero value is the defaults.
+type Options struct {
+	// Limits are the size caps of what is read from the Source and
+	// partitioned; zero fields are partition.DefaultLimits. Reference
+	// format images are also held to tdfs's own caps, the defaults.
+	Limits partition.Limits
+}
+
 // Partition cuts the partition sel selects of the image ref names in src,
 // ours or in the reference format. An index is partitioned platform by
 // platform, unless platform (os/arch[/variant]) picks one of them.
 func Partition(ctx context.Context, src Source, ref string, sel field.Selection, platform string) (*Partitioned, error) {
+	return Options{}.Partition(ctx, src, ref, sel, platform)
+}
+
+// Partition is Partition with o.
+func (o Options) Partition(ctx context.Context, src Source, ref string, sel field.Selection, platform string) (*Partitioned, error) {
+	lim := o.Limits.OrDefault()
 	if sel.IsZero() {
 		return nil, errors.New("partition: empty selection")
 	}
@@ -57,29 +71,29 @@ func Partition(ctx context.Context, src Source, ref string, sel field.Selection,
 		if err != nil {
 			return nil, err
 		}
-		r, err := partitionManifest(ctx, src, m, d.MediaType, sel)
+		r, err := partitionManifest(ctx, src, m, d.MediaType, sel, lim)
 		if err != nil {
 			return nil, err
 		}
 		return &Partitioned{Images: []*partition.Result{r}}, nil
 	case partition.IsIndex(mediaType):
-		entries, err := children(data, false)
+		entries, err := children(data, false, lim)
 		if err != nil {
 			return nil, err
 		}
 		done, err := eachChild(ctx, src, entries, func(ctx context.Context, m []byte, d ocispec.Descriptor) (*partition.Result, error) {
-			return partitionManifest(ctx, src, m, d.MediaType, sel)
+			return partitionManifest(ctx, src, m, d.MediaType, sel, lim)
 		})
 		if err != nil {
 			return nil, err
 		}
-		idx, err := partition.Index(data, mediaType, sel, done)
+		idx, err := lim.Index(data, mediaType, sel, done)
 		if err != nil {
 			return nil, err
 		}
 		return &Partitioned{Images: idx.Children, Index: idx}, nil
 	case partition.IsManifest(mediaType):
-		r, err := partitionManifest(ctx, src, data, mediaType, sel)
+		r, err := partitionManifest(ctx, src, data, mediaType, sel, lim)
 		if err != nil {
 			return nil, err
 		}
@@ -95,27 +109,27 @@ func notAnImage(mediaType string) error {
 
 // partitionManifest partitions one image manifest: ours with
 // exporter/partition, a reference-format one with exporter/tdfs.
-func partitionManifest(ctx context.Context, src Source, manifest []byte, mediaType string, sel field.Selection) (*partition.Result, error) {
+func partitionManifest(ctx context.Context, src Source, manifest []byte, mediaType string, sel field.Selection, lim partition.Limits) (*partition.Result, error) {
 	if !tdfs.IsReference(manifest) {
-		cd, err := partition.ConfigOf(manifest)
+		cd, err := lim.ConfigOf(manifest)
 		if err != nil {
 			return nil, err
 		}
-		config, err := src.Blob(ctx, cd, partition.MaxConfigBytes)
+		config, err := src.Blob(ctx, cd, lim.ConfigBytes)
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		return partition.Image(manifest, mediaType, config, sel)
+		return lim.Image(manifest, mediaType, config, sel)
 	}
 	m, err := tdfs.ParseManifest(manifest)
 	if err != nil {
 		return nil, err
 	}
-	config, err := src.Blob(ctx, m.Config, partition.MaxConfigBytes)
+	config, err := src.Blob(ctx, m.Config, min(lim.ConfigBytes, partition.MaxConfigBytes))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	fieldBlob, err := src.Blob(ctx, m.Field, tdfs.MaxFieldBytes)
+	fieldBlob, err := src.Blob(ctx, m.Field, min(lim.FieldBytes, tdfs.MaxFieldBytes))
 	if err != nil {
 		return nil, fmt.Errorf("field blob: %w", err)
 	}

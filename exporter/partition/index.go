@@ -46,10 +46,16 @@ type IndexResult struct {
 // Other attestations are kept. Any other entry (a nested index, an artifact)
 // is an error rather than something a partition silently carries along.
 func Index(index []byte, mediaType string, sel field.Selection, children map[digest.Digest]*Result) (*IndexResult, error) {
+	return DefaultLimits.Index(index, mediaType, sel, children)
+}
+
+// Index is Index within l.
+func (l Limits) Index(index []byte, mediaType string, sel field.Selection, children map[digest.Digest]*Result) (*IndexResult, error) {
+	l = l.OrDefault()
 	if sel.IsZero() {
 		return nil, errors.New("partition: empty selection")
 	}
-	if len(index) > MaxManifestBytes {
+	if int64(len(index)) > l.ManifestBytes {
 		return nil, fmt.Errorf("partition: index is %d bytes: %w", len(index), ErrTooLarge)
 	}
 	mediaType = MediaTypeOf(index, mediaType)
@@ -64,7 +70,7 @@ func Index(index []byte, mediaType string, sel field.Selection, children map[dig
 	if err := idx.Get("manifests", &entries); err != nil {
 		return nil, fmt.Errorf("partition: index: %w", err)
 	}
-	if len(entries) > MaxIndexManifests {
+	if len(entries) > l.IndexManifests {
 		return nil, fmt.Errorf("partition: index has %d manifests: %w", len(entries), ErrTooLarge)
 	}
 

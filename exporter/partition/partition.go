@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -36,15 +37,55 @@ const (
 	LabelSelection = "org.2dfs.partition.selection"
 )
 
-// Size caps. Inputs come from registries the caller does not control; the
-// caps keep a hostile or broken upstream from making us parse huge JSON.
+// Default size caps (DefaultLimits). Inputs come from registries the
+// caller does not control; the caps keep a hostile or broken upstream from
+// making us parse huge JSON.
 const (
 	MaxManifestBytes = 4 << 20
-	// MaxConfigBytes leaves room for a field record near its own 4 MiB cap.
+	// MaxConfigBytes leaves room for a field record near its own 4 MiB cap
+	// (version 2 records keep it in the config, beside the rest).
 	MaxConfigBytes = 16 << 20
 	// MaxIndexManifests bounds the entries of an index we partition.
 	MaxIndexManifests = 1024
+	// MaxFieldBytes caps the field blob of a reference-format image.
+	MaxFieldBytes = 16 << 20
 )
+
+// Limits are the size caps a partition is made within. The registry proxy
+// makes them flags; everything else uses DefaultLimits. A zero field means
+// its default.
+type Limits struct {
+	// ManifestBytes caps a manifest or an index.
+	ManifestBytes int64
+	// ConfigBytes caps an image config.
+	ConfigBytes int64
+	// IndexManifests caps the entries of an index.
+	IndexManifests int
+	// FieldBytes caps the field blob of a reference-format image.
+	FieldBytes int64
+}
+
+// DefaultLimits are the caps of the package functions (Image, Index,
+// ConfigOf).
+var DefaultLimits = Limits{MaxManifestBytes, MaxConfigBytes, MaxIndexManifests, MaxFieldBytes}
+
+// OrDefault fills the zero fields of l from DefaultLimits.
+func (l Limits) OrDefault() Limits {
+	d := DefaultLimits
+	if l.ManifestBytes > 0 {
+		d.ManifestBytes = l.ManifestBytes
+	}
+	if l.ConfigBytes > 0 {
+		d.ConfigBytes = l.ConfigBytes
+	}
+	if l.IndexManifests > 0 {
+		d.IndexManifests = l.IndexManifests
+	}
+	if l.FieldBytes > 0 {
+		d.FieldBytes = l.FieldBytes
+	}
+	return d
+}
 
 // ErrNot2DFS is returned for an image whose config carries no field record.
 var ErrNot2DFS = errors.New("not a 2DFS image: its config has no " + field.LabelKey + " label")
@@ -95,7 +136,13 @@ func MediaTypeOf(data []byte, contentType string) string {
 // ConfigOf returns the config descriptor of an image manifest, so a caller
 // knows which blob to fetch before calling Image.
 func ConfigOf(manifest []byte) (ocispec.Descriptor, error) {
-	if len(manifest) > MaxManifestBytes {
+	return DefaultLimits.ConfigOf(manifest)
+}
+
+// ConfigOf is ConfigOf within l.
+func (l Limits) ConfigOf(manifest []byte) (ocispec.Descriptor, error) {
+	l = l.OrDefault()
+	if int64(len(manifest)) > l.ManifestBytes {
 		return ocispec.Descriptor{}, fmt.Errorf("manifest is %d bytes: %w", len(manifest), ErrTooLarge)
 	}
 	var m struct {
@@ -110,7 +157,7 @@ func ConfigOf(manifest []byte) (ocispec.Descriptor, error) {
 	if err := m.Config.Digest.Validate(); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("manifest config digest: %w", err)
 	}
-	if m.Config.Size < 0 || m.Config.Size > MaxConfigBytes {
+	if m.Config.Size < 0 || m.Config.Size > l.ConfigBytes {
 		return ocispec.Descriptor{}, fmt.Errorf("config is %d bytes: %w", m.Config.Size, ErrTooLarge)
 	}
 	return *m.Config, nil
@@ -144,20 +191,26 @@ func (r *Result) Descriptor() ocispec.Descriptor {
 // history entries (and every empty_layer entry), and carries a field record
 // of what it holds, so it can itself be partitioned.
 func Image(manifest []byte, mediaType string, config []byte, sel field.Selection) (*Result, error) {
+	return DefaultLimits.Image(manifest, mediaType, config, sel)
+}
+
+// Image is Image within l.
+func (l Limits) Image(manifest []byte, mediaType string, config []byte, sel field.Selection) (*Result, error) {
+	l = l.OrDefault()
 	if sel.IsZero() {
 		return nil, errors.New("partition: empty selection")
 	}
-	if len(manifest) > MaxManifestBytes {
+	if int64(len(manifest)) > l.ManifestBytes {
 		return nil, fmt.Errorf("partition: manifest is %d bytes: %w", len(manifest), ErrTooLarge)
 	}
-	if len(config) > MaxConfigBytes {
+	if int64(len(config)) > l.ConfigBytes {
 		return nil, fmt.Errorf("partition: config is %d bytes: %w", len(config), ErrTooLarge)
 	}
 	mediaType = MediaTypeOf(manifest, mediaType)
 	if !IsManifest(mediaType) {
 		return nil, fmt.Errorf("partition: manifest media type %q: %w", mediaType, ErrUnsupported)
 	}
-	configDesc, err := ConfigOf(manifest)
+	configDesc, err := l.ConfigOf(manifest)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
@@ -165,9 +218,19 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 		return nil, fmt.Errorf("partition: config does not match the manifest's config digest %s", configDesc.Digest)
 	}
 
-	// Typed decoding is only for checking; the output is edited from the
-	// raw JSON below.
-	_, rec, err := RecordOf(config)
+	// The config is read once, its values left where they are in config
+	// (rawjson), and only the parts the record needs are decoded: a
+	// config near its cap costs a small multiple of its size, not one
+	// copy per field touched.
+	cfg, err := rawjson.Decode(config, "config")
+	if err != nil {
+		return nil, fmt.Errorf("partition: %w", err)
+	}
+	history, err := readHistory(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("partition: config: %w", err)
+	}
+	rec, err := recordIn(cfg, history)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
@@ -189,7 +252,7 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 	}
 	source := digest.FromBytes(manifest)
 
-	newConfig, err := rewriteConfig(config, keep, newRec, source, sel)
+	newConfig, err := rewriteConfig(cfg, history, keep, newRec, source, sel)
 	if err != nil {
 		return nil, fmt.Errorf("partition: config: %w", err)
 	}
@@ -209,12 +272,90 @@ func Image(manifest []byte, mediaType string, config []byte, sel field.Selection
 	return res, nil
 }
 
-func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source digest.Digest, sel field.Selection) ([]byte, error) {
-	cfg, err := rawjson.Decode(config, "config")
+// historyEntry is an entry of the config's history, as a slice of the
+// config, and whether it is an empty_layer one.
+type historyEntry struct {
+	raw   json.RawMessage
+	empty bool
+}
+
+// readHistory returns the config's history entries; nil when it has none
+// (or null).
+func readHistory(cfg rawjson.Object) ([]historyEntry, error) {
+	var raw []json.RawMessage
+	if err := cfg.Get("history", &raw); err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	out := make([]historyEntry, len(raw))
+	for i, h := range raw {
+		// json.Unmarshal into a struct would allocate for each of
+		// what may be hundreds of thousands of entries.
+		if h[0] != '{' {
+			return nil, fmt.Errorf("history entry %d is not an object", i)
+		}
+		switch v, _ := rawjson.Lookup(h, "empty_layer"); string(v) {
+		case "", "null", "false":
+		case "true":
+			out[i].empty = true
+		default:
+			if err := json.Unmarshal(v, &out[i].empty); err != nil {
+				return nil, fmt.Errorf("history entry %d: empty_layer: %w", i, err)
+			}
+		}
+		out[i].raw = h
+	}
+	return out, nil
+}
+
+// recordIn reads and checks the field record of a config (RecordOf) from
+// a config cut down to what the record is checked against: its label, the
+// top-level org.2dfs.* keys, rootfs, and the history entries of layers.
+// Decoding the whole config into typed structs would copy every string in
+// it, for nothing.
+func recordIn(cfg rawjson.Object, history []historyEntry) (*field.Record, error) {
+	var run, labels rawjson.Object
+	if err := cfg.Get("config", &run); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := run.Get("Labels", &labels); err != nil {
+		return nil, fmt.Errorf("config: config: %w", err)
+	}
+	label, ok := labels[field.LabelKey]
+	if !ok {
+		return nil, ErrNot2DFS
+	}
+	slim := rawjson.Object{"rootfs": cfg["rootfs"]}
+	for k, v := range cfg {
+		if strings.HasPrefix(k, "org.2dfs.") {
+			slim[k] = v
+		}
+	}
+	if err := slim.Set("config", map[string]any{"Labels": map[string]json.RawMessage{field.LabelKey: label}}); err != nil {
+		return nil, err
+	}
+	if history != nil {
+		layers := []json.RawMessage{}
+		for _, h := range history {
+			if !h.empty {
+				layers = append(layers, h.raw)
+			}
+		}
+		if err := slim.Set("history", layers); err != nil {
+			return nil, err
+		}
+	}
+	b, err := rawjson.Marshal(slim)
 	if err != nil {
 		return nil, err
 	}
+	_, rec, err := RecordOf(b)
+	return rec, err
+}
 
+func rewriteConfig(cfg rawjson.Object, history []historyEntry, keep map[int]bool, rec *field.Record, source digest.Digest, sel field.Selection) ([]byte, error) {
 	if err := rawjson.EditDiffIDs(cfg, func(diffIDs []json.RawMessage) []json.RawMessage {
 		kept := []json.RawMessage{}
 		for i, id := range diffIDs {
@@ -227,46 +368,46 @@ func rewriteConfig(config []byte, keep map[int]bool, rec *field.Record, source d
 		return nil, err
 	}
 
-	var history []json.RawMessage
-	if err := cfg.Get("history", &history); err != nil {
-		return nil, err
-	}
 	if history != nil {
 		var kept []json.RawMessage
+		if len(history) > 0 {
+			kept = make([]json.RawMessage, 0, len(history))
+		}
 		layer := 0
 		for _, h := range history {
-			var entry struct {
-				EmptyLayer bool `json:"empty_layer"`
-			}
-			if err := json.Unmarshal(h, &entry); err != nil {
-				return nil, fmt.Errorf("history entry: %w", err)
-			}
-			if entry.EmptyLayer {
-				kept = append(kept, h)
+			if h.empty {
+				kept = append(kept, h.raw)
 				continue
 			}
 			if keep[layer] {
-				kept = append(kept, h)
+				kept = append(kept, h.raw)
 			}
 			layer++
+		}
+		if len(kept) == 0 {
+			kept = nil // null, as it always was
 		}
 		if err := cfg.Set("history", kept); err != nil {
 			return nil, err
 		}
 	}
 
+	// Always the current record version, whatever the source's. This is
+	// what rec.Embed writes, set here so that the config is marshaled
+	// once: Embed would decode and write all of it again.
+	label, allotments, err := rec.Encode()
+	if err != nil {
+		return nil, err
+	}
 	if err := rawjson.SetLabels(cfg, map[string]string{
+		field.LabelKey: label,
 		LabelSource:    source.String(),
 		LabelSelection: sel.String(),
 	}); err != nil {
 		return nil, err
 	}
-	out, err := rawjson.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	// Always the current record version, whatever the source's.
-	return rec.Embed(out)
+	cfg[field.ConfigKey] = allotments
+	return rawjson.Marshal(cfg)
 }
 
 func rewriteManifest(manifest []byte, mediaType string, keep map[int]bool, layers int, configDigest digest.Digest, configSize int64, source digest.Digest, sel field.Selection) ([]byte, error) {

@@ -19,6 +19,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/tdfs-kit/tdfs/exporter/internal/rawjson"
+	"github.com/tdfs-kit/tdfs/exporter/partition"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -30,10 +31,11 @@ const MediaTypeField = "application/vnd.oci.image.layer.v1.2dfs.field"
 // name an image (REGISTRY/REPOSITORY:TAG).
 const AnnotationImageName = "2dfs.image.name"
 
-// MaxFieldBytes caps the field blobs we parse. A cell takes about 170 bytes,
+// MaxFieldBytes caps the field blobs we parse (partition.Limits holds it
+// with the other caps). A cell takes about 170 bytes,
 // so this is about 100,000 cells: far more than a real field, far less than
 // the million a hostile blob with rows of 1024 cells could claim.
-const MaxFieldBytes = 16 << 20
+const MaxFieldBytes = partition.MaxFieldBytes
 
 // ErrMalformedField wraps every error about a field blob's content.
 var ErrMalformedField = errors.New("malformed 2DFS field")

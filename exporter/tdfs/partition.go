@@ -1,6 +1,7 @@
 package tdfs
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,14 +153,14 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
-	var img ocispec.Image
-	if err := json.Unmarshal(config, &img); err != nil {
+	img, err := slimConfig(config)
+	if err != nil {
 		return nil, fmt.Errorf("partition: config is not valid: %w", err)
 	}
 	if len(img.RootFS.DiffIDs) != len(m.Base) {
 		return nil, fmt.Errorf("partition: config has %d diff_ids for %d base layers (in the reference format they cover the base layers only)", len(img.RootFS.DiffIDs), len(m.Base))
 	}
-	paths, err := Paths(&img)
+	paths, err := Paths(img)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)
 	}
@@ -187,7 +188,7 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 		placed = append(placed, field.RecordedAllotment{Row: a.Row, Col: a.Col, Dst: dst})
 	}
 	source := digest.FromBytes(manifest)
-	newConfig, historyOK, err := partitionConfig(config, f, selected, source, sel)
+	cfg, historyOK, err := partitionConfig(config, f, selected, source, sel)
 	if err != nil {
 		return nil, fmt.Errorf("partition: config: %w", err)
 	}
@@ -196,9 +197,20 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 		if rec.Allotments == nil {
 			rec.Allotments = []field.RecordedAllotment{} // as exporter/partition writes it
 		}
-		if newConfig, err = rec.Embed(newConfig); err != nil {
+		// What rec.Embed writes, set before the one Marshal of the
+		// config (Embed would decode and write all of it again).
+		label, allotments, err := rec.Encode()
+		if err != nil {
 			return nil, fmt.Errorf("partition: config: %w", err)
 		}
+		if err := rawjson.SetLabels(cfg, map[string]string{field.LabelKey: label}); err != nil {
+			return nil, fmt.Errorf("partition: config: %w", err)
+		}
+		cfg[field.ConfigKey] = allotments
+	}
+	newConfig, err := rawjson.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("partition: config: %w", err)
 	}
 	res := &partition.Result{
 		Source:          source,
@@ -223,7 +235,7 @@ func Partition(manifest, fieldBlob, config []byte, sel field.Selection, size Siz
 // builder made) one entry per selected allotment is appended. historyOK
 // reports whether history now has one layer entry per layer, so a record
 // written on it would check.
-func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Digest, sel field.Selection) ([]byte, bool, error) {
+func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Digest, sel field.Selection) (rawjson.Object, bool, error) {
 	cfg, err := rawjson.Decode(config, "config")
 	if err != nil {
 		return nil, false, err
@@ -252,7 +264,9 @@ func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Di
 		return nil, false, err
 	}
 
-	var history []rawjson.Object
+	// History may be hundreds of thousands of entries: they stay slices
+	// of config, and only the entries that change are decoded.
+	var history []json.RawMessage
 	if err := cfg.Get("history", &history); err != nil {
 		return nil, false, err
 	}
@@ -272,19 +286,15 @@ func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Di
 		markedAt := map[int]field.Cell{}
 		layerEntries := 0
 		for i, h := range history {
-			var e struct {
-				EmptyLayer bool   `json:"empty_layer"`
-				Comment    string `json:"comment"`
-			}
-			raw, _ := rawjson.Marshal(h)
-			if err := json.Unmarshal(raw, &e); err != nil {
+			empty, comment, err := historyFacts(h)
+			if err != nil {
 				return nil, false, fmt.Errorf("history entry %d: %w", i, err)
 			}
-			if !e.EmptyLayer {
+			if !empty {
 				layerEntries++
 				continue
 			}
-			if c, ok := byComment[e.Comment]; ok {
+			if c, ok := byComment[comment]; ok {
 				marked = append(marked, c)
 				markedAt[i] = c
 			}
@@ -296,15 +306,40 @@ func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Di
 				break
 			}
 		}
-		var kept []rawjson.Object
+		// Entries are written as rawjson.Marshal writes an Object
+		// (sorted keys), into one buffer.
+		out := make([]byte, 0, len(cfg["history"])+1024)
+		out = append(out, '[')
+		n := 0
+		add := func(entry []byte) error {
+			if n > 0 {
+				out = append(out, ',')
+			}
+			n++
+			var err error
+			out, err = rawjson.AppendCanonical(out, entry)
+			return err
+		}
 		for i, h := range history {
 			c, isMarked := markedAt[i]
 			switch {
 			case !isMarked:
-				kept = append(kept, h)
+				if err := add(h); err != nil {
+					return nil, false, err
+				}
 			case inPlace && isSelected[c]:
-				delete(h, "empty_layer")
-				kept = append(kept, h)
+				o, err := rawjson.Decode(h, fmt.Sprintf("history entry %d", i))
+				if err != nil {
+					return nil, false, err
+				}
+				delete(o, "empty_layer")
+				raw, err := rawjson.Marshal(o)
+				if err != nil {
+					return nil, false, err
+				}
+				if err := add(raw); err != nil {
+					return nil, false, err
+				}
 			}
 		}
 		if !inPlace {
@@ -320,27 +355,88 @@ func partitionConfig(config []byte, f *Field, selected []Entry, source digest.Di
 				if err := h.Set("comment", field.HistoryComment(a.Cell())); err != nil {
 					return nil, false, err
 				}
-				kept = append(kept, h)
+				raw, err := rawjson.Marshal(h)
+				if err != nil {
+					return nil, false, err
+				}
+				if err := add(raw); err != nil {
+					return nil, false, err
+				}
 			}
 		}
-		if kept == nil {
-			kept = []rawjson.Object{}
-		}
-		if err := cfg.Set("history", kept); err != nil {
-			return nil, false, err
-		}
+		cfg["history"] = append(out, ']')
 		historyOK = layerEntries == base
 	}
 
 	// A record inherited from a base image would be stale here, and the
-	// paths label is superseded by the record Embed writes.
+	// paths label is superseded by the record Partition writes.
 	if err := rawjson.SetLabels(cfg, map[string]string{partition.LabelSource: source.String(), partition.LabelSelection: sel.String()},
 		field.LabelKey, LabelPaths); err != nil {
 		return nil, false, err
 	}
 	delete(cfg, field.ConfigKey)
-	out, err := rawjson.Marshal(cfg)
-	return out, historyOK, err
+	return cfg, historyOK, nil
+}
+
+// slimConfig decodes the parts of an image config Partition reads (rootfs
+// and the paths label), leaving the rest, which may be most of 16 MiB, in
+// place.
+func slimConfig(config []byte) (*ocispec.Image, error) {
+	cfg, err := rawjson.Decode(config, "config")
+	if err != nil {
+		return nil, err
+	}
+	var img ocispec.Image
+	if err := cfg.Get("rootfs", &img.RootFS); err != nil {
+		return nil, err
+	}
+	var run, labels rawjson.Object
+	if err := cfg.Get("config", &run); err != nil {
+		return nil, err
+	}
+	if err := run.Get("Labels", &labels); err != nil {
+		return nil, err
+	}
+	if raw, ok := labels[LabelPaths]; ok {
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, fmt.Errorf("label %s: %w", LabelPaths, err)
+		}
+		img.Config.Labels = map[string]string{LabelPaths: v}
+	}
+	return &img, nil
+}
+
+// historyFacts reads what partitionConfig needs of a history entry: whether
+// it is an empty_layer one and its comment, as encoding/json would decode
+// them, without decoding the rest.
+func historyFacts(h json.RawMessage) (empty bool, comment string, err error) {
+	if len(h) == 0 || h[0] != '{' {
+		return false, "", errors.New("not an object")
+	}
+	switch v, _ := rawjson.Lookup(h, "empty_layer"); string(v) {
+	case "", "null", "false":
+	case "true":
+		empty = true
+	default:
+		// Locals, not the results: taking a result's address would
+		// move it to the heap on every call.
+		var b bool
+		if err := json.Unmarshal(v, &b); err != nil {
+			return false, "", fmt.Errorf("empty_layer: %w", err)
+		}
+		empty = b
+	}
+	v, _ := rawjson.Lookup(h, "comment")
+	// Only comments that may be an allotment's are decoded.
+	if len(v) > 0 && (bytes.HasPrefix(v, []byte(`"2dfs allotment `)) || bytes.IndexByte(v, '\\') >= 0 || v[0] != '"') {
+		var c string
+		if err := json.Unmarshal(v, &c); err != nil && string(v) != "null" {
+			return false, "", fmt.Errorf("comment: %w", err)
+		}
+		comment = c
+	}
+	return empty, comment, nil
 }
 
 func partitionManifest(manifest []byte, allotments []ocispec.Descriptor, res *partition.Result, sel field.Selection) ([]byte, error) {

@@ -82,7 +82,7 @@ func main() {
 	flag.IntVar(&c.splitMiB, "split-mib", 24, "size of each split in MiB")
 	flag.IntVar(&c.cols, "cols", 4, "columns of the field: split i is at row i/cols, col i%cols")
 	flag.IntVar(&c.runs, "runs", 3, "runs per figure (medians with min and max)")
-	flag.StringVar(&exps, "experiments", "1,2,3,4,5,6", "experiments to run (comma separated)")
+	flag.StringVar(&exps, "experiments", "1,2,3,4,5,6,7", "experiments to run (comma separated)")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "seed of the random split data")
 	flag.IntVar(&c.requests, "requests", 200, "requests per proxy latency figure")
 	flag.StringVar(&conc, "concurrency", "1,8,32", "client concurrency levels of the proxy throughput figures")
@@ -91,8 +91,8 @@ func main() {
 	c.exps = map[int]bool{}
 	for _, s := range strings.Split(exps, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 6 {
-			fatalf("-experiments: %q is not 1..6", s)
+		if err != nil || n < 1 || n > 7 {
+			fatalf("-experiments: %q is not 1..7", s)
 		}
 		c.exps[n] = true
 	}
@@ -161,6 +161,7 @@ func (b *bench) run() error {
 		{2, b.rebuild},
 		{3, b.baseChange},
 		{6, b.compression},
+		{7, b.remoteSources},
 		{4, b.partitionPull},
 		{5, b.proxyLatency},
 	}

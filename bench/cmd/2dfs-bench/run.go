@@ -98,7 +98,7 @@ func (b *bench) build(variant, dir, ref, base, log string, extra ...string) (tim
 	var err error
 	switch variant {
 	case vTDFS:
-		out, d, err = b.cmd(log, filepath.Join(b.bin, "2dfs"), "build", "--addr", b.builders[vTDFS], "--progress", "plain",
+		out, d, err = b.cmd(log, filepath.Join(b.bin, "2dfs"), "build", "--engine", "buildkit", "--addr", b.builders[vTDFS], "--progress", "plain",
 			"--build-context", "base=docker-image://"+base, "--output", output, dir)
 	case vCopy, vLink:
 		file := "Dockerfile"

@@ -15,22 +15,61 @@ import (
 // Object is a JSON object whose values are kept as raw bytes.
 type Object map[string]json.RawMessage
 
-// Decode parses data as a JSON object; what names it in errors.
+// Decode parses data as a JSON object; what names it in errors. The values
+// are slices of data, not copies (a config near its size cap is edited
+// without holding it twice), so data must not change while the Object is
+// in use.
 func Decode(data []byte, what string) (Object, error) {
-	var o Object
-	if err := json.Unmarshal(data, &o); err != nil {
-		return nil, fmt.Errorf("%s is not a JSON object: %w", what, err)
-	}
-	if o == nil {
-		return nil, fmt.Errorf("%s is null", what)
+	o, ok := decodeObject(data)
+	if !ok {
+		// Let encoding/json say what is wrong and where.
+		var std map[string]json.RawMessage
+		if err := json.Unmarshal(data, &std); err != nil {
+			return nil, fmt.Errorf("%s is not a JSON object: %w", what, err)
+		}
+		if std == nil {
+			return nil, fmt.Errorf("%s is null", what)
+		}
+		return nil, fmt.Errorf("%s is not a JSON object", what)
 	}
 	return o, nil
 }
 
-// Get decodes field key into v; a missing or null field leaves v alone.
+// Array splits a JSON array into its elements, slices of data like
+// Decode's values; null is a nil slice.
+func Array(data []byte, what string) ([]json.RawMessage, error) {
+	out, ok := decodeArray(data)
+	if !ok {
+		var std []json.RawMessage
+		if err := json.Unmarshal(data, &std); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return nil, fmt.Errorf("%s is not a JSON array", what)
+	}
+	return out, nil
+}
+
+// Get decodes field key into v; a missing or null field leaves v alone. An
+// *Object or a *[]json.RawMessage gets slices of the value, as Decode.
 func (o Object) Get(key string, v any) error {
 	raw, ok := o[key]
 	if !ok || bytes.Equal(raw, []byte("null")) {
+		return nil
+	}
+	switch v := v.(type) {
+	case *Object:
+		inner, err := Decode(raw, fmt.Sprintf("field %q", key))
+		if err != nil {
+			return err
+		}
+		*v = inner
+		return nil
+	case *[]json.RawMessage:
+		elems, err := Array(raw, fmt.Sprintf("field %q", key))
+		if err != nil {
+			return err
+		}
+		*v = elems
 		return nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
@@ -50,8 +89,22 @@ func (o Object) Set(key string, v any) error {
 }
 
 // Marshal is json.Marshal without HTML escaping and without the trailing
-// newline. Maps (an Object too) come out with sorted keys.
+// newline. Maps (an Object too) come out with sorted keys. An Object and a
+// []json.RawMessage are written straight into one buffer of the final size,
+// their raw values compacted as encoding/json does, with the same bytes.
 func Marshal(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case Object:
+		if v == nil {
+			return []byte("null"), nil
+		}
+		return appendObject(make([]byte, 0, objectSize(v)), v)
+	case []json.RawMessage:
+		if v == nil {
+			return []byte("null"), nil
+		}
+		return appendArray(make([]byte, 0, arraySize(v)), v)
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
