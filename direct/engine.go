@@ -481,6 +481,7 @@ func platformManifest(planned []descriptor.PlannedAllotment, layers []allotmentL
 		Platform:  p,
 		Epoch:     opt.Epoch,
 		Labels:    opt.Labels,
+		Config:    opt.Descriptor.Config,
 	})
 	if err != nil {
 		return Manifest{}, err

@@ -113,3 +113,25 @@ func TestCIRPreBuild(t *testing.T) {
 		t.Errorf("want the missing platform named:\n%s", out)
 	}
 }
+
+// The config block gives the same image config with either build engine.
+func TestConfigBlock(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "app/main.sh"), []byte("echo hi\n"))
+	writeFile(t, filepath.Join(dir, "2dfs.json"), []byte(`{"base": "`+baseImage(t, "v1", "")+`",
+		"config": {"entrypoint": ["/bin/busybox", "sh", "/app/main.sh"], "env": ["A=1"], "workdir": "/app", "user": "1000:1000", "exposedPorts": [8080]},
+		"allotments": [{"src": "app", "dst": "/app", "row": 0, "col": 0}]}`))
+	for _, engine := range []string{"direct", "buildkit"} {
+		ref := env.registry + "/config/app:" + engine
+		build(t, env.buildkit, dir, "--engine", engine, "-t", ref, "--push")
+		cfg, err := remoteImage(t, ref).ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cfg.Config
+		if strings.Join(c.Entrypoint, " ") != "/bin/busybox sh /app/main.sh" || c.Cmd != nil || c.WorkingDir != "/app" || c.User != "1000:1000" ||
+			!strings.Contains(strings.Join(c.Env, " "), "A=1") || len(c.ExposedPorts) != 1 {
+			t.Errorf("%s engine: config %+v", engine, c)
+		}
+	}
+}

@@ -78,6 +78,10 @@ func directBlocker(f buildFlags, contextDir string) string {
 	if _, err := directOutput(f); err != nil {
 		return err.Error()
 	}
+	// A read error is reported by the direct build itself.
+	if d, err := readLocalDescriptor(f.file, contextDir); err == nil && d.Dependencies != nil {
+		return "a descriptor with dependencies builds a CIR, which the frontend pre-builds"
+	}
 	return ""
 }
 
