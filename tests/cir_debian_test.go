@@ -1,0 +1,73 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tdfs-kit/tdfs/cir"
+)
+
+// Against the real Debian archive: a CIR with python3-numpy assembled for
+// linux/amd64 resolves against the base's sources and dpkg status, and
+// containerd runs numpy, which needs the libblas.so.3 and liblapack.so.3
+// links libblas3 and liblapack3 make in their postinst: the alternatives
+// layer. Skips, saying so, when the archive cannot be reached.
+func TestCIRDebianNumpy(t *testing.T) {
+	client := http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://deb.debian.org/debian/dists/bookworm/Release")
+	if err != nil {
+		t.Skipf("the Debian archive cannot be reached: %v", err)
+	}
+	resp.Body.Close()
+	base := debianBase(t) // sources: deb.debian.org bookworm main
+
+	dir := cirContext(t, base, map[string]any{"apt": []string{"python3-numpy"}})
+	writeFile(t, dir+"/app/main.py", []byte("import numpy\nprint('numpy', numpy.__version__, int(numpy.dot(numpy.ones(3), numpy.ones(3))))\n"))
+	ref := env.registry + "/cir/numpy:v1"
+	build(t, env.buildkit, dir, "--platform", "linux/amd64", "-t", ref, "--push")
+	start := time.Now()
+	if out, err := deploy(t, ref, "--platform", "linux/amd64", "-t", ref+"-amd64", "--push"); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	took := time.Since(start)
+	cfg, err := remoteImage(t, ref+"-amd64").ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resolved cir.Resolved
+	if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &resolved); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range resolved.Debs {
+		names = append(names, d.Name)
+	}
+	var cirSize, size, depSize int64
+	for _, l := range layers(t, ref) {
+		cirSize += l.Size
+	}
+	all := layers(t, ref+"-amd64")
+	for i, l := range all {
+		size += l.Size
+		if i > 0 && i < len(all)-1 {
+			depSize += l.Size
+		}
+	}
+	t.Logf("python3-numpy closure on the base: %d packages (%s); deploy %s; CIR %d B, assembled %d B (dependency layers %d B, %d layers)",
+		len(names), strings.Join(names, " "), took.Round(time.Second), cirSize, size, depSize, len(all))
+	if !strings.Contains(" "+strings.Join(names, " ")+" ", " python3-numpy ") || strings.Contains(" "+strings.Join(names, " ")+" ", " python3 ") {
+		t.Errorf("closure %v: want python3-numpy and not python3, which the base has", names)
+	}
+
+	ctr := []string{"--address", env.ctrAddr, "--namespace", "tdfs-tests"}
+	runCmd(t, "", "ctr", append(ctr, "images", "pull", "--plain-http", ref+"-amd64")...)
+	got := runCmd(t, "", "ctr", append(ctr, "run", "--rm", ref+"-amd64", fmt.Sprintf("np%d", os.Getpid()))...)
+	if !strings.HasPrefix(strings.TrimSpace(got), "numpy 1.") || !strings.HasSuffix(strings.TrimSpace(got), " 3") {
+		t.Errorf("numpy printed %q", got)
+	}
+}
