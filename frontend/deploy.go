@@ -15,6 +15,7 @@ import (
 	"github.com/moby/buildkit/client/llb/sourceresolver"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	commonexptypes "github.com/moby/buildkit/exporter/exptypes"
+	"github.com/moby/buildkit/frontend/dockerui"
 	"github.com/moby/buildkit/frontend/gateway/client"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
@@ -149,7 +150,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		}
 		// Evaluated here, so a failed fetch is reported with its wheel
 		// instead of surfacing bare from the export.
-		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true})
+		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true, CacheImports: cacheImports(c)})
 		if err != nil {
 			return nil, fetchError(err, wheels, debs)
 		}
@@ -175,6 +176,17 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		out.AddMeta(exptypes.ExporterPlatformsKey, plats)
 		return out, nil
 	}
+}
+
+// cacheImports are the deploy's --cache-from entries, which BuildKit hands
+// a build function as an option: each solve must pass them, or a registry
+// cache of dependency layers never hits.
+func cacheImports(c client.Client) []client.CacheOptionsEntry {
+	bc, err := dockerui.NewClient(c)
+	if err != nil {
+		return nil
+	}
+	return bc.CacheImports
 }
 
 type resolvedConfig struct {
@@ -220,7 +232,7 @@ func solveFor(ctx context.Context, c client.Client, st bkllb.State, p ocispec.Pl
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB()})
+	r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), CacheImports: cacheImports(c)})
 	if err != nil {
 		return nil, err
 	}

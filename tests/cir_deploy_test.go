@@ -324,3 +324,47 @@ func TestCIRDeployErrors(t *testing.T) {
 		t.Fatalf("deploy for an unpinned platform: %v\n%s", err, out)
 	}
 }
+
+// A registry cache of dependency layers: a fresh buildkitd deploying with
+// --cache-from takes every wheel layer from the registry cache instead of
+// fetching the wheel from the index again, and makes the same image.
+func TestCIRDeployCacheFrom(t *testing.T) {
+	base := debianBase(t)
+	files := map[string][]byte{}
+	add := func(name string, data []byte) { files[name] = data }
+	add(wheel(t, "purepkg", "2.0", "py3-none-any", map[string]string{"purepkg/__init__.py": "NAME = 'pure'\n"}, nil, ""))
+	add(wheel(t, "mypkg", "1.0", "py3-none-manylinux2014_x86_64", map[string]string{"mypkg/__init__.py": "import purepkg\nVALUE = 'x86_64 ' + purepkg.NAME\n"}, []string{"purepkg>=2"}, ""))
+	ix := startPipIndex(t, files)
+	ref := env.registry + "/cir/cached:v1"
+	build(t, env.buildkit, cirContext(t, base, map[string]any{"pip": []string{"mypkg==1.0"}, "pipIndex": ix.URL}), "-t", ref, "--push")
+	cache := "type=registry,ref=" + env.registry + "/cir/depcache:v1"
+
+	if out, err := deploy(t, ref, "--platform", "linux/amd64", "-t", ref+"-a", "--push", "--cache-to", cache+",mode=max"); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	fetched := func() int {
+		ix.mu.Lock()
+		defer ix.mu.Unlock()
+		n := 0
+		for _, c := range ix.fetches {
+			n += c
+		}
+		return n
+	}
+	if n := fetched(); n != 2 {
+		t.Fatalf("the first deploy fetched %d wheels, want 2", n)
+	}
+	fresh := extraBuildkitd(t, "cirfresh")
+	out, err := tryCmd("", filepath.Join(env.bin, "2dfs"), "deploy", "--addr", fresh, "--progress", "plain", "--insecure", ref, "--platform", "linux/amd64", "-t", ref+"-b", "--push", "--cache-from", cache)
+	if err != nil {
+		t.Fatalf("deploy on a fresh buildkitd: %v\n%s", err, out)
+	}
+	if n := fetched(); n != 2 {
+		t.Errorf("the fresh buildkitd fetched %d wheels from the index, want none:\n%s", n-2, out)
+	}
+	a, _ := remoteImage(t, ref+"-a").Digest()
+	b, _ := remoteImage(t, ref+"-b").Digest()
+	if a != b {
+		t.Errorf("the cached deploy made %s, the first %s", b, a)
+	}
+}

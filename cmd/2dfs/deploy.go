@@ -10,6 +10,7 @@ import (
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/cmd/buildctl/build"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/util/progress/progressui"
@@ -60,6 +61,8 @@ application and applies the CIR's config. Outputs are those of 2dfs build.`,
 	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "image name to export (repeatable)")
 	fl.BoolVar(&f.push, "push", false, "push the image named by --tag")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output, as in buildctl (type=image,name=...,push=true | type=oci,dest=...)")
+	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "cache export, as in buildctl (type=registry,ref=...,mode=max): a shared cache of dependency layers")
+	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "cache import, as in buildctl (type=registry,ref=...): a fresh node takes dependency layers from it instead of the package archive")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
 	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the result metadata (image digest) to this file")
 	fl.StringVar(&f.compression, "compression", "zstd", "layer compression: zstd, gzip, estargz or uncompressed")
@@ -143,8 +146,20 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 	}
 	defer c.Close()
 	dockerConfig := config.LoadDefaultConfigFile(os.Stderr)
+	cacheExports, err := build.ParseExportCache(f.cacheTo)
+	if err != nil {
+		return err
+	}
+	cacheImports, err := build.ParseImportCache(f.cacheFrom)
+	if err != nil {
+		return err
+	}
 	solveOpt := client.SolveOpt{
-		Exports: exports,
+		Exports:      exports,
+		CacheExports: cacheExports,
+		CacheImports: cacheImports,
+		// BuildKit's client adds the cache imports here; a nil map panics.
+		FrontendAttrs: map[string]string{},
 		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
 			AuthConfigProvider: authprovider.LoadAuthConfig(dockerConfig),
 		})},
