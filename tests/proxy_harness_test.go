@@ -306,6 +306,12 @@ var ctrSeq struct {
 // ctrPullRun pulls ref with ctr (plain HTTP; extra pull flags such as
 // --user) and runs script in it; it returns the script's output and the
 // digest ctr recorded for the image.
+//
+// The script writes its output and exit status into a bind-mounted folder
+// instead of through ctr's stdout: on a loaded machine `ctr run --rm` now
+// and then exited 0 having relayed no output at all (its stdio FIFOs are
+// torn down with the task), which read as an image without files. A script
+// that did not get to write its status fails the test as such.
 func ctrPullRun(t *testing.T, ref, script string, pullFlags ...string) (string, string) {
 	t.Helper()
 	ctr := func(args ...string) string {
@@ -317,8 +323,22 @@ func ctrPullRun(t *testing.T, ref, script string, pullFlags ...string) (string, 
 	ctrSeq.n++
 	id := fmt.Sprintf("p%d-%d", os.Getpid(), ctrSeq.n)
 	ctrSeq.Unlock()
-	out := ctr("run", "--rm", ref, id, "/bin/busybox", "sh", "-c", script)
-	return strings.TrimSpace(out), d
+	outDir := t.TempDir()
+	// Output and errors in one file, as ctr printed them before.
+	wrapped := "{\n" + script + "\n} >/out/output 2>&1; echo $? >/out/status"
+	relayed := ctr("run", "--rm", "--mount", "type=bind,src="+outDir+",dst=/out,options=rbind:rw", ref, id, "/bin/busybox", "sh", "-c", wrapped)
+	read := func(name string) string {
+		dt, err := os.ReadFile(filepath.Join(outDir, name))
+		if err != nil {
+			t.Fatalf("ctr run %s: the script left no %s (%v); ctr printed:\n%s", ref, name, err, relayed)
+		}
+		return strings.TrimSpace(string(dt))
+	}
+	status, out := read("status"), read("output")
+	if status != "0" {
+		t.Fatalf("ctr run %s: the script exited %s:\n%s", ref, status, out)
+	}
+	return out, d
 }
 
 // ctrImageDigest is the target digest of an image in ctr's store.
