@@ -43,8 +43,7 @@ func TestAddComputesRatiosAndTargets(t *testing.T) {
 	}
 }
 
-// The two statistics can fall on either side of a target for the same data
-// (per-run ratios 0.8, 1.0, 1.3: median 1.0; medians 1.0 and 0.98: 1.02…):
+// The two statistics can fall on either side of a target for the same data:
 // the row then says undecided, not met.
 func TestVerdictNeedsBothStatistics(t *testing.T) {
 	b := &bench{res: &Results{}, started: time.Now()}
