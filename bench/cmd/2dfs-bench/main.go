@@ -242,7 +242,15 @@ func machine() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%d cores (%s)%s, %s/%s", runtime.NumCPU(), cpu, mem, runtime.GOOS, runtime.GOARCH)
+	// The load average says how busy the machine was when the run began:
+	// figures from a shared machine are noisier and slower.
+	load := ""
+	if dt, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(dt)); len(f) >= 3 {
+			load = ", load average " + strings.Join(f[:3], " ") + " at the start"
+		}
+	}
+	return fmt.Sprintf("%d cores (%s)%s, %s/%s%s", runtime.NumCPU(), cpu, mem, runtime.GOOS, runtime.GOARCH, load)
 }
 
 // runOrder rotates the variants per run so no variant always goes first.
