@@ -128,8 +128,13 @@ var readmeKeys = []string{
 // readme is the README's summary: a table of the main figures.
 func (b *bench) readme() string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "Run of %s, %d splits × %d MiB (%.0f MB), %d runs per figure, on %s (generated from its results.json):\n\n",
-		b.res.Started[:10], b.res.Splits, b.res.SplitMiB, b.totalBytes()/mb, b.res.Runs, b.res.Machine)
+	flags := "defaults"
+	if len(b.res.Flags) > 0 {
+		flags = strings.Join(b.res.Flags, " ")
+	}
+	fmt.Fprintf(&s, "Run of %s (`hack/bench` %s): %d splits × %d MiB (%.0f MB), %d runs per figure, on %s. "+
+		"*speedup* is the peer's time ÷ ours (above 1: 2DFS is faster), *ours/peer* our time ÷ the peer's.\n\n",
+		b.res.Started[:10], flags, b.res.Splits, b.res.SplitMiB, b.totalBytes()/mb, b.res.Runs, b.res.Machine)
 	s.WriteString("| figure | settings | 2DFS | peer | ratio of medians (per run) |\n| --- | --- | --- | --- | --- |\n")
 	for _, k := range readmeKeys {
 		r := b.row(k)
