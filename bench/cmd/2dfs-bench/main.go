@@ -207,9 +207,11 @@ func (b *bench) run() error {
 		if err := b.ctx.Err(); err != nil {
 			return err
 		}
+		start := time.Now()
 		if err := s.fn(); err != nil {
 			return fmt.Errorf("experiment %d: %w", s.n, err)
 		}
+		b.res.StepSeconds = append(b.res.StepSeconds, StepTime{Exp: s.n, Seconds: time.Since(start).Seconds()})
 	}
 	return nil
 }

@@ -53,6 +53,13 @@ func (b *bench) markdown() string {
 	}
 	fmt.Fprintf(&s, "Run of %s: %d splits × %d MiB (%.0f MB), field %d columns wide, %d runs per figure%s, seed %d; %s; took %.0f s.\n\n",
 		r.Started, r.Splits, r.SplitMiB, b.totalBytes()/mb, r.Cols, r.Runs, flags, r.Seed, r.Machine, r.Seconds)
+	if len(r.StepSeconds) > 0 {
+		var steps []string
+		for _, st := range r.StepSeconds {
+			steps = append(steps, fmt.Sprintf("%d: %.0f s", st.Exp, st.Seconds))
+		}
+		fmt.Fprintf(&s, "Time per experiment, in the order run (the rest is starting builders and daemons): %s.\n\n", strings.Join(steps, ", "))
+	}
 	s.WriteString("Values are medians (min–max) over the runs. *speedup* is the peer's time ÷ ours (above 1: 2DFS is faster); *ours/peer* is our figure ÷ the peer's. " +
 		"*ratio* is the ratio of the two medians; *per run* is the ratio within each run, median (min–max). " +
 		"A target is met when both statistics meet it, and *undecided* when they disagree. " +

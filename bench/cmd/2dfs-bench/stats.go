@@ -20,7 +20,16 @@ type Results struct {
 	Pulls    int      `json:"pulls,omitempty"` // experiment 4, per path
 	Seed     uint64   `json:"seed"`
 	Rows     []*Row   `json:"rows"`
-	Notes    []string `json:"notes,omitempty"`
+	// StepSeconds is the wall time of each step, in the order run (6
+	// runs twice: machine limits first, build throughput later).
+	StepSeconds []StepTime `json:"step_seconds,omitempty"`
+	Notes       []string   `json:"notes,omitempty"`
+}
+
+// StepTime is the wall time of one step of the run.
+type StepTime struct {
+	Exp     int     `json:"experiment"`
+	Seconds float64 `json:"seconds"`
 }
 
 // Ratio kinds.
