@@ -74,6 +74,22 @@ type Options struct {
 	// TTL). Zero means DefaultPartitionReuse; negative disables reuse.
 	PartitionReuse time.Duration
 
+	// FollowBlobRedirects makes the proxy follow the upstream's redirects
+	// of blob GETs and HEADs (registries behind object storage answer
+	// with a 307 to a signed URL) and stream the blob from there itself,
+	// instead of relaying the redirect to the client (the default). See
+	// "Blob redirects" in docs/proxy.md for the trade-offs.
+	FollowBlobRedirects bool
+
+	// TagFreshness is how long a successful upstream HEAD of a repeated
+	// partition tag's base tag (see PartitionReuse) holds for the same
+	// caller (by a hash of its Authorization), repository, base tag,
+	// selection and Accept: within it the stored partition is served
+	// without asking upstream, so a moved tag or a revoked credential is
+	// noticed up to this late. Zero disables it (a HEAD on every repeated
+	// tag request). See fresh.go.
+	TagFreshness time.Duration
+
 	// Logger receives one line per request and the errors. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -101,6 +117,7 @@ type Proxy struct {
 	mirrors   map[string]*upstream
 	store     Store
 	readOnly  bool
+	follow    bool
 	timeout   time.Duration
 	log       *slog.Logger
 	flight    singleflight.Group
@@ -113,6 +130,9 @@ type Proxy struct {
 	// selection, Accept) to the partition last built for it (nil when
 	// reuse is disabled).
 	parts *ttlCache[builtPartition]
+	// fresh holds the repeated tags served without an upstream HEAD
+	// (nil when TagFreshness is zero).
+	fresh *ttlCache[struct{}]
 }
 
 // New validates opts and returns a Proxy.
@@ -123,6 +143,7 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{
 		store:    opts.Store,
 		readOnly: opts.ReadOnly,
+		follow:   opts.FollowBlobRedirects,
 		timeout:  opts.BuildTimeout,
 		log:      opts.Logger,
 		mirrors:  map[string]*upstream{},
@@ -138,6 +159,9 @@ func New(opts Options) (*Proxy, error) {
 	}
 	if opts.AccessCacheTTL > 0 {
 		p.access = newTTLCache[struct{}](opts.AccessCacheTTL, accessCacheEntries)
+	}
+	if opts.TagFreshness > 0 {
+		p.fresh = newTTLCache[struct{}](opts.TagFreshness, partitionCacheEntries)
 	}
 	switch reuse := opts.PartitionReuse; {
 	case reuse == 0:

@@ -80,6 +80,8 @@ func run() error {
 		memBytes    = flag.Int64("memory-store-bytes", registryproxy.DefaultMemoryStoreBytes, "bytes of synthesized objects kept in memory")
 		credsFile   = flag.String("upstream-credentials", "", `JSON file {"HOST":{"username":"..","password":".."}}: credentials for upstreams, used (Basic or token flow) on requests that carry none (mirror mode; every client then reads with them)`)
 		accessTTL   = flag.Duration("access-cache-ttl", registryproxy.DefaultAccessCacheTTL, "trust a caller's successful upstream access check of a stored partition's source this long (per credentials, repository and source; a revoked credential keeps reading for this long); 0: check upstream on every request")
+		freshness   = flag.Duration("tag-freshness", registryproxy.DefaultTagFreshness, "serve a caller's repeated partition tag without an upstream HEAD of its base tag this long after the last one succeeded (a moved tag or a revoked credential is noticed up to this late); 0: HEAD on every repeated tag")
+		followRedir = flag.Bool("follow-blob-redirects", false, "follow the upstream's redirects of blob requests (to object storage) and stream the blob from there, instead of relaying the redirect to the client (see docs/proxy.md, Blob redirects)")
 		buildTimout = flag.Duration("build-timeout", registryproxy.DefaultBuildTimeout, "time limit of the upstream round trips of one partition")
 		redisAddr   = flag.String("redis-addr", "", "Redis shared by proxy replicas for synthesized objects: host:port, or a redis:// or rediss:// URL (memory stays in front; -store-dir is then only used if given)")
 		redisDB     = flag.Int("redis-db", 0, "Redis database number (host:port form)")
@@ -114,14 +116,19 @@ func run() error {
 	logger := slog.New(handler)
 
 	opts := registryproxy.Options{
-		Mirrors:        mirrors,
-		ReadOnly:       *readOnly,
-		BuildTimeout:   *buildTimout,
-		AccessCacheTTL: *accessTTL,
-		Logger:         logger,
+		Mirrors:             mirrors,
+		ReadOnly:            *readOnly,
+		BuildTimeout:        *buildTimout,
+		AccessCacheTTL:      *accessTTL,
+		FollowBlobRedirects: *followRedir,
+		TagFreshness:        *freshness,
+		Logger:              logger,
 	}
 	if *accessTTL < 0 {
 		return errors.New("-access-cache-ttl must not be negative")
+	}
+	if *freshness < 0 {
+		return errors.New("-tag-freshness must not be negative")
 	}
 	if *upstream != "" {
 		u, err := parseUpstream(*upstream)

@@ -276,10 +276,11 @@ func dockerMediaTypes(e client.ExportEntry) bool {
 // Runtimes from containerd 1.5 and Docker 23 pull zstd layers; --compression
 // gzip keeps the old default for tools that need it.
 //
-// force-compression goes with it: without it BuildKit reuses whatever blob
-// an earlier export of the same layer made (a gzip one from a buildx build,
-// say), so the layers, and the image digest, would depend on what the
-// builder did before instead of on the inputs and flags.
+// BuildKit reuses the blob an earlier export of the same layer made, at
+// whatever compression that was. force-compression would re-compress the
+// base image's layers too (no longer the registry's blobs), so it is not
+// set: a builder that exported an allotment as gzip before gives it as gzip
+// again (README, "the same digest at the same compression").
 func withCompression(exports []client.ExportEntry, compression string, level int) ([]client.ExportEntry, error) {
 	switch compression {
 	case "zstd", "gzip", "estargz", "uncompressed":
@@ -301,7 +302,7 @@ func withCompression(exports []client.ExportEntry, compression string, level int
 			// write one containerd cannot unpack.
 			c = "gzip"
 		}
-		attrs := map[string]string{"compression": c, "force-compression": "true"}
+		attrs := map[string]string{"compression": c}
 		if level >= 0 && c != "uncompressed" {
 			attrs["compression-level"] = fmt.Sprint(level)
 		}

@@ -20,11 +20,11 @@ func TestWithCompression(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []map[string]string{
-		{"name": "r/a", "push": "true", "compression": "zstd", "compression-level": "1", "force-compression": "true"},
+		{"name": "r/a", "push": "true", "compression": "zstd", "compression-level": "1"},
 		{"compression": "gzip"},
 		{},
-		{"oci-mediatypes": "false", "compression": "gzip", "compression-level": "1", "force-compression": "true"},
-		{"compression": "gzip", "compression-level": "1", "force-compression": "true"},
+		{"oci-mediatypes": "false", "compression": "gzip", "compression-level": "1"},
+		{"compression": "gzip", "compression-level": "1"},
 	}
 	for i := range want {
 		if !reflect.DeepEqual(got[i].Attrs, want[i]) {

@@ -57,6 +57,14 @@ func (p *Proc) Start() error {
 	return nil
 }
 
+// Pid is the process id of the running process (0 before Start).
+func (p *Proc) Pid() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // WaitReady waits until Ready says true (see WaitUntil).
 func (p *Proc) WaitReady() error {
 	if p.Ready == nil {

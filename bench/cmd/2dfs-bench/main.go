@@ -71,6 +71,10 @@ type bench struct {
 }
 
 func main() {
+	if target := os.Getenv(forwardEnv); target != "" {
+		forwardMain(target)
+		return
+	}
 	var c config
 	var exps, conc, pcts, render, update string
 	flag.StringVar(&c.out, "out", "bench-out", "output folder for results.md, results.json, results.png and logs")

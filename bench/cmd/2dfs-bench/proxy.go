@@ -322,7 +322,12 @@ func (b *bench) stopContainerd() {
 
 // timedGet does one GET and returns its latency in ms.
 func timedGet(url string, accept bool) (float64, error) {
-	req, _ := http.NewRequest("GET", url, nil)
+	return timedReq(http.MethodGet, url, accept)
+}
+
+// timedReq does one request and returns its latency in ms.
+func timedReq(method, url string, accept bool) (float64, error) {
+	req, _ := http.NewRequest(method, url, nil)
 	if accept {
 		req.Header.Set("Accept", testenv.ManifestAccept)
 	}
@@ -335,7 +340,7 @@ func timedGet(url string, accept bool) (float64, error) {
 	resp.Body.Close()
 	d := time.Since(start)
 	if resp.StatusCode != 200 {
-		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return 0, fmt.Errorf("%s %s: %s", method, url, resp.Status)
 	}
 	return float64(d.Microseconds()) / 1000, err
 }
@@ -383,6 +388,14 @@ func (b *bench) proxyLatency() error {
 		return err
 	}
 	reg, prx := "http://"+b.registry+"/v2/"+p.repo, "http://"+p.Addr+"/v2/"+p.repo
+	// The same proxy with -tag-freshness 0: a repeated tag always costs
+	// its upstream HEAD (the behaviour before the freshness window).
+	addr0, stopNoFresh, err := b.extraProxy("proxy-no-freshness", b.registry, "-tag-freshness", "0")
+	if err != nil {
+		return err
+	}
+	defer stopNoFresh()
+	prx0 := "http://" + addr0 + "/v2/" + p.repo
 	n := b.requests
 	sels := b.selections(n * b.runs)
 	type fig struct{ p50, p99 []float64 }
@@ -394,10 +407,10 @@ func (b *bench) proxyLatency() error {
 		figs[k].p50 = append(figs[k].p50, percentile(lat, 50))
 		figs[k].p99 = append(figs[k].p99, percentile(lat, 99))
 	}
-	series := func(count int, url func(i int) string) ([]float64, error) {
+	series := func(method string, count int, url func(i int) string) ([]float64, error) {
 		var lat []float64
 		for i := range count {
-			ms, err := timedGet(url(i), true)
+			ms, err := timedReq(method, url(i), true)
 			if err != nil {
 				return nil, err
 			}
@@ -407,26 +420,33 @@ func (b *bench) proxyLatency() error {
 	}
 	for run := range b.runs {
 		// Warm the connections.
-		if _, err := series(5, func(int) string { return reg + "/manifests/" + p.tag }); err != nil {
+		if _, err := series(http.MethodGet, 5, func(int) string { return reg + "/manifests/" + p.tag }); err != nil {
 			return err
 		}
-		if _, err := series(5, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }); err != nil {
+		if _, err := series(http.MethodGet, 5, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }); err != nil {
+			return err
+		}
+		if _, err := series(http.MethodGet, 5, func(int) string { return prx0 + "/manifests/" + p.tag + "--" + p.sel }); err != nil {
 			return err
 		}
 		cold := sels[min(len(sels), run*len(sels)/b.runs):min(len(sels), (run+1)*len(sels)/b.runs)]
+		get, head := http.MethodGet, http.MethodHead
 		steps := []struct {
-			key   string
-			count int
-			url   func(i int) string
+			key    string
+			method string
+			count  int
+			url    func(i int) string
 		}{
-			{"direct tag", n, func(int) string { return reg + "/manifests/" + p.tag }},
-			{"proxy tag, first request for a selection", len(cold), func(i int) string { return prx + "/manifests/" + p.tag + "--" + cold[i] }},
-			{"proxy tag, repeated selection", n, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }},
-			{"direct by digest", n, func(int) string { return reg + "/manifests/" + p.srcDigest }},
-			{"proxy by digest (stored)", n, func(int) string { return prx + "/manifests/" + p.partDig }},
+			{"direct tag", get, n, func(int) string { return reg + "/manifests/" + p.tag }},
+			{"direct tag HEAD", head, n, func(int) string { return reg + "/manifests/" + p.tag }},
+			{"proxy tag, first request for a selection", get, len(cold), func(i int) string { return prx + "/manifests/" + p.tag + "--" + cold[i] }},
+			{"proxy tag, repeated selection", get, n, func(int) string { return prx + "/manifests/" + p.tag + "--" + p.sel }},
+			{"proxy tag, repeated selection, -tag-freshness 0", get, n, func(int) string { return prx0 + "/manifests/" + p.tag + "--" + p.sel }},
+			{"direct by digest", get, n, func(int) string { return reg + "/manifests/" + p.srcDigest }},
+			{"proxy by digest (stored)", get, n, func(int) string { return prx + "/manifests/" + p.partDig }},
 		}
 		for _, s := range steps {
-			lat, err := series(s.count, s.url)
+			lat, err := series(s.method, s.count, s.url)
 			if err != nil {
 				return err
 			}
@@ -448,6 +468,9 @@ func (b *bench) proxyLatency() error {
 	}
 	overhead("proxy tag, first request for a selection", "direct tag", 10, "adds <10 ms (p50)")
 	overhead("proxy tag, repeated selection", "direct tag", 1, "adds <1 ms (p50)")
+	// A repeated tag costs one upstream HEAD of the base tag: its floor.
+	overhead("proxy tag, repeated selection", "direct tag HEAD", 1, "adds <1 ms (p50)")
+	overhead("proxy tag, repeated selection, -tag-freshness 0", "direct tag HEAD", 1, "adds <1 ms (p50)")
 	overhead("proxy by digest (stored)", "direct by digest", 1, "adds <1 ms (p50)")
 
 	// Throughput under concurrency: a bounded number of requests.
@@ -490,31 +513,10 @@ func (b *bench) proxyLatency() error {
 		Ours: figsT["proxy"], Peer: "direct tag", PeerVals: figsT["direct"], RatioKind: Relative,
 		Detail: fmt.Sprintf("%d GETs per figure", total)})
 
-	// Blob pass-through: one warm-up GET each (page cache), then three
-	// GETs per run.
-	blobs := map[string][]float64{}
-	urls := map[string]string{"proxy": prx + "/blobs/" + p.layer, "direct": reg + "/blobs/" + p.layer}
-	for _, u := range urls {
-		if _, err := timedGet(u, false); err != nil {
-			return err
-		}
+	if err := b.blobPassThrough(p); err != nil {
+		return err
 	}
-	for run := range b.runs {
-		for _, k := range runOrder([]string{"proxy", "direct"}, run) {
-			var ms float64
-			for range 3 {
-				t, err := timedGet(urls[k], false)
-				if err != nil {
-					return err
-				}
-				ms += t
-			}
-			blobs[k] = append(blobs[k], 3*float64(p.layerSize)/mb/(ms/1000))
-		}
-	}
-	b.add(&Row{Exp: 5, Name: "blob pass-through", Unit: "MB/s", Ours: blobs["proxy"], Peer: "direct", PeerVals: blobs["direct"], RatioKind: Relative,
-		Detail: fmt.Sprintf("GET of a %.0f MB layer", float64(p.layerSize)/mb)})
-	return nil
+	return b.blobRedirects(p)
 }
 
 // hammer sends total GETs from conc clients and returns requests/second.

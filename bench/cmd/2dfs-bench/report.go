@@ -63,7 +63,7 @@ func (b *bench) markdown() string {
 	s.WriteString("Values are medians (min–max) over the runs. *speedup* is the peer's time ÷ ours (above 1: 2DFS is faster); *ours/peer* is our figure ÷ the peer's. " +
 		"*ratio* is the ratio of the two medians; *per run* is the ratio within each run, median (min–max). " +
 		"A target is met when both statistics meet it, and *undecided* when they disagree. " +
-		"*settings*: `" + Equal + "` is every peer exporting the same compression as 2dfs build (`compression=zstd,compression-level=1,force-compression=true`); `" +
+		"*settings*: `" + Equal + "` is every peer exporting the same compression as 2dfs build (`compression=zstd,compression-level=1`); `" +
 		EqualGzip + "` is 2dfs exporting gzip, BuildKit's default; `" + Defaults + "` is each tool at its defaults.\n\n")
 	s.WriteString("| # | figure | settings | 2DFS / proxy | peer | peer value | ratio | per run | target | met |\n")
 	s.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")

@@ -14,7 +14,10 @@ import (
 // cannot disagree.
 
 // keyOfName keys rows that experiment 5 (proxy.go) adds without one.
-var keyOfName = map[string]string{"blob pass-through": "proxy/blob"}
+var keyOfName = map[string]string{
+	"blob pass-through, 1 client(s)":                               "proxy/blob",
+	"blob pass-through, 1 client(s), against a bare TCP forwarder": "proxy/blob-floor",
+}
 
 // row finds a figure by its key; nil when the run did not measure it.
 func (b *bench) row(key string) *Row {
@@ -98,7 +101,8 @@ func (b *bench) summary() string {
 			r.Target, strings.Trim(r.verdict(), "*"), ratioOf(b.row("pull/hop")), ratioOf(b.row("pull/bytes")))
 	}
 	if r := b.row("proxy/blob"); r != nil {
-		say("**Blob pass-through**: %s through the proxy against %s from the registry, %s.", fmtStat(r.Ours, r.Unit), fmtStat(r.PeerVals, r.Unit), ratioOf(r))
+		say("**Blob pass-through**, 1 client: %s through the proxy against %s from the registry, %s; against a bare TCP forwarder (the floor of one more loopback hop) %s.",
+			fmtStat(r.Ours, r.Unit), fmtStat(r.PeerVals, r.Unit), ratioOf(r), ratioOf(b.row("proxy/blob-floor")))
 	}
 	var fast, bounds []string
 	for _, c := range []string{"zstd -1", "zstd -3", "uncompressed"} {
