@@ -138,7 +138,7 @@ func (b *bench) readme() string {
 	}
 	fmt.Fprintf(&s, "Run of %s (`hack/bench` %s): %d splits × %d MiB (%.0f MB), %d runs per figure, on %s. "+
 		"*speedup* is the peer's time ÷ ours (above 1: 2DFS is faster), *ours/peer* our time ÷ the peer's.\n\n",
-		b.res.Started[:10], flags, b.res.Splits, b.res.SplitMiB, b.totalBytes()/mb, b.res.Runs, b.res.Machine)
+		b.res.Started[:min(10, len(b.res.Started))], flags, b.res.Splits, b.res.SplitMiB, b.totalBytes()/mb, b.res.Runs, b.res.Machine)
 	s.WriteString("| figure | settings | 2DFS | peer | ratio of medians (per run) |\n| --- | --- | --- | --- | --- |\n")
 	for _, k := range readmeKeys {
 		r := b.row(k)
