@@ -306,12 +306,6 @@ var ctrSeq struct {
 // ctrPullRun pulls ref with ctr (plain HTTP; extra pull flags such as
 // --user) and runs script in it; it returns the script's output and the
 // digest ctr recorded for the image.
-//
-// The script writes its output and exit status into a bind-mounted folder
-// instead of through ctr's stdout: on a loaded machine `ctr run --rm` now
-// and then exited 0 having relayed no output at all (its stdio FIFOs are
-// torn down with the task), which read as an image without files. A script
-// that did not get to write its status fails the test as such.
 func ctrPullRun(t *testing.T, ref, script string, pullFlags ...string) (string, string) {
 	t.Helper()
 	ctr := func(args ...string) string {
@@ -323,10 +317,25 @@ func ctrPullRun(t *testing.T, ref, script string, pullFlags ...string) (string, 
 	ctrSeq.n++
 	id := fmt.Sprintf("p%d-%d", os.Getpid(), ctrSeq.n)
 	ctrSeq.Unlock()
+	return ctrRunScript(t, "tdfs-proxy-tests", ref, id, script), d
+}
+
+// ctrRunScript runs script in a container of image ref (already in the
+// namespace's store) and returns the script's output (stdout and stderr).
+//
+// The script writes its output and exit status into a bind-mounted folder
+// instead of through ctr's stdout: on a loaded machine `ctr run --rm` now
+// and then exited 0 having relayed no output at all (seen as an image
+// without files), because ctr's stdio copy can lose the race with the
+// task's exit. A script that did not get to write its status fails the
+// test as such, and a non-zero status fails it with the output.
+func ctrRunScript(t *testing.T, namespace, ref, id, script string) string {
+	t.Helper()
 	outDir := t.TempDir()
 	// Output and errors in one file, as ctr printed them before.
 	wrapped := "{\n" + script + "\n} >/out/output 2>&1; echo $? >/out/status"
-	relayed := ctr("run", "--rm", "--mount", "type=bind,src="+outDir+",dst=/out,options=rbind:rw", ref, id, "/bin/busybox", "sh", "-c", wrapped)
+	relayed := runCmd(t, "", "ctr", "--address", env.ctrAddr, "--namespace", namespace,
+		"run", "--rm", "--mount", "type=bind,src="+outDir+",dst=/out,options=rbind:rw", ref, id, "/bin/busybox", "sh", "-c", wrapped)
 	read := func(name string) string {
 		dt, err := os.ReadFile(filepath.Join(outDir, name))
 		if err != nil {
@@ -338,7 +347,7 @@ func ctrPullRun(t *testing.T, ref, script string, pullFlags ...string) (string, 
 	if status != "0" {
 		t.Fatalf("ctr run %s: the script exited %s:\n%s", ref, status, out)
 	}
-	return out, d
+	return out
 }
 
 // ctrImageDigest is the target digest of an image in ctr's store.
