@@ -379,6 +379,12 @@ func resolveBase(ctx context.Context, c client.Client, bc *dockerui.Client, desc
 	return st, &img, nil
 }
 
+// SourceDateEpoch is the epoch a build with these build args uses: the
+// direct engine reads it the way the frontend does.
+func SourceDateEpoch(buildArgs map[string]string) (time.Time, error) {
+	return sourceDateEpoch(buildArgs)
+}
+
 // sourceDateEpoch returns the SOURCE_DATE_EPOCH build arg as a time, or the
 // fixed default epoch.
 func sourceDateEpoch(args map[string]string) (time.Time, error) {

@@ -237,7 +237,7 @@ func TestFieldImage(t *testing.T) {
 	base := baseImage(t, "v1", "")
 	dir, want := example(t, base)
 	ref := env.registry + "/example/field:v1"
-	out := build(t, env.buildkit, dir, "-t", ref, "--push", "--label", "org.example.team=ml")
+	out := build(t, env.buildkit, dir, "-t", ref, "--push", "--engine", "buildkit", "--label", "org.example.team=ml")
 
 	// Only the allotment sources cross the wire, not the 4 MiB junk file.
 	if n := contextBytes(t, out); n > 1<<20 {
@@ -322,7 +322,7 @@ func ctrRun(t *testing.T, ref, script string) string {
 	}
 	ctr("images", "pull", "--plain-http", ref)
 	id := fmt.Sprintf("t%d", os.Getpid()) + strings.NewReplacer("/", "-", ":", "-", ".", "-").Replace(t.Name())
-	return ctr("run", "--rm", ref, id, "/bin/busybox", "sh", "-c", script)
+	return ctrRunScript(t, "tdfs-tests", ref, id, script)
 }
 
 var transferLine = regexp.MustCompile(`transferring context: ([0-9.]+)(B|kB|MB|GB)`)

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,13 @@ func TestProxyMemoryUnderLoad(t *testing.T) {
 	if err := testenv.PushImage(reg.addr, "big", "v1", img); err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, reg.addr)
+	// The bound is the production binary's: the race detector (hack/test's
+	// TDFS_PROXY_RACE) multiplies memory, so this proxy is built without it.
+	bin, err := testenv.PlainProxyBin(env.root, filepath.Join(env.dir, "bin-plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxyBin(t, bin, reg.addr)
 
 	res := testenv.SelectionLoad(p.addr, "big", "v1", cells)
 	peak, err := p.PeakRSS()

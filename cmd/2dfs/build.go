@@ -46,6 +46,7 @@ type buildFlags struct {
 	noCache      string
 	compression  string
 	level        int
+	engine       string
 }
 
 func newBuildCommand() *cobra.Command {
@@ -90,10 +91,23 @@ frontend image is needed. Flags follow buildctl and docker buildx.`,
 	fl.Lookup("no-cache").NoOptDefVal = "true"
 	fl.StringVar(&f.compression, "compression", "zstd", "layer compression for image outputs that set none: zstd, gzip, estargz or uncompressed")
 	fl.IntVar(&f.level, "compression-level", 1, "compression level for --compression (-1: the compressor's default)")
+	fl.StringVar(&f.engine, "engine", engineAuto, "build engine: direct (one pass per allotment, straight to the registry or OCI layout), buildkit, or auto (direct when it can make the same image)")
 	return cmd
 }
 
 func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
+	engine, why, err := chooseEngine(f, contextDir)
+	if err != nil {
+		return err
+	}
+	log := io.Writer(os.Stderr)
+	if f.progress == "quiet" || f.progress == "rawjson" {
+		log = io.Discard
+	}
+	fmt.Fprintf(log, "[2dfs] engine: %s (%s)\n", engine, why)
+	if engine == engineDirect {
+		return runDirect(ctx, f, contextDir, log)
+	}
 	attrs, localDirs, err := frontendAttrs(f)
 	if err != nil {
 		return err

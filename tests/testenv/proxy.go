@@ -23,11 +23,22 @@ type proxyBuild struct {
 // ProxyBin builds cmd/2dfs-proxy from the tree at root into binDir once per
 // process (with -race when RaceEnv is set) and returns the binary's path.
 func ProxyBin(root, binDir string) (string, error) {
+	return proxyBin(root, binDir, os.Getenv(RaceEnv) != "")
+}
+
+// PlainProxyBin is ProxyBin without the race detector whatever RaceEnv
+// says, for tests that measure the proxy (the detector multiplies its
+// memory): binDir must not be one ProxyBin builds into.
+func PlainProxyBin(root, binDir string) (string, error) {
+	return proxyBin(root, binDir, false)
+}
+
+func proxyBin(root, binDir string, race bool) (string, error) {
 	v, _ := proxyBuilds.LoadOrStore(binDir, &proxyBuild{})
 	b := v.(*proxyBuild)
 	b.once.Do(func() {
 		args := []string{"build", "-o", binDir + "/"}
-		if os.Getenv(RaceEnv) != "" {
+		if race {
 			args = append(args, "-race")
 		}
 		cmd := exec.Command("go", append(args, "./cmd/2dfs-proxy")...)

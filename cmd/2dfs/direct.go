@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/containerd/platforms"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/moby/buildkit/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tdfs-kit/tdfs/descriptor"
+	"github.com/tdfs-kit/tdfs/direct"
+	"github.com/tdfs-kit/tdfs/direct/layer"
+	"github.com/tdfs-kit/tdfs/frontend"
+)
+
+// Engines of `2dfs build`.
+const (
+	engineAuto     = "auto"
+	engineDirect   = "direct"
+	engineBuildKit = "buildkit"
+)
+
+// chooseEngine says which engine runs and why. auto picks direct when the
+// direct engine makes exactly what BuildKit would: a push or an OCI layout
+// of a field built from the local context, with no BuildKit cache, no
+// metadata file and no .dockerignore to apply; otherwise BuildKit.
+func chooseEngine(f buildFlags, contextDir string) (string, string, error) {
+	why := directBlocker(f, contextDir)
+	switch f.engine {
+	case engineDirect:
+		if why != "" {
+			return "", "", fmt.Errorf("--engine direct cannot build this: %s (use --engine buildkit)", why)
+		}
+		return engineDirect, "asked for", nil
+	case engineBuildKit:
+		return engineBuildKit, "asked for", nil
+	case engineAuto, "":
+		if why != "" {
+			return engineBuildKit, why, nil
+		}
+		return engineDirect, "local sources, registry or OCI output", nil
+	}
+	return "", "", fmt.Errorf("--engine %q: want auto, direct or buildkit", f.engine)
+}
+
+// directBlocker names the first thing that needs BuildKit, or "".
+func directBlocker(f buildFlags, contextDir string) string {
+	switch {
+	case len(f.cacheTo) > 0 || len(f.cacheFrom) > 0:
+		return "--cache-to and --cache-from use BuildKit's cache"
+	case f.noCache != "" && f.noCache != "false":
+		return "--no-cache re-runs BuildKit's steps"
+	case f.metadataFile != "":
+		return "--metadata-file writes BuildKit's exporter response"
+	}
+	switch f.compression {
+	case "zstd", "gzip", "uncompressed":
+	default:
+		return "--compression " + f.compression + " is BuildKit's"
+	}
+	for _, kv := range f.contexts {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != frontend.BaseContextName || !strings.HasPrefix(v, "docker-image://") {
+			return "--build-context " + kv + " is resolved by BuildKit"
+		}
+	}
+	if _, err := os.Stat(filepath.Join(contextDir, ".dockerignore")); err == nil {
+		return ".dockerignore is applied by BuildKit's context transfer"
+	}
+	if _, err := directOutput(f); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// directOutput turns --tag/--push and --output into a direct output: a push
+// of the tags, or one OCI layout tar.
+func directOutput(f buildFlags) (direct.Output, error) {
+	var out direct.Output
+	var oci = true
+	switch {
+	case len(f.outputs) == 0 && f.push && len(f.tags) > 0:
+	case len(f.outputs) == 1 && !f.push:
+		// buildctl's parser turns dest into a file writer; read it here.
+		attrs := map[string]string{}
+		for _, kv := range strings.Split(f.outputs[0], ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+			attrs[k] = v
+		}
+		if attrs["type"] != client.ExporterOCI || attrs["dest"] == "" || attrs["dest"] == "-" || attrs["tar"] == "false" {
+			return out, errors.New("only pushes (-t NAME --push) and --output type=oci,dest=FILE are built without BuildKit")
+		}
+		for k := range attrs {
+			switch k {
+			case "type", "dest", "oci-mediatypes", "tar":
+			default:
+				return out, fmt.Errorf("output option %s is BuildKit's", k)
+			}
+		}
+		out.Layout = attrs["dest"]
+		oci = !dockerMediaTypes(client.ExportEntry{Type: client.ExporterOCI, Attrs: attrs})
+	default:
+		return out, errors.New("only pushes (-t NAME --push) and --output type=oci,dest=FILE are built without BuildKit")
+	}
+	if !oci {
+		return out, errors.New("only BuildKit writes Docker media types")
+	}
+	for _, t := range f.tags {
+		tag, err := name.NewTag(t)
+		if err != nil {
+			return out, fmt.Errorf("--tag %s: %w", t, err)
+		}
+		out.Tags = append(out.Tags, tag)
+	}
+	return out, nil
+}
+
+// runDirect builds with the direct engine.
+func runDirect(ctx context.Context, f buildFlags, contextDir string, log io.Writer) error {
+	out, err := directOutput(f)
+	if err != nil {
+		return err
+	}
+	if out.Layout != "" {
+		// The tags only name the image inside the layout.
+		f.push = false
+	}
+	attrs, _, err := frontendAttrs(f)
+	if err != nil {
+		return err
+	}
+	desc, err := readLocalDescriptor(f.file, contextDir)
+	if err != nil {
+		return err
+	}
+	buildArgs, labels := map[string]string{}, map[string]string{}
+	for k, v := range attrs {
+		if a, ok := strings.CutPrefix(k, "build-arg:"); ok {
+			buildArgs[a] = v
+		}
+		if l, ok := strings.CutPrefix(k, "label:"); ok {
+			labels[l] = v
+		}
+	}
+	epoch, err := frontend.SourceDateEpoch(buildArgs)
+	if err != nil {
+		return err
+	}
+	comp, err := layer.ParseCompression(f.compression, f.level)
+	if err != nil {
+		return err
+	}
+	var plats []ocispec.Platform
+	for _, s := range f.platforms {
+		for _, v := range strings.Split(s, ",") {
+			p, err := platforms.Parse(v)
+			if err != nil {
+				return fmt.Errorf("--platform %s: %w", v, err)
+			}
+			plats = append(plats, platforms.Normalize(p))
+		}
+	}
+	var baseRef string
+	for _, kv := range f.contexts {
+		if _, v, _ := strings.Cut(kv, "="); v != "" {
+			baseRef = strings.TrimPrefix(v, "docker-image://")
+		}
+	}
+	workers := min(max(runtime.NumCPU(), 2), 8)
+	res, err := direct.Build(ctx, direct.Options{
+		ContextDir:  contextDir,
+		Descriptor:  desc,
+		Platforms:   plats,
+		Base:        baseRef,
+		Epoch:       epoch,
+		Labels:      labels,
+		Compression: comp,
+		OCI:         true,
+		Workers:     workers,
+		Log:         log,
+	}, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "[2dfs] direct: %d allotments read, %d unread (stat cache, blob in the registry)\n", res.Read, res.Unread)
+	fmt.Fprintln(os.Stdout, res.Digest)
+	return nil
+}
+
+// readLocalDescriptor reads the descriptor as the frontend finds it: -f, or
+// the first of the default names in the context.
+func readLocalDescriptor(file, contextDir string) (*descriptor.Descriptor, error) {
+	paths := []string{file}
+	if file == "" {
+		paths = nil
+		for _, n := range descriptor.DefaultFilenames {
+			paths = append(paths, filepath.Join(contextDir, n))
+		}
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) && file == "" {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read descriptor: %w", err)
+		}
+		return descriptor.Parse(filepath.Base(p), data)
+	}
+	return nil, fmt.Errorf("no descriptor found: looked for %s in %s (name another with -f)", strings.Join(descriptor.DefaultFilenames, ", "), contextDir)
+}

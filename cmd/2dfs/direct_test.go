@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// auto picks direct only where the direct engine makes BuildKit's image,
+// and says why not otherwise; --engine direct refuses those cases.
+func TestChooseEngine(t *testing.T) {
+	dir := t.TempDir()
+	ignored := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ignored, ".dockerignore"), []byte("*.tmp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	push := buildFlags{tags: []string{"r.example/a/b:v1"}, push: true, compression: "zstd", level: 1}
+	with := func(mod func(*buildFlags)) buildFlags {
+		f := push
+		mod(&f)
+		return f
+	}
+	for _, c := range []struct {
+		name string
+		f    buildFlags
+		dir  string
+		want string // engine, then the reason's start
+	}{
+		{"push", push, dir, "direct"},
+		{"oci layout", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=oci,dest=out.tar"} }), dir, "direct"},
+		{"base override", with(func(f *buildFlags) { f.contexts = []string{"base=docker-image://r.example/base:v1"} }), dir, "direct"},
+		{"no output", with(func(f *buildFlags) { f.push = false; f.tags = nil }), dir, "buildkit only pushes"},
+		{"image output", with(func(f *buildFlags) {
+			f.push = false
+			f.tags = nil
+			f.outputs = []string{"type=image,name=r.example/a:v1,push=true"}
+		}), dir, "buildkit only pushes"},
+		{"local output", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=local,dest=out"} }), dir, "buildkit only pushes"},
+		{"docker media types", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=oci,dest=o.tar,oci-mediatypes=false"} }), dir, "buildkit only BuildKit writes Docker"},
+		{"cache-to", with(func(f *buildFlags) { f.cacheTo = []string{"type=inline"} }), dir, "buildkit --cache-to"},
+		{"cache-from", with(func(f *buildFlags) { f.cacheFrom = []string{"type=registry,ref=r.example/c"} }), dir, "buildkit --cache-to"},
+		{"no-cache", with(func(f *buildFlags) { f.noCache = "true" }), dir, "buildkit --no-cache"},
+		{"metadata", with(func(f *buildFlags) { f.metadataFile = "m.json" }), dir, "buildkit --metadata-file"},
+		{"estargz", with(func(f *buildFlags) { f.compression = "estargz" }), dir, "buildkit --compression estargz"},
+		{"local context", with(func(f *buildFlags) { f.contexts = []string{"base=" + dir} }), dir, "buildkit --build-context"},
+		{"dockerignore", push, ignored, "buildkit .dockerignore"},
+		{"pinned", with(func(f *buildFlags) { f.engine = "buildkit" }), dir, "buildkit asked for"},
+	} {
+		engine, why, err := chooseEngine(c.f, c.dir)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := engine + " " + why; !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: engine %q, want %q", c.name, got, c.want)
+		}
+		if engine == engineBuildKit && c.f.engine == "" {
+			c.f.engine = engineDirect
+			if _, _, err := chooseEngine(c.f, c.dir); err == nil || !strings.Contains(err.Error(), "--engine direct cannot build this") {
+				t.Errorf("%s: --engine direct: %v, want a refusal", c.name, err)
+			}
+		}
+	}
+	if _, _, err := chooseEngine(with(func(f *buildFlags) { f.engine = "fast" }), dir); err == nil || !strings.Contains(err.Error(), `--engine "fast"`) {
+		t.Errorf("--engine fast: %v", err)
+	}
+}
