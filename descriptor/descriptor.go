@@ -530,12 +530,18 @@ func quote(s string) string {
 	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
-// paths reads a string or a non-empty list of strings.
+// paths reads a path or a non-empty list of paths.
 func (p *parser) paths(n *yaml.Node, allotment int, cell *field.Cell, name string) ([]string, []Position) {
-	var items []*yaml.Node
+	return p.stringList(n, allotment, cell, name, "a path or a list of paths", "a string path")
+}
+
+// stringList reads a string or a non-empty list of strings (empty strings
+// allowed, for list entries that do not apply). want says what the value
+// must be, item what each entry must be.
+func (p *parser) stringList(n *yaml.Node, allotment int, cell *field.Cell, name, want, item string) ([]string, []Position) {
+	items := []*yaml.Node{n}
 	switch n.Kind {
 	case yaml.ScalarNode:
-		items = []*yaml.Node{n}
 	case yaml.SequenceNode:
 		if len(n.Content) == 0 {
 			p.add(pos(n), allotment, cell, name, "must not be an empty list")
@@ -543,23 +549,23 @@ func (p *parser) paths(n *yaml.Node, allotment int, cell *field.Cell, name strin
 		}
 		items = n.Content
 	default:
-		p.add(pos(n), allotment, cell, name, "must be a path or a list of paths")
+		p.add(pos(n), allotment, cell, name, "must be "+want)
 		return nil, nil
 	}
 	out := make([]string, 0, len(items))
 	at := make([]Position, 0, len(items))
-	for j, item := range items {
-		item = resolve(item)
+	for j, it := range items {
+		it = resolve(it)
 		label := name
 		if n.Kind == yaml.SequenceNode {
 			label = fmt.Sprintf("%s[%d]", name, j)
 		}
-		if item.Kind != yaml.ScalarNode || item.Tag != "!!str" {
-			p.add(pos(item), allotment, cell, label, "must be a string path, got "+describe(item))
+		if it.Kind != yaml.ScalarNode || it.Tag != "!!str" {
+			p.add(pos(it), allotment, cell, label, "must be "+item+", got "+describe(it))
 			return nil, nil
 		}
-		out = append(out, item.Value)
-		at = append(at, pos(item))
+		out = append(out, it.Value)
+		at = append(at, pos(it))
 	}
 	return out, at
 }

@@ -195,7 +195,7 @@ func (p *parser) sources(a *Allotment, keys map[string][2]*yaml.Node, cell *fiel
 	scalar := false
 	if kv, ok := keys["checksum"]; ok {
 		scalar = kv[1].Kind == yaml.ScalarNode
-		a.Checksum, a.ChecksumPos = p.stringList(kv[1], i, cell, "checksum", `a "sha256:…" digest or a list of them`)
+		a.Checksum, a.ChecksumPos = p.stringList(kv[1], i, cell, "checksum", `a "sha256:…" digest or a list of them`, "a string")
 		checksumOK = a.Checksum != nil
 		if a.Checksum != nil && a.Src != nil && len(a.Checksum) != len(a.Src) {
 			p.add(pos(kv[1]), i, cell, "checksum", fmt.Sprintf("lists %d checksums but src lists %d; give one per src, \"\" for a path", len(a.Checksum), len(a.Src)))
@@ -256,40 +256,6 @@ func checkChecksum(s string) string {
 		return `must be a sha256 digest: "sha256:" and 64 lowercase hex digits (the output of sha256sum)`
 	}
 	return ""
-}
-
-// stringList reads a string or a non-empty list of strings (empty strings
-// allowed, for list entries that do not apply).
-func (p *parser) stringList(n *yaml.Node, allotment int, cell *field.Cell, name, want string) ([]string, []Position) {
-	items := []*yaml.Node{n}
-	switch n.Kind {
-	case yaml.ScalarNode:
-	case yaml.SequenceNode:
-		if len(n.Content) == 0 {
-			p.add(pos(n), allotment, cell, name, "must not be an empty list")
-			return nil, nil
-		}
-		items = n.Content
-	default:
-		p.add(pos(n), allotment, cell, name, "must be "+want)
-		return nil, nil
-	}
-	out := make([]string, 0, len(items))
-	at := make([]Position, 0, len(items))
-	for j, item := range items {
-		item = resolve(item)
-		label := name
-		if n.Kind == yaml.SequenceNode {
-			label = fmt.Sprintf("%s[%d]", name, j)
-		}
-		if item.Kind != yaml.ScalarNode || item.Tag != "!!str" {
-			p.add(pos(item), allotment, cell, label, "must be a string, got "+describe(item))
-			return nil, nil
-		}
-		out = append(out, item.Value)
-		at = append(at, pos(item))
-	}
-	return out, at
 }
 
 // urlFileName is the last segment of a URL's path, as a file name, or ""

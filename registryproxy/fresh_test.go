@@ -54,7 +54,7 @@ func TestTagFreshness(t *testing.T) {
 	if got := log.take(); len(got) != 1 || got[0] != "HEAD /v2/app/manifests/v1" {
 		t.Errorf("right after an upstream failure: upstream %v, want one HEAD", got)
 	}
-	e.p.def.failedAt.Store(0)
+	e.p.def.all.Store(0)
 
 	log.take()
 	time.Sleep(window)

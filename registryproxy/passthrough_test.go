@@ -144,7 +144,7 @@ func TestBlobRedirectStorageDown(t *testing.T) {
 	if r.StatusCode != http.StatusBadGateway || !strings.Contains(r.ociError(), "storage") {
 		t.Errorf("%s %s, want 502 naming storage", r.Status, r.ociError())
 	}
-	if e.p.def.failedWithin(minute) {
+	if e.p.def.failedWithin("app", minute) {
 		t.Error("storage being down counted as an upstream failure")
 	}
 	if strings.Contains(e.logs.String(), "signedsecret") {

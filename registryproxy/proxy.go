@@ -233,6 +233,9 @@ func New(opts Options) (*Proxy, error) {
 		}
 	}
 
+	// A failure matters for as long as the longest window that asks
+	// about it.
+	failureWindow := max(opts.AccessCacheTTL, opts.TagFreshness)
 	mk := func(u *url.URL) (*upstream, error) {
 		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 			return nil, fmt.Errorf("registryproxy: upstream %q is not an http(s) URL with a host", u)
@@ -241,7 +244,7 @@ func New(opts Options) (*Proxy, error) {
 		if c, ok := opts.Credentials[u.Host]; ok {
 			t = newCredentialTransport(transport, u, c)
 		}
-		up := &upstream{url: u, client: &http.Client{Transport: t, CheckRedirect: checkRedirect}}
+		up := &upstream{url: u, client: &http.Client{Transport: t, CheckRedirect: checkRedirect}, failures: newFailures(failureWindow)}
 		up.rp = p.reverseProxy(up, t)
 		p.upstreams = append(p.upstreams, up)
 		return up, nil

@@ -40,11 +40,12 @@ func (p *Proxy) serveStored(w http.ResponseWriter, r *http.Request, up *upstream
 
 	// A successful check is trusted for AccessCacheTTL for the same
 	// caller (a hash of its Authorization), repository and source, unless
-	// the upstream failed since: an outage is not hidden.
+	// the upstream, or this repository of it, failed since: an outage is
+	// not hidden.
 	var ak string
 	if p.access != nil {
 		ak = accessKey(up, name, obj.Source, authHash(r.Header.Get("Authorization")))
-		if _, ok := p.access.get(ak); ok && !up.failedWithin(p.access.ttl) {
+		if _, ok := p.access.get(ak); ok && !up.failedWithin(name, p.access.ttl) {
 			serveObject(w, r, obj)
 			return true
 		}
@@ -53,7 +54,7 @@ func (p *Proxy) serveStored(w http.ResponseWriter, r *http.Request, up *upstream
 	defer cancel()
 	hdr := clientHeaders(r)
 	hdr.Set("Accept", manifestAccept)
-	resp, err := p.get(ctx, http.MethodHead, up, name+"/manifests/"+obj.Source.String(), hdr)
+	resp, err := p.get(ctx, http.MethodHead, up, name, "manifests/"+obj.Source.String(), hdr)
 	if err != nil {
 		p.writePartitionError(w, r, name, obj.Source.String(), ref, err)
 		return true

@@ -113,11 +113,11 @@ func (p *Proxy) reuse(ctx context.Context, up *upstream, name, base, partKey str
 		return nil, nil
 	}
 	// As cached access checks, the window is not used for a while after
-	// the upstream failed, so an outage answers 502/504 for repeated tags
-	// too.
+	// the upstream (or this repository of it) failed, so an outage answers
+	// 502/504 for repeated tags too.
 	fk := freshKey(partKey, hdr.Get("Authorization"))
-	if _, fresh := p.fresh.get(fk); !fresh || up.failedWithin(p.fresh.ttl) {
-		resp, err := p.get(ctx, http.MethodHead, up, name+"/manifests/"+base, hdr)
+	if _, fresh := p.fresh.get(fk); !fresh || up.failedWithin(name, p.fresh.ttl) {
+		resp, err := p.get(ctx, http.MethodHead, up, name, "manifests/"+base, hdr)
 		if err != nil {
 			return nil, err
 		}

@@ -14,8 +14,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -31,21 +29,9 @@ type upstream struct {
 	// object storage), dropping Authorization when one leaves the host.
 	client *http.Client
 	rp     *httputil.ReverseProxy
-	// failedAt (Unix nanoseconds) is when the upstream last failed to
-	// answer, or answered an access check or partition synthesis with a
-	// 5xx (a 5xx relayed to a pass-through request does not count). Cached
-	// access checks are not used for a
-	// while after that, so an outage answers 502/504 for stored objects
-	// too, as for everything else.
-	failedAt atomic.Int64
-}
-
-// failed records an upstream failure.
-func (up *upstream) failed() { up.failedAt.Store(time.Now().UnixNano()) }
-
-// failedWithin reports whether the upstream failed in the last d.
-func (up *upstream) failedWithin(d time.Duration) bool {
-	return time.Now().UnixNano()-up.failedAt.Load() < int64(d)
+	// failures says when the upstream, or one repository of it, last
+	// failed the proxy's own requests (outage.go).
+	*failures
 }
 
 func isTimeout(err error) bool {
@@ -112,7 +98,7 @@ func (s upstreamSource) Blob(ctx context.Context, d ocispec.Descriptor, limit in
 func (b upstreamSource) Size(ctx context.Context, d digest.Digest) (int64, error) {
 	h := b.hdr.Clone()
 	h.Del("Accept")
-	resp, err := b.p.get(ctx, http.MethodHead, b.up, b.name+"/blobs/"+d.String(), h)
+	resp, err := b.p.get(ctx, http.MethodHead, b.up, b.name, "blobs/"+d.String(), h)
 	if err != nil {
 		var us *upstreamStatusError
 		if errors.As(err, &us) && us.status == http.StatusNotFound {
@@ -134,11 +120,12 @@ func (e *transportError) Error() string { return "upstream request failed: " + e
 
 func (e *transportError) Unwrap() error { return e.err }
 
-// get sends a request for /v2/<path> to up with the client's headers and
-// returns the response if it is a 200. Other statuses become
-// upstreamStatusError.
-func (p *Proxy) get(ctx context.Context, method string, up *upstream, path string, hdr http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, up.url.JoinPath("/v2/", path).String(), nil)
+// get sends a request for /v2/<name>/<path> to up with the client's headers
+// and returns the response if it is a 200. Other statuses become
+// upstreamStatusError. A 5xx counts as a failure of repository name only,
+// an unreachable upstream as a failure of the whole upstream (outage.go).
+func (p *Proxy) get(ctx context.Context, method string, up *upstream, name, path string, hdr http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, up.url.JoinPath("/v2/", name+"/"+path).String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +140,7 @@ func (p *Proxy) get(ctx context.Context, method string, up *upstream, path strin
 		return nil, &transportError{redact(err)}
 	}
 	if resp.StatusCode >= 500 {
-		up.failed()
+		up.failedRepository(name)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
@@ -179,7 +166,7 @@ func readCapped(body io.Reader, limit int64, what string) ([]byte, error) {
 // must match the Docker-Content-Digest the upstream sent, and the digest
 // asked for when ref is one.
 func (p *Proxy) fetchManifest(ctx context.Context, up *upstream, name, ref string, hdr http.Header) ([]byte, string, error) {
-	resp, err := p.get(ctx, http.MethodGet, up, name+"/manifests/"+ref, hdr)
+	resp, err := p.get(ctx, http.MethodGet, up, name, "manifests/"+ref, hdr)
 	if err != nil {
 		return nil, "", err
 	}
@@ -214,7 +201,7 @@ func (p *Proxy) fetchBlob(ctx context.Context, up *upstream, name string, d ocis
 	}
 	h := hdr.Clone()
 	h.Del("Accept")
-	resp, err := p.get(ctx, http.MethodGet, up, name+"/blobs/"+d.Digest.String(), h)
+	resp, err := p.get(ctx, http.MethodGet, up, name, "blobs/"+d.Digest.String(), h)
 	if err != nil {
 		return nil, err
 	}

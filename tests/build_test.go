@@ -322,7 +322,7 @@ func ctrRun(t *testing.T, ref, script string) string {
 	}
 	ctr("images", "pull", "--plain-http", ref)
 	id := fmt.Sprintf("t%d", os.Getpid()) + strings.NewReplacer("/", "-", ":", "-", ".", "-").Replace(t.Name())
-	return ctr("run", "--rm", ref, id, "/bin/busybox", "sh", "-c", script)
+	return ctrRunScript(t, "tdfs-tests", ref, id, script)
 }
 
 var transferLine = regexp.MustCompile(`transferring context: ([0-9.]+)(B|kB|MB|GB)`)

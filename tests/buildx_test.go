@@ -200,7 +200,7 @@ func TestRemoteCacheAcrossBuilders(t *testing.T) {
 	second := pull(t, repo+":v2")
 
 	changed := field.Cell{Row: 1, Col: 1}
-	for cell, cached := range allotmentVertices(out) {
+	for cell, cached := range allotmentVertices(t, out, exampleCells) {
 		if cached == (cell == changed.String()) {
 			t.Errorf("allotment %s: cached=%v after changing only %s:\n%s", cell, cached, changed, out)
 		}

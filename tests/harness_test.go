@@ -113,9 +113,23 @@ func buildFails(t *testing.T, addr, contextDir string, args ...string) string {
 	return out
 }
 
+// exampleCells is the number of allotments in example's field (a 2×2 grid
+// and a directory allotment).
+const exampleCells = 5
+
 // allotmentVertices reads plain progress output and says, for each
 // allotment vertex ("[2dfs r,c] ..."), whether BuildKit took it from cache.
-func allotmentVertices(progress string) map[string]bool { return testenv.AllotmentVertices(progress) }
+// It fails the test first unless the progress shows exactly want
+// allotments: a loop over the cells asserts nothing when the parser reads
+// none (a changed progress format would pass as "all cached").
+func allotmentVertices(t *testing.T, progress string, want int) map[string]bool {
+	t.Helper()
+	cells := testenv.AllotmentVertices(progress)
+	if len(cells) != want {
+		t.Fatalf("progress shows %d allotment vertices, want %d:\n%s", len(cells), want, progress)
+	}
+	return cells
+}
 
 var baseOnce sync.Map
 

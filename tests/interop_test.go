@@ -147,7 +147,7 @@ func TestReferenceFormatRoundTrip(t *testing.T) {
 		return runCmd(t, "", "ctr", append([]string{"--address", env.ctrAddr, "--namespace", "tdfs-interop"}, args...)...)
 	}
 	ctr("images", "import", tarPath)
-	got := ctr("run", "--rm", ref+sel, "interop", "/bin/busybox", "sh", "-c", "find /model /tokenizer -type f 2>/dev/null | sort")
+	got := ctrRunScript(t, "tdfs-interop", ref+sel, "interop", "find /model /tokenizer -type f 2>/dev/null | sort")
 	var wantFiles []string
 	for cell, files := range want {
 		if (cell.Row == 0) || (cell.Row == 2 && cell.Col == 0) {

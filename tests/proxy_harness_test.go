@@ -323,8 +323,37 @@ func ctrPullRun(t *testing.T, ref, script string, pullFlags ...string) (string, 
 	ctrSeq.n++
 	id := fmt.Sprintf("p%d-%d", os.Getpid(), ctrSeq.n)
 	ctrSeq.Unlock()
-	out := ctr("run", "--rm", ref, id, "/bin/busybox", "sh", "-c", script)
-	return strings.TrimSpace(out), d
+	return ctrRunScript(t, "tdfs-proxy-tests", ref, id, script), d
+}
+
+// ctrRunScript runs script in a container of image ref (already in the
+// namespace's store) and returns the script's output (stdout and stderr).
+//
+// The script writes its output and exit status into a bind-mounted folder
+// instead of through ctr's stdout: on a loaded machine `ctr run --rm` now
+// and then exited 0 having relayed no output at all (seen as an image
+// without files), because ctr's stdio copy can lose the race with the
+// task's exit. A script that did not get to write its status fails the
+// test as such, and a non-zero status fails it with the output.
+func ctrRunScript(t *testing.T, namespace, ref, id, script string) string {
+	t.Helper()
+	outDir := t.TempDir()
+	// Output and errors in one file, as ctr printed them before.
+	wrapped := "{\n" + script + "\n} >/out/output 2>&1; echo $? >/out/status"
+	relayed := runCmd(t, "", "ctr", "--address", env.ctrAddr, "--namespace", namespace,
+		"run", "--rm", "--mount", "type=bind,src="+outDir+",dst=/out,options=rbind:rw", ref, id, "/bin/busybox", "sh", "-c", wrapped)
+	read := func(name string) string {
+		dt, err := os.ReadFile(filepath.Join(outDir, name))
+		if err != nil {
+			t.Fatalf("ctr run %s: the script left no %s (%v); ctr printed:\n%s", ref, name, err, relayed)
+		}
+		return strings.TrimSpace(string(dt))
+	}
+	status, out := read("status"), read("output")
+	if status != "0" {
+		t.Fatalf("ctr run %s: the script exited %s:\n%s", ref, status, out)
+	}
+	return out
 }
 
 // ctrImageDigest is the target digest of an image in ctr's store.

@@ -108,7 +108,7 @@ func TestProxyTLS(t *testing.T) {
 		"server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = %q\n",
 		"https://"+addr, "https://"+addr, certFile)))
 	ctr("images", "pull", "--hosts-dir", hosts, ref)
-	if got := strings.TrimSpace(ctr("run", "--rm", ref, "tls", "/bin/busybox", "sh", "-c", filesScript)); got != f.wantFiles(t, selection) {
+	if got := ctrRunScript(t, "tdfs-proxy-tls", ref, "tls", filesScript); got != f.wantFiles(t, selection) {
 		t.Fatalf("files in the partition pulled over TLS:\n%s\nwant:\n%s", got, f.wantFiles(t, selection))
 	}
 }

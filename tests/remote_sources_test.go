@@ -296,10 +296,7 @@ func TestRemoteSourcesMixedField(t *testing.T) {
 	if n := rf.files.getCount("/public/l2.bin"); n != 2 {
 		t.Errorf("the changed URL was fetched %d times in all, want 2", n)
 	}
-	cached := allotmentVertices(out)
-	if len(cached) != 5 {
-		t.Errorf("progress shows %d allotments, want 5:\n%s", len(cached), out)
-	}
+	cached := allotmentVertices(t, out, 5)
 	for _, cell := range []string{"0,0", "1,0", "2,0", "3,0"} {
 		if !cached[cell] {
 			t.Errorf("allotment %s was rebuilt though its source did not change:\n%s", cell, out)
@@ -392,10 +389,7 @@ func TestRemoteSourcesRegistryCache(t *testing.T) {
 	if n := rf.files.getCount("/private/l1.bin") + rf.files.getCount("/public/l2.bin"); n != fetched {
 		t.Errorf("the cold build fetched the URLs %d more times, want none:\n%s", n-fetched, out)
 	}
-	vertices := allotmentVertices(out)
-	if len(vertices) != 5 {
-		t.Errorf("progress shows %d allotments, want 5:\n%s", len(vertices), out)
-	}
+	vertices := allotmentVertices(t, out, 5)
 	for cell, cached := range vertices {
 		if !cached {
 			t.Errorf("allotment %s was rebuilt on the cold builder:\n%s", cell, out)

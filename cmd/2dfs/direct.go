@@ -75,12 +75,36 @@ func directBlocker(f buildFlags, contextDir string) string {
 	if _, err := os.Stat(filepath.Join(contextDir, ".dockerignore")); err == nil {
 		return ".dockerignore is applied by BuildKit's context transfer"
 	}
+	// A descriptor that does not parse is left to the engine, which reports
+	// it with the same located errors either way.
+	if desc, err := readLocalDescriptor(f.file, contextDir); err == nil {
+		if why := remoteSourceIn(desc); why != "" {
+			return why
+		}
+	}
 	if _, err := directOutput(f); err != nil {
 		return err.Error()
 	}
 	// A read error is reported by the direct build itself.
 	if d, err := readLocalDescriptor(f.file, contextDir); err == nil && d.Dependencies != nil {
 		return "a descriptor with dependencies builds a CIR, which the frontend pre-builds"
+	}
+	return ""
+}
+
+// remoteSourceIn names the first allotment whose files are not in the
+// local context (a URL, another image, a named context), or "": only
+// BuildKit fetches those.
+func remoteSourceIn(desc *descriptor.Descriptor) string {
+	for _, a := range desc.Allotments {
+		if a.From != "" {
+			return fmt.Sprintf("allotment %s reads from %q, which BuildKit fetches", a.Cell, a.From)
+		}
+		for _, s := range a.Src {
+			if descriptor.IsURL(s) {
+				return fmt.Sprintf("allotment %s has a URL source, which BuildKit's HTTP source fetches", a.Cell)
+			}
+		}
 	}
 	return ""
 }

@@ -15,6 +15,15 @@ func TestChooseEngine(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ignored, ".dockerignore"), []byte("*.tmp\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	fromImage, fromURL := t.TempDir(), t.TempDir()
+	for d, desc := range map[string]string{
+		fromImage: `{"allotments": [{"src": "a", "dst": "/a", "row": 0, "col": 0, "from": "r.example/weights:v1"}]}`,
+		fromURL:   `{"allotments": [{"src": "https://files.example.com/a", "checksum": "sha256:` + strings.Repeat("a", 64) + `", "dst": "/a", "row": 0, "col": 0}]}`,
+	} {
+		if err := os.WriteFile(filepath.Join(d, "2dfs.json"), []byte(desc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	push := buildFlags{tags: []string{"r.example/a/b:v1"}, push: true, compression: "zstd", level: 1}
 	with := func(mod func(*buildFlags)) buildFlags {
 		f := push
@@ -45,6 +54,8 @@ func TestChooseEngine(t *testing.T) {
 		{"estargz", with(func(f *buildFlags) { f.compression = "estargz" }), dir, "buildkit --compression estargz"},
 		{"local context", with(func(f *buildFlags) { f.contexts = []string{"base=" + dir} }), dir, "buildkit --build-context"},
 		{"dockerignore", push, ignored, "buildkit .dockerignore"},
+		{"from an image", push, fromImage, `buildkit allotment 0,0 reads from "r.example/weights:v1"`},
+		{"URL source", push, fromURL, "buildkit allotment 0,0 has a URL source"},
 		{"pinned", with(func(f *buildFlags) { f.engine = "buildkit" }), dir, "buildkit asked for"},
 	} {
 		engine, why, err := chooseEngine(c.f, c.dir)

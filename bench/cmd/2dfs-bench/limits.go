@@ -175,7 +175,7 @@ func (b *bench) compression() error {
 		for len(lim) < len(v) {
 			lim = append(lim, median(lim))
 		}
-		b.add(&Row{Exp: 6, Name: "cold 2dfs build + push, " + comp.name, Unit: "MB/s", Ours: v, Peer: "bound: " + name, PeerVals: lim,
+		b.add(&Row{Exp: 6, Key: "throughput/" + comp.name, Name: "cold 2dfs build + push, " + comp.name, Unit: "MB/s", Ours: v, Peer: "bound: " + name, PeerVals: lim,
 			RatioKind: Relative, Detail: phaseText(phases)})
 	}
 	return nil

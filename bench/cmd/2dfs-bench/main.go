@@ -40,6 +40,10 @@ type config struct {
 	requests int // proxy latency samples per figure
 	conc     []int
 
+	rebuildPcts []int // experiment 2: percentages of the splits changed
+	pulls       int   // experiment 4: pulls per path
+	maxPulls    int   // experiment 4: up to this many while the statistics disagree
+
 	daemons string // hack/daemons folder, for more buildkitds
 
 	env                                   *testenv.Daemons
@@ -72,7 +76,7 @@ func main() {
 		return
 	}
 	var c config
-	var exps, conc string
+	var exps, conc, pcts, render, update string
 	flag.StringVar(&c.out, "out", "bench-out", "output folder for results.md, results.json, results.png and logs")
 	flag.StringVar(&c.bin, "bin", "", "folder holding the 2dfs and 2dfs-proxy binaries")
 	flag.StringVar(&c.root, "root", ".", "repository root")
@@ -86,7 +90,18 @@ func main() {
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "seed of the random split data")
 	flag.IntVar(&c.requests, "requests", 200, "requests per proxy latency figure")
 	flag.StringVar(&conc, "concurrency", "1,8,32", "client concurrency levels of the proxy throughput figures")
+	flag.StringVar(&pcts, "rebuild-pcts", "25", "experiment 2: percentages of the splits changed, from the top and from the bottom (all N always); 25,50,75 is the full set")
+	flag.IntVar(&c.pulls, "pulls", 15, "experiment 4: pulls per path")
+	flag.IntVar(&c.maxPulls, "max-pulls", 30, "experiment 4: keep pulling, 5 at a time, up to this many while the two ratio statistics disagree on the target")
+	flag.StringVar(&render, "render", "", "render RESULTS.json into results.md and into the generated sections of the files named by -update, then exit (no daemons)")
+	flag.StringVar(&update, "update", "", "with -render: comma-separated markdown files whose <!-- bench:NAME --> sections to regenerate (docs/benchmarks.md,README.md)")
 	flag.Parse()
+	if render != "" {
+		if err := renderFile(render, update); err != nil {
+			fatalf("%v", err)
+		}
+		return
+	}
 
 	c.exps = map[int]bool{}
 	for _, s := range strings.Split(exps, ",") {
@@ -102,6 +117,16 @@ func main() {
 			fatalf("-concurrency: %q", s)
 		}
 		c.conc = append(c.conc, n)
+	}
+	for _, s := range strings.Split(pcts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 99 {
+			fatalf("-rebuild-pcts: %q is not 1..99", s)
+		}
+		c.rebuildPcts = append(c.rebuildPcts, n)
+	}
+	if c.pulls < 1 || c.maxPulls < c.pulls {
+		fatalf("-pulls must be positive and -max-pulls at least -pulls")
 	}
 	if c.splits < 1 || c.splitMiB < 1 || c.runs < 1 || c.cols < 1 {
 		fatalf("-splits, -split-mib, -runs and -cols must be positive")
@@ -127,6 +152,7 @@ func main() {
 	defer stop()
 	b := &bench{config: c, ctx: ctx, started: time.Now(), key: 1 << 32}
 	b.res = &Results{
+		Flags:    userFlags(),
 		Started:  b.started.UTC().Format(time.RFC3339),
 		Splits:   c.splits,
 		SplitMiB: c.splitMiB,
@@ -146,6 +172,20 @@ func main() {
 		fatalf("%v", err)
 	}
 	fmt.Printf("\n%s\nwrote %s/results.md, results.json, results.png in %.0fs\n", b.markdown(), c.out, b.res.Seconds)
+}
+
+// userFlags are the flags given on the command line other than the
+// plumbing hack/bench passes (folders and binaries), as -name=value.
+func userFlags() []string {
+	var out []string
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "bin", "daemons", "root", "work", "out":
+			return
+		}
+		out = append(out, "-"+f.Name+"="+f.Value.String())
+	})
+	return out
 }
 
 func (b *bench) run() error {
@@ -172,9 +212,11 @@ func (b *bench) run() error {
 		if err := b.ctx.Err(); err != nil {
 			return err
 		}
+		start := time.Now()
 		if err := s.fn(); err != nil {
 			return fmt.Errorf("experiment %d: %w", s.n, err)
 		}
+		b.res.StepSeconds = append(b.res.StepSeconds, StepTime{Exp: s.n, Seconds: time.Since(start).Seconds()})
 	}
 	return nil
 }
@@ -207,7 +249,15 @@ func machine() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%d cores (%s)%s, %s/%s", runtime.NumCPU(), cpu, mem, runtime.GOOS, runtime.GOARCH)
+	// The load average says how busy the machine was when the run began:
+	// figures from a shared machine are noisier and slower.
+	load := ""
+	if dt, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(dt)); len(f) >= 3 {
+			load = ", load average " + strings.Join(f[:3], " ") + " at the start"
+		}
+	}
+	return fmt.Sprintf("%d cores (%s)%s, %s/%s%s", runtime.NumCPU(), cpu, mem, runtime.GOOS, runtime.GOARCH, load)
 }
 
 // runOrder rotates the variants per run so no variant always goes first.

@@ -47,31 +47,46 @@ func (b *bench) sortedRows() []*Row {
 func (b *bench) markdown() string {
 	r := b.res
 	var s strings.Builder
-	fmt.Fprintf(&s, "Run of %s: %d splits × %d MiB (%.0f MB), field %d columns wide, %d runs per figure, seed %d; %s; took %.0f s.\n\n",
-		r.Started, r.Splits, r.SplitMiB, b.totalBytes()/mb, r.Cols, r.Runs, r.Seed, r.Machine, r.Seconds)
-	s.WriteString("Values are medians (min–max) over the runs. *speedup* is the peer's time ÷ ours, per run (above 1: 2DFS is faster); *ours/peer* is our figure ÷ the peer's, per run.\n\n")
-	s.WriteString("| # | figure | 2DFS / proxy | peer | peer value | ratio | target | met |\n")
-	s.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	flags := ""
+	if len(r.Flags) > 0 {
+		flags = ", flags " + strings.Join(r.Flags, " ")
+	}
+	fmt.Fprintf(&s, "Run of %s: %d splits × %d MiB (%.0f MB), field %d columns wide, %d runs per figure%s, seed %d; %s; took %.0f s.\n\n",
+		r.Started, r.Splits, r.SplitMiB, b.totalBytes()/mb, r.Cols, r.Runs, flags, r.Seed, r.Machine, r.Seconds)
+	if len(r.StepSeconds) > 0 {
+		var steps []string
+		for _, st := range r.StepSeconds {
+			steps = append(steps, fmt.Sprintf("%d: %.0f s", st.Exp, st.Seconds))
+		}
+		fmt.Fprintf(&s, "Time per experiment, in the order run (the rest is starting builders and daemons): %s.\n\n", strings.Join(steps, ", "))
+	}
+	s.WriteString("Values are medians (min–max) over the runs. *speedup* is the peer's time ÷ ours (above 1: 2DFS is faster); *ours/peer* is our figure ÷ the peer's. " +
+		"*ratio* is the ratio of the two medians; *per run* is the ratio within each run, median (min–max). " +
+		"A target is met when both statistics meet it, and *undecided* when they disagree. " +
+		"*settings*: `" + Equal + "` is every peer exporting the same compression as 2dfs build (`compression=zstd,compression-level=1`); `" +
+		EqualGzip + "` is 2dfs exporting gzip, BuildKit's default; `" + Defaults + "` is each tool at its defaults.\n\n")
+	s.WriteString("| # | figure | settings | 2DFS / proxy | peer | peer value | ratio | per run | target | met |\n")
+	s.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, row := range b.sortedRows() {
-		ratio := ""
+		ratio, perRun := "", ""
 		if len(row.Ratios) > 0 {
-			ratio = fmtStat(row.Ratios, "×") + " " + row.RatioKind
+			ratio = fmtNum(row.RatioOfMedians) + "× " + row.RatioKind
+			perRun = fmtStat(row.Ratios, "×")
 		}
-		met := ""
-		if row.Met != nil {
-			met = map[bool]string{true: "yes", false: "**no**"}[*row.Met]
-		}
-		fmt.Fprintf(&s, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", row.Exp, row.Name, fmtStat(row.Ours, row.Unit),
-			row.Peer, fmtStat(row.PeerVals, row.Unit), ratio, row.Target, met)
+		fmt.Fprintf(&s, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row.Exp, row.Name, row.Settings, fmtStat(row.Ours, row.Unit),
+			row.Peer, fmtStat(row.PeerVals, row.Unit), ratio, perRun, row.Target, row.verdict())
 	}
 	s.WriteString("\nDetails (phase times are medians from BuildKit's plain progress: context transfer, copy vertices summed, layer export = diff + compression, push):\n\n")
 	for _, row := range b.sortedRows() {
 		if row.Detail != "" {
-			fmt.Fprintf(&s, "- %d. %s: %s\n", row.Exp, row.Name, row.Detail)
+			fmt.Fprintf(&s, "- %d. %s: %s\n", row.Exp, row.label(), row.Detail)
 		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&s, "- %s\n", n)
+	}
+	if said := b.summary(); said != "" {
+		s.WriteString("\nWhat this run says (sentences generated from the rows above):\n\n" + said)
 	}
 	return s.String()
 }
@@ -103,7 +118,7 @@ func (b *bench) plot() image.Image {
 	}
 	lo, hi := 0.1, 10.0
 	for _, r := range rows {
-		m := median(r.Ratios)
+		m := r.RatioOfMedians
 		if m > 0 && !math.IsInf(m, 0) {
 			hi = math.Max(hi, m*1.2)
 			lo = math.Min(lo, m/1.2)
@@ -115,7 +130,7 @@ func (b *bench) plot() image.Image {
 		v = math.Max(lo, math.Min(hi, v))
 		return labelW + int(float64(barW)*(math.Log10(v)-math.Log10(lo))/(math.Log10(hi)-math.Log10(lo)))
 	}
-	text(10, 18, fmt.Sprintf("2DFS benchmark: median ratio per figure (log scale; speedup = peer time / ours, ours/peer otherwise). %d × %d MiB splits, %d runs",
+	text(10, 18, fmt.Sprintf("2DFS benchmark: ratio of medians per figure (log scale; speedup = peer time / ours, ours/peer otherwise). %d × %d MiB splits, %d runs",
 		b.splits, b.splitMiB, b.runs), color.Black)
 	grid := color.RGBA{220, 220, 220, 255}
 	for d := lo; d <= hi*1.001; d *= 10 {
@@ -127,7 +142,7 @@ func (b *bench) plot() image.Image {
 	}
 	for i, r := range rows {
 		y := top + i*rowH
-		label := fmt.Sprintf("%d %s", r.Exp, r.Name)
+		label := fmt.Sprintf("%d %s", r.Exp, r.label())
 		if r.RatioKind != Speedup {
 			label += " [ours/peer]"
 		}
@@ -139,7 +154,7 @@ func (b *bench) plot() image.Image {
 		if r.Met != nil {
 			c = map[bool]color.RGBA{true: {60, 160, 80, 255}, false: {210, 70, 60, 255}}[*r.Met]
 		}
-		m := median(r.Ratios)
+		m := r.RatioOfMedians
 		x0, x1 := xOf(1), xOf(m)
 		if x1 < x0 {
 			x0, x1 = x1, x0

@@ -17,14 +17,24 @@ import (
 	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
-// Variants of a build: ours and the Dockerfile peers.
+// Variants of a build: ours, and the Dockerfile peers at BuildKit's
+// default compression (gzip) and at ours (zstd level 1), each on its own
+// buildkitd.
 const (
-	vTDFS = "2dfs"
-	vCopy = "COPY"
-	vLink = "COPY --link"
+	vTDFS  = "2dfs"
+	vCopy  = "COPY"
+	vLink  = "COPY --link"
+	vCopyZ = "COPY zstd -1"
+	vLinkZ = "COPY --link zstd -1"
 )
 
-var buildVariants = []string{vTDFS, vCopy, vLink}
+var buildVariants = []string{vTDFS, vCopy, vLink, vCopyZ, vLinkZ}
+
+// zstd1 are the exporter attributes of the 2dfs CLI's default layer
+// compression, given to the peers' equal-settings variants: exactly what
+// `2dfs build` sets (no force-compression: the base image's layers stay
+// the registry's gzip blobs on both sides).
+var zstd1 = []string{"compression=zstd", "compression-level=1"}
 
 // cmd runs a command, saving its combined output under out/logs/LOG.log,
 // and returns the output and the wall time.
@@ -55,14 +65,16 @@ func (b *bench) buildctl(addr string, args ...string) []string {
 // startBuilders gives each variant its own buildkitd (2dfs the main one).
 // Sharing one would make them pay for each other's context transfers:
 // BuildKit keeps one incremental copy of a local context per shared key,
-// and neither buildctl nor our CLI sets SolveOpt.SharedKey, so every build
-// context on a daemon has the same key ("context:context:") and each build
-// of another folder re-sends all of its files.
+// and buildctl sets no SolveOpt.SharedKey, so every buildctl context on a
+// daemon has the same key ("context:context:") and each build of another
+// folder re-sends all of its files. (`2dfs build` sets a key per folder,
+// but the Dockerfile variants are built with buildctl; their own daemons
+// also keep one variant's cache and compressed blobs out of another's.)
 func (b *bench) startBuilders() error {
 	b.builders = map[string]string{vTDFS: b.buildkit}
 	// Base images are built on one more, so they do not evict the
 	// field's context either.
-	for _, v := range []string{vCopy, vLink, "base"} {
+	for _, v := range []string{vCopy, vLink, vCopyZ, vLinkZ, "base"} {
 		addr, err := b.env.Buildkitd("bench-" + slugOf(v))
 		if err != nil {
 			return err
@@ -100,10 +112,13 @@ func (b *bench) build(variant, dir, ref, base, log string, extra ...string) (tim
 	case vTDFS:
 		out, d, err = b.cmd(log, filepath.Join(b.bin, "2dfs"), "build", "--engine", "buildkit", "--addr", b.builders[vTDFS], "--progress", "plain",
 			"--build-context", "base=docker-image://"+base, "--output", output, dir)
-	case vCopy, vLink:
+	case vCopy, vLink, vCopyZ, vLinkZ:
 		file := "Dockerfile"
-		if variant == vLink {
+		if variant == vLink || variant == vLinkZ {
 			file = "Dockerfile.link"
+		}
+		if variant == vCopyZ || variant == vLinkZ {
+			output += "," + strings.Join(zstd1, ",")
 		}
 		out, d, err = b.cmd(log, filepath.Join(b.tools, "buildctl"), b.buildctl(b.builders[variant], "build", "--progress", "plain",
 			"--frontend", "dockerfile.v0", "--local", "context="+dir, "--local", "dockerfile="+dir,
