@@ -229,6 +229,12 @@ func TestCIRDeployPip(t *testing.T) {
 		t.Errorf("console script printed %q", got)
 	}
 
+	// inspect draws the assembled field: the wheels on row 1, the app on row 2.
+	drawn := twodfs(t, "inspect", "--insecure", env.registry+"/cir/pipapp:amd64")
+	if !strings.Contains(drawn, "field: 3 allotments in 3×2") || !strings.Contains(drawn, "python3.11/dist-packages") || !strings.Contains(drawn, "/app") {
+		t.Errorf("inspect of the assembled image:\n%s", drawn)
+	}
+
 	// The same CIR deployed again gives the same image, byte for byte.
 	if out, err := deploy(t, cirRef, "--platform", "linux/amd64", "-t", env.registry+"/cir/pipapp:amd64-again", "--push"); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, out)
