@@ -338,8 +338,10 @@ func TestCIRDeployCacheFrom(t *testing.T) {
 	base := debianBase(t)
 	files := map[string][]byte{}
 	add := func(name string, data []byte) { files[name] = data }
-	add(wheel(t, "purepkg", "2.0", "py3-none-any", map[string]string{"purepkg/__init__.py": "NAME = 'pure'\n"}, nil, ""))
-	add(wheel(t, "mypkg", "1.0", "py3-none-manylinux2014_x86_64", map[string]string{"mypkg/__init__.py": "import purepkg\nVALUE = 'x86_64 ' + purepkg.NAME\n"}, []string{"purepkg>=2"}, ""))
+	// Contents of this test's own: the same wheel built by another test
+	// would already be a cached layer on the main buildkitd.
+	add(wheel(t, "purepkg", "2.0", "py3-none-any", map[string]string{"purepkg/__init__.py": "NAME = 'cache test'\n"}, nil, ""))
+	add(wheel(t, "mypkg", "1.0", "py3-none-manylinux2014_x86_64", map[string]string{"mypkg/__init__.py": "import purepkg\nVALUE = 'cache test ' + purepkg.NAME\n"}, []string{"purepkg>=2"}, ""))
 	ix := startPipIndex(t, files)
 	ref := env.registry + "/cir/cached:v1"
 	build(t, env.buildkit, cirContext(t, base, map[string]any{"pip": []string{"mypkg==1.0"}, "pipIndex": ix.URL}), "-t", ref, "--push")
