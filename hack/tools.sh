@@ -8,7 +8,9 @@
 # Debian packages: runc (buildkitd's OCI worker), containerd (ctr pulls and
 # runs images in the tests), busybox-static (the base images we make, since
 # no public registry is reachable), redis-server (the proxy's shared store in
-# its tests), skopeo (a second pull client in the proxy tests). The BuildKit,
+# its tests), skopeo (a second pull client in the proxy tests),
+# qemu-user-static (runs linux/arm64 images and bootstraps the arm64 Debian
+# base; registered in binfmt_misc below, where the kernel allows it). The BuildKit,
 # buildx, registry, crane and staticcheck binaries and the OCI
 # distribution-spec conformance test (built with go test -c) are pinned in hack/tools/go.mod
 # and built once per version into ${TDFS_CACHE:-~/.cache/tdfs}; a cold build
@@ -27,6 +29,37 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 [ -x /bin/busybox ] && /bin/busybox --help 2>&1 | grep -q static || dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+# qemu-user-static: arm64 images run under user emulation (the CIR tests).
+[ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
+
+# binfmt_misc entry for aarch64, the one Debian's qemu-user-static ships
+# (/usr/lib/binfmt.d/qemu-aarch64.conf). Its F flag makes the kernel open
+# the interpreter when the entry is registered, so it also works inside the
+# mount namespaces of containers (runc, containerd), where
+# /usr/libexec/qemu-binfmt is not visible. Written straight to the register
+# file rather than with binfmt-support or systemd-binfmt, which need a
+# running init and are absent in CI containers.
+binfmt=/proc/sys/fs/binfmt_misc
+binfmt_ok() { [ -r $binfmt/qemu-aarch64 ] && grep -qx enabled $binfmt/qemu-aarch64 && grep -q '^flags: .*F' $binfmt/qemu-aarch64; }
+register_binfmt() {
+  local conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+  binfmt_ok && return 0
+  if [ ! -w $binfmt/register ]; then
+    mount -t binfmt_misc binfmt_misc $binfmt 2>/dev/null || {
+      echo "hack/tools.sh: cannot mount binfmt_misc on $binfmt (the kernel or the container refuses it; needs root and CAP_SYS_ADMIN): linux/arm64 images will not run here" >&2
+      return 1
+    }
+  fi
+  [ -r "$conf" ] || { echo "hack/tools.sh: $conf is missing (qemu-user-static not installed?)" >&2; return 1; }
+  # An entry without the F flag (from binfmt-support) would not work in
+  # containers: replace it.
+  [ -e $binfmt/qemu-aarch64 ] && echo -1 >$binfmt/qemu-aarch64
+  grep -v '^#' "$conf" >$binfmt/register 2>/dev/null || {
+    echo "hack/tools.sh: the kernel refused the aarch64 entry of $conf in $binfmt/register: linux/arm64 images will not run here" >&2
+    return 1
+  }
+  binfmt_ok || { echo "hack/tools.sh: $binfmt/qemu-aarch64 is not enabled with flag F after registering it" >&2; return 1; }
+}
 
 # Bump recipe when the way the tools are built changes.
 recipe=2
@@ -46,6 +79,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq >&2
   apt-get install -y -qq "${need[@]}" >&2
 fi
+# Not fatal: everything but running arm64 images works without it, and the
+# tests that need it say so.
+register_binfmt || true
 
 if [ ! -x "$bin/staticcheck" ]; then
   echo "hack/tools.sh: building pinned buildkitd, buildctl, registry, buildx, crane, staticcheck, conformance.test into $bin (a few minutes, once)" >&2
