@@ -162,7 +162,8 @@ func deploy(t *testing.T, args ...string) (string, error) {
 // The lazy-builder for pip, end to end and hermetic: a local PEP 503 index
 // with a pure wheel and a platform-tagged one for x86_64 and aarch64, a
 // Debian base made with debootstrap, a CIR pre-built on it, deployed for
-// linux/amd64 on buildkitd and run with containerd. Two applications with
+// linux/amd64 and linux/arm64 on buildkitd and run with containerd (arm64
+// under qemu user emulation). Two applications with
 // the same dependencies share the wheel layers.
 func TestCIRDeployPip(t *testing.T) {
 	base := debianBase(t)
@@ -269,6 +270,24 @@ func TestCIRDeployPip(t *testing.T) {
 	if e, ok := entries["/usr/local/lib/python3.11/dist-packages/mypkg/__init__.py"]; !ok || !strings.Contains(string(e.data), "aarch64") || e.hdr.ModTime.Unix() != 0 || e.hdr.Mode&0o777 != 0o644 {
 		t.Errorf("arm64 mypkg layer: %+v", e.hdr)
 	}
+
+	// containerd runs the arm64 image under qemu user emulation: the
+	// base's arm64 python3 imports the aarch64 wheel and the pure one.
+	t.Run("run linux/arm64 under qemu", func(t *testing.T) {
+		needEmulation(t, "arm64")
+		ref := env.registry + "/cir/pipapp:arm64"
+		runCmd(t, "", "ctr", append(ctr, "images", "pull", "--plain-http", "--platform", "linux/arm64", ref)...)
+		start := time.Now()
+		got := runCmd(t, "", "ctr", append(ctr, "run", "--rm", "--platform", "linux/arm64", ref, id+"arm")...)
+		t.Logf("arm64 app ran in %v under emulation", time.Since(start).Round(time.Millisecond))
+		if strings.TrimSpace(got) != "app aarch64 pure" {
+			t.Errorf("arm64 app printed %q", got)
+		}
+		got = runCmd(t, "", "ctr", append(ctr, "run", "--rm", "--platform", "linux/arm64", ref, id+"armm", "python3", "-c", "import platform, mypkg; print(platform.machine(), mypkg.VALUE)")...)
+		if strings.TrimSpace(got) != "aarch64 aarch64 pure" {
+			t.Errorf("arm64 python3 printed %q", got)
+		}
+	})
 
 	// A second application with the same dependencies: same wheel layers.
 	dir2 := cirContext(t, base, deps)
