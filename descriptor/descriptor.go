@@ -594,8 +594,9 @@ func checkName(s string) string {
 	return ""
 }
 
-// checkSrc returns what is wrong with a source path, or "".
-func checkSrc(s string) string {
+// checkSrcName returns what is wrong with any source path, wherever it is
+// read (the build context, another image, a named context), or "".
+func checkSrcName(s string) string {
 	if msg := checkName(s); msg != "" {
 		return msg
 	}
@@ -604,6 +605,16 @@ func checkSrc(s string) string {
 		return "must not be empty"
 	case strings.ContainsAny(s, "*?["):
 		return "wildcards are not supported; list the files or name a directory"
+	}
+	return ""
+}
+
+// checkSrc returns what is wrong with a source path, or "".
+func checkSrc(s string) string {
+	if msg := checkSrcName(s); msg != "" {
+		return msg
+	}
+	switch {
 	case path.IsAbs(s):
 		return "must be relative to the build context, not absolute"
 	}

@@ -110,15 +110,10 @@ func checkURL(s string) string {
 // checkFromSrc returns what is wrong with a path read inside another image
 // or named context, or "". Absolute paths are fine there, as in COPY --from.
 func checkFromSrc(s string) string {
-	if msg := checkName(s); msg != "" {
+	if msg := checkSrcName(s); msg != "" {
 		return msg
 	}
-	switch {
-	case s == "":
-		return "must not be empty"
-	case strings.ContainsAny(s, "*?["):
-		return "wildcards are not supported; list the files or name a directory"
-	case slices.Contains(strings.Split(s, "/"), ".."):
+	if slices.Contains(strings.Split(s, "/"), "..") {
 		return `must not contain ".."`
 	}
 	return ""

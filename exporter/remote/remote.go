@@ -84,12 +84,7 @@ func (s *Source) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, erro
 
 // Blob reads a whole blob of at most limit bytes, checked against its digest.
 func (s *Source) Blob(ctx context.Context, desc ocispec.Descriptor, limit int64) ([]byte, error) {
-	rc, err := s.Open(ctx, desc.Digest)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return blob.ReadChecked(rc, desc.Digest, limit)
+	return blob.Read(ctx, s, desc.Digest, limit)
 }
 
 // Size asks the registry for a blob's size.

@@ -2,11 +2,28 @@
 package blob
 
 import (
+	"context"
 	"fmt"
 	"io"
 
 	digest "github.com/opencontainers/go-digest"
 )
+
+// Opener opens a blob by digest.
+type Opener interface {
+	Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
+}
+
+// Read opens a blob with o and reads it whole, at most limit bytes, checked
+// against its digest: the Blob method of every image source.
+func Read(ctx context.Context, o Opener, d digest.Digest, limit int64) ([]byte, error) {
+	rc, err := o.Open(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return ReadChecked(rc, d, limit)
+}
 
 // ReadChecked reads at most limit bytes and checks them against d.
 func ReadChecked(r io.Reader, d digest.Digest, limit int64) ([]byte, error) {
