@@ -96,6 +96,7 @@ func (b *bench) coldBuild() error {
 	noop := map[string][]float64{}
 	floors := map[string][]float64{}
 	var reads []string
+	var rss []float64 // MB, the direct engine's 2dfs process
 	for run := range b.runs {
 		for _, k := range runOrder(kinds, run) {
 			if err := b.refreshCold(); err != nil {
@@ -142,6 +143,9 @@ func (b *bench) coldBuild() error {
 					return err
 				}
 				phases[k] = append(phases[k], p)
+				if k == vDirect {
+					rss = append(rss, float64(b.lastRSS.Load())*1024/1e6)
+				}
 				if k == vTDFS || k == vDirect {
 					// No-op: the same build again, nothing changed.
 					nd, _, err := b.build(builder, fc.dir, b.refName(slug, run), base, log+"-noop")
@@ -183,7 +187,7 @@ func (b *bench) coldBuild() error {
 		r.Exp, r.Unit, r.RatioKind = 1, "s", Speedup
 		b.add(r)
 	}
-	b.directColdRows(times, noop, floors, reads)
+	b.directColdRows(times, noop, floors, reads, rss)
 	return nil
 }
 

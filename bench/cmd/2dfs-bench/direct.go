@@ -262,7 +262,7 @@ const vFloor = "registry floor (raw blob upload)"
 // directColdRows are experiment 1's direct-engine figures: cold against
 // COPY --link and the BuildKit engine at equal compression, against the
 // registry floor, and the no-op.
-func (b *bench) directColdRows(times, noop, floors map[string][]float64, reads []string) {
+func (b *bench) directColdRows(times, noop, floors map[string][]float64, reads []string, rss []float64) {
 	if len(times[vDirect]) == 0 {
 		return
 	}
@@ -274,6 +274,10 @@ func (b *bench) directColdRows(times, noop, floors map[string][]float64, reads [
 			r.Detail = "allotments the direct engine read per run, cold then no-op: " + fmt.Sprint(reads)
 		}
 		b.add(r)
+	}
+	if len(rss) > 0 {
+		b.add(&Row{Exp: 1, Key: "cold/direct-rss", Name: "cold build, 2dfs direct engine, peak memory of the 2dfs process", Unit: "MB", Ours: rss,
+			Detail: fmt.Sprintf("maximum resident set size from the process's rusage, with %d MiB splits and %d workers; it stays bounded by the workers' buffers, not the split size", b.splitMiB, directWorkers())})
 	}
 }
 

@@ -37,10 +37,13 @@ func TestDirectRows(t *testing.T) {
 	times := map[string][]float64{vDirect: {1, 2, 1.5}, vLinkZ: {3, 4, 3}, vTDFS: {2, 3, 2}}
 	noop := map[string][]float64{vDirect: {0.2, 0.05, 0.06}, vTDFS: {0.2, 0.2, 0.3}}
 	floors := map[string][]float64{"floor": {0.9, 1.5, 1.0}}
-	b.directColdRows(times, noop, floors, []string{"4 read", "0 read"})
+	b.directColdRows(times, noop, floors, []string{"4 read", "0 read"}, []float64{40})
 	link, fl, nt := b.row("cold/direct-link"), b.row("cold/direct-floor"), b.row("noop/direct-time")
 	if link == nil || fl == nil || nt == nil || b.row("noop/direct") == nil || b.row("cold/direct-buildkit") == nil {
 		t.Fatalf("rows missing: %+v", b.res.Rows)
+	}
+	if r := b.row("cold/direct-rss"); r == nil || r.Unit != "MB" || r.Ours[0] != 40 {
+		t.Fatalf("peak memory row = %+v", r)
 	}
 	// per run 3, 2, 2: median 2; medians 3 / 1.5 = 2: both miss ≥2.5.
 	if link.RatioOfMedians != 2 || link.Met == nil || *link.Met {
@@ -60,7 +63,7 @@ func TestDirectRows(t *testing.T) {
 	}
 	// Nothing measured: no rows (experiment 1 run without the direct engine).
 	b2 := &bench{res: &Results{}, started: time.Now()}
-	b2.directColdRows(map[string][]float64{}, nil, nil, nil)
+	b2.directColdRows(map[string][]float64{}, nil, nil, nil, nil)
 	if len(b2.res.Rows) != 0 {
 		t.Fatalf("rows without direct figures: %+v", b2.res.Rows)
 	}
@@ -101,5 +104,17 @@ func TestUploadBlobs(t *testing.T) {
 	bad.digest = blobs[1].digest
 	if _, err := uploadBlobs(context.Background(), host, "bench/other", []floorBlob{bad}, 1); err == nil {
 		t.Fatal("a blob uploaded under another blob's digest was accepted")
+	}
+}
+
+// cmd records the peak memory of the process it ran (the direct engine's
+// memory figure), not of the benchmark.
+func TestCmdRecordsPeakMemory(t *testing.T) {
+	b := &bench{ctx: context.Background()}
+	if _, _, err := b.cmd("", "sh", "-c", "true"); err != nil {
+		t.Fatal(err)
+	}
+	if kib := b.lastRSS.Load(); kib <= 0 || kib > 1<<20 {
+		t.Fatalf("peak memory of sh -c true = %d KiB", kib)
 	}
 }

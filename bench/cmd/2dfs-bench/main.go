@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,9 @@ type bench struct {
 	ctrdDir    string            // its folder
 	builders   map[string]string // BUILDKIT_HOST per variant
 	key        uint64            // last key of randomData used for fresh split bytes
+	// lastRSS is the peak resident memory (KiB) of the last command cmd
+	// ran (the client process alone, not the daemons it talks to).
+	lastRSS atomic.Int64
 }
 
 func main() {
