@@ -69,12 +69,15 @@ type bench struct {
 	ctrdDir    string            // its folder
 	builders   map[string]string // BUILDKIT_HOST per variant
 	key        uint64            // last key of randomData used for fresh split bytes
-	// lastRSS is the peak resident memory (KiB) of the last command cmd
-	// ran (the client process alone, not the daemons it talks to).
+	// lastRSS is the peak resident memory (KiB) of the last direct build
+	// (the 2dfs process alone, not the daemons it talks to).
 	lastRSS atomic.Int64
 }
 
 func main() {
+	if len(os.Args) > 3 && os.Args[1] == rssWrapArg {
+		os.Exit(rssWrap(os.Args[2], os.Args[3:]))
+	}
 	if target := os.Getenv(forwardEnv); target != "" {
 		forwardMain(target)
 		return

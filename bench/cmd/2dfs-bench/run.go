@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tdfs-kit/tdfs/tests/testenv"
@@ -46,11 +45,6 @@ func (b *bench) cmd(log string, name string, args ...string) (string, time.Durat
 	start := time.Now()
 	err := c.Run()
 	d := time.Since(start)
-	if c.ProcessState != nil {
-		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			b.lastRSS.Store(ru.Maxrss) // KiB on Linux
-		}
-	}
 	if log != "" {
 		_ = os.WriteFile(filepath.Join(b.out, "logs", log+".log"), buf.Bytes(), 0o644)
 	}
