@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,9 +69,15 @@ type bench struct {
 	ctrdDir    string            // its folder
 	builders   map[string]string // BUILDKIT_HOST per variant
 	key        uint64            // last key of randomData used for fresh split bytes
+	// lastRSS is the peak resident memory (KiB) of the last direct build
+	// (the 2dfs process alone, not the daemons it talks to).
+	lastRSS atomic.Int64
 }
 
 func main() {
+	if len(os.Args) > 3 && os.Args[1] == rssWrapArg {
+		os.Exit(rssWrap(os.Args[2], os.Args[3:]))
+	}
 	if target := os.Getenv(forwardEnv); target != "" {
 		forwardMain(target)
 		return
@@ -146,6 +153,12 @@ func main() {
 		}
 		defer os.RemoveAll(d)
 		c.work = d
+	}
+
+	// The direct engine's stat cache: the benchmark's own, so no earlier
+	// run's entries make a cold build warm.
+	if err := os.Setenv("XDG_CACHE_HOME", filepath.Join(c.work, "xdg-cache")); err != nil {
+		fatalf("%v", err)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -28,7 +28,7 @@ const (
 	vLinkZ = "COPY --link zstd -1"
 )
 
-var buildVariants = []string{vTDFS, vCopy, vLink, vCopyZ, vLinkZ}
+var buildVariants = []string{vTDFS, vDirect, vCopy, vLink, vCopyZ, vLinkZ}
 
 // zstd1 are the exporter attributes of the 2dfs CLI's default layer
 // compression, given to the peers' equal-settings variants: exactly what
@@ -112,6 +112,8 @@ func (b *bench) build(variant, dir, ref, base, log string, extra ...string) (tim
 	case vTDFS:
 		out, d, err = b.cmd(log, filepath.Join(b.bin, "2dfs"), "build", "--engine", "buildkit", "--addr", b.builders[vTDFS], "--progress", "plain",
 			"--build-context", "base=docker-image://"+base, "--output", output, dir)
+	case vDirect:
+		out, d, err = b.buildDirect(dir, ref, base, log)
 	case vCopy, vLink, vCopyZ, vLinkZ:
 		file := "Dockerfile"
 		if variant == vLink || variant == vLinkZ {

@@ -81,6 +81,19 @@ func (b *bench) summary() string {
 			ratioOf(b.row("cold/link")), ratioOf(b.row("cold/copy")), ratioOf(b.row("cold/singles")), b.res.Splits,
 			ratioOf(b.row("cold/link-gzip")), ratioOf(b.row("cold/link-defaults")), ratioOf(b.row("cold/copy-defaults")), ratioOf(b.row("cold/singles-defaults")))
 	}
+	if r := b.row("cold/direct-link"); r != nil {
+		noop, rss := b.row("noop/direct"), "–"
+		if m := b.row("cold/direct-rss"); m != nil {
+			rss = fmtStat(m.Ours, m.Unit)
+		}
+		say("**Direct engine** (`2dfs build --engine direct`), cold at equal compression: %s as fast as COPY --link (target %s: %s), %s as fast as the BuildKit engine; "+
+			"its time ÷ the registry receiving the same layers as raw blob uploads: %s (target %s: %s). No-op: %s, %s as fast as the BuildKit engine's %s (target under 100 ms: %s). "+
+			"Re-build of the last splits: %s COPY --link; base change: %s COPY --link. Peak memory of the 2dfs process: %s.",
+			ratioOf(r), r.Target, strings.Trim(r.verdict(), "*"), ratioOf(b.row("cold/direct-buildkit")),
+			ratioOf(b.row("cold/direct-floor")), b.row("cold/direct-floor").Target, strings.Trim(b.row("cold/direct-floor").verdict(), "*"),
+			fmtStat(noop.Ours, noop.Unit), ratioOf(noop), fmtStat(noop.PeerVals, noop.Unit), strings.Trim(b.row("noop/direct-time").verdict(), "*"),
+			b.spanOf(b.rebuildKeys("bottom", "direct-link")...), ratioOf(b.row("base/direct-link")), rss)
+	}
 	if len(b.rebuildKeys("bottom", "copy")) > 0 {
 		say("**Re-build after changing the last splits** (ratios of medians over the percentages measured): %s COPY and %s COPY --link at equal compression; %s and %s at the defaults. "+
 			"After changing the first splits: %s COPY and %s COPY --link at equal compression; %s and %s at the defaults.",
@@ -122,6 +135,7 @@ func (b *bench) summary() string {
 
 // readmeKeys are the figures of the README's table, equal settings first.
 var readmeKeys = []string{
+	"cold/direct-link", "cold/direct-buildkit", "cold/direct-floor", "noop/direct", "rebuild/25-bottom/direct-link", "base/direct-link",
 	"cold/link", "cold/copy", "cold/singles", "cold/link-gzip", "cold/link-defaults", "cold/copy-defaults",
 	"rebuild/25-bottom/copy", "rebuild/25-bottom/link", "rebuild/25-bottom/copy-defaults", "rebuild/25-bottom/link-defaults",
 	"rebuild/25-top/copy", "rebuild/25-top/copy-defaults",

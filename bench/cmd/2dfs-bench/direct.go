@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
+)
+
+// vDirect is `2dfs build --engine direct`: the same field, read, tarred,
+// compressed (zstd level 1, like vTDFS) and pushed in one pass per
+// allotment, with no buildkitd. It keeps a stat cache under
+// $XDG_CACHE_HOME, which main points into the scratch folder.
+const vDirect = "2dfs direct"
+
+// racyPause is how long a direct build waits after its sources were
+// written: the stat cache does not record a file changed within 100 ms of
+// the scan (direct/cache.go's racyWindow), and a split written just before
+// a cold build would then be re-read by the next build, which would make
+// the no-op and re-build figures pay for the benchmark's own timing.
+const racyPause = 200 * time.Millisecond
+
+// directWorkers is the direct engine's worker count (cmd/2dfs/direct.go);
+// the floor uploads as many blobs at once.
+func directWorkers() int { return min(max(runtime.NumCPU(), 2), 8) }
+
+// buildDirect builds and pushes REF from DIR with the direct engine.
+// It runs through rssWrap, which records the 2dfs process's peak memory
+// in b.lastRSS.
+func (b *bench) buildDirect(dir, ref, base, log string) (string, time.Duration, error) {
+	time.Sleep(racyPause)
+	exe, err := os.Executable()
+	if err != nil {
+		return "", 0, err
+	}
+	rssFile := filepath.Join(b.work, "direct.rss")
+	out, d, err := b.cmd(log, exe, rssWrapArg, rssFile, filepath.Join(b.bin, "2dfs"), "build", "--engine", "direct", "--progress", "plain",
+		"--compression", "zstd", "--compression-level", "1",
+		"--build-context", "base=docker-image://"+base, "-t", ref, "--push", dir)
+	if err != nil {
+		return out, d, err
+	}
+	dt, err := os.ReadFile(rssFile)
+	if err != nil {
+		return out, d, err
+	}
+	kib, err := strconv.ParseInt(string(dt), 10, 64)
+	if err != nil {
+		return out, d, fmt.Errorf("%s: %w", rssFile, err)
+	}
+	b.lastRSS.Store(kib)
+	return out, d, nil
+}
+
+// rssWrapArg makes the benchmark binary run a command and write its peak
+// memory (see rssWrap).
+const rssWrapArg = "rss-wrap"
+
+// rssWrap runs ARGS and writes its maximum resident set size (KiB) to
+// FILE, returning its exit code. It is a process of its own because Linux
+// counts into a child's maxrss the memory of the process it was forked
+// from, up to its exec: run straight from the benchmark, which holds the
+// splits' bytes (2 GiB at 2 × 1 GiB), 2dfs was charged with them. This
+// wrapper is small, so what it reports is the 2dfs process's own peak.
+func rssWrap(file string, args []string) int {
+	c := exec.Command(args[0], args[1:]...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err := c.Run()
+	if c.ProcessState == nil {
+		fmt.Fprintf(os.Stderr, "rss-wrap: %v\n", err)
+		return 1
+	}
+	ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		fmt.Fprintln(os.Stderr, "rss-wrap: no rusage on this system")
+		return 1
+	}
+	if werr := os.WriteFile(file, []byte(strconv.FormatInt(ru.Maxrss, 10)), 0o644); werr != nil {
+		fmt.Fprintf(os.Stderr, "rss-wrap: %v\n", werr)
+		return 1
+	}
+	return c.ProcessState.ExitCode()
+}
+
+var directReadLine = regexp.MustCompile(`(?m)^\[2dfs\] direct: (\d+) allotments read, (\d+) unread`)
+
+// directReads is how many allotments a direct build read and how many it
+// took from the stat cache or the registry, from its last output line. A
+// log without that line is an error: counting it as "nothing read" would
+// make a no-op look cheaper than it was.
+func directReads(out string) (read, unread int, err error) {
+	m := directReadLine.FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0, fmt.Errorf("no %q line in the direct engine's output (has its log format changed?)", "[2dfs] direct: N allotments read, M unread")
+	}
+	read, _ = strconv.Atoi(m[1])
+	unread, _ = strconv.Atoi(m[2])
+	return read, unread, nil
+}
+
+// fieldLayers are the layers of image REF that are not layers of BASE:
+// the allotments the build wrote, as the registry holds them.
+func fieldLayers(ctx context.Context, ref, base string) ([]remoteBlob, error) {
+	digests := func(r string) ([]remoteBlob, error) {
+		n, err := name.ParseReference(r)
+		if err != nil {
+			return nil, err
+		}
+		img, err := remote.Image(n, remote.WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r, err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r, err)
+		}
+		var out []remoteBlob
+		for _, l := range m.Layers {
+			out = append(out, remoteBlob{repo: n.Context().RepositoryStr(), digest: l.Digest.String(), size: l.Size})
+		}
+		return out, nil
+	}
+	all, err := digests(ref)
+	if err != nil {
+		return nil, err
+	}
+	bl, err := digests(base)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(l remoteBlob) bool {
+		return slices.ContainsFunc(bl, func(x remoteBlob) bool { return x.digest == l.digest })
+	}), nil
+}
+
+type remoteBlob struct {
+	repo, digest string
+	size         int64
+}
+
+// floorBlob is one compressed layer on disk, to be uploaded as it is.
+type floorBlob struct {
+	digest string
+	size   int64
+	path   string
+}
+
+// fetchBlobs copies blobs from the registry into DIR (untimed: the floor
+// times only the upload).
+func fetchBlobs(ctx context.Context, registry, dir string, blobs []remoteBlob) ([]floorBlob, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var out []floorBlob
+	for _, bl := range blobs {
+		path := filepath.Join(dir, bl.digest[len("sha256:"):])
+		out = append(out, floorBlob{digest: bl.digest, size: bl.size, path: path})
+		if st, err := os.Stat(path); err == nil && st.Size() == bl.size {
+			continue
+		}
+		u := "http://" + registry + "/v2/" + bl.repo + "/blobs/" + bl.digest
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.Create(path)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("GET %s: %s", u, resp.Status)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// uploadBlobs is the floor of any push: every blob sent to REPO on the
+// registry at HOST (plain HTTP) as one monolithic upload (POST, then PUT
+// with the digest and the whole body), up to workers at once, the way the
+// direct engine's pushes overlap. It returns the wall time of all of them.
+func uploadBlobs(ctx context.Context, host, repo string, blobs []floorBlob, workers int) (time.Duration, error) {
+	start := time.Now()
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(workers)
+	for _, bl := range blobs {
+		eg.Go(func() error { return uploadBlob(ctx, host, repo, bl) })
+	}
+	err := eg.Wait()
+	return time.Since(start), err
+}
+
+func uploadBlob(ctx context.Context, host, repo string, bl floorBlob) error {
+	base := &url.URL{Scheme: "http", Host: host}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base.JoinPath("v2", repo, "blobs", "uploads").String()+"/", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("POST %s blob upload: %s", repo, resp.Status)
+	}
+	loc, err := base.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		return fmt.Errorf("POST %s blob upload: Location: %w", repo, err)
+	}
+	q := loc.Query()
+	q.Set("digest", bl.digest)
+	loc.RawQuery = q.Encode()
+	f, err := os.Open(bl.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	put, err := http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), f)
+	if err != nil {
+		return err
+	}
+	put.ContentLength = bl.size
+	put.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = http.DefaultClient.Do(put)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("PUT %s blob %s: %s", repo, bl.digest, resp.Status)
+	}
+	return nil
+}
+
+// floor uploads the allotment layers of REF (built on BASE) to a fresh
+// repository of the same registry and returns the seconds it took.
+func (b *bench) floor(ref, base string, run int) (float64, error) {
+	layers, err := fieldLayers(b.ctx, ref, base)
+	if err != nil {
+		return 0, err
+	}
+	if len(layers) != b.splits {
+		return 0, fmt.Errorf("%s has %d layers besides its base's, want %d (one per split)", ref, len(layers), b.splits)
+	}
+	dir := filepath.Join(b.work, "floor")
+	defer os.RemoveAll(dir)
+	blobs, err := fetchBlobs(b.ctx, b.registry, dir, layers)
+	if err != nil {
+		return 0, err
+	}
+	d, err := uploadBlobs(b.ctx, b.registry, fmt.Sprintf("bench/floor-%x-r%d", b.seed&0xffffff, run), blobs, directWorkers())
+	return d.Seconds(), err
+}
+
+// directCold, after a direct cold build of REF and its no-op, checks from
+// their logs that the cold build read every split and the no-op none, and
+// measures the floor: the same compressed layers uploaded as raw blobs.
+func (b *bench) directCold(ref, base string, run int, log string, floors map[string][]float64, reads *[]string) error {
+	var got []string
+	for i, l := range []string{log, log + "-noop"} {
+		path := filepath.Join(b.out, "logs", l+".log")
+		dt, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		read, unread, err := directReads(string(dt))
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if want := []int{b.splits, 0}[i]; read != want {
+			return fmt.Errorf("%s: the direct engine read %d allotments, want %d (%d unread)", path, read, want, unread)
+		}
+		got = append(got, fmt.Sprintf("%d read", read))
+	}
+	*reads = append(*reads, got...)
+	s, err := b.floor(ref, base, run)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	floors["floor"] = append(floors["floor"], s)
+	b.logf("exp 1 run %d: registry floor %.2fs", run+1, s)
+	return nil
+}
+
+// Peers of the direct engine's rows.
+const vFloor = "registry floor (raw blob upload)"
+
+// directColdRows are experiment 1's direct-engine figures: cold against
+// COPY --link and the BuildKit engine at equal compression, against the
+// registry floor, and the no-op.
+func (b *bench) directColdRows(times, noop, floors map[string][]float64, reads []string, rss []float64) {
+	if len(times[vDirect]) == 0 {
+		return
+	}
+	for _, r := range directRows(times, noop, floors) {
+		if r.Key == "cold/direct-floor" {
+			r.Detail = fmt.Sprintf("the %d allotment layers of each direct build, uploaded again to a new repository of the same registry, %d at a time (POST, then one PUT with the digest); the registry already holds them under the build's repository, so it skips only the final move of each blob: it still receives, hashes and writes every byte", b.splits, directWorkers())
+		}
+		if r.Key == "noop/direct" {
+			r.Detail = "allotments the direct engine read per run, cold then no-op: " + fmt.Sprint(reads)
+		}
+		b.add(r)
+	}
+	if len(rss) > 0 {
+		b.add(&Row{Exp: 1, Key: "cold/direct-rss", Name: "cold build, 2dfs direct engine, peak memory of the 2dfs process", Unit: "MB", Ours: rss,
+			Detail: fmt.Sprintf("maximum resident set size from the process's rusage, with %d MiB splits and %d workers; it stays bounded by the workers' buffers, not the split size", b.splitMiB, directWorkers())})
+	}
+}
+
+// directRows builds the rows of directColdRows from the measured times (a
+// pure function, for the tests).
+func directRows(times, noop, floors map[string][]float64) []*Row {
+	noopOK := len(noop[vDirect]) > 0 && median(noop[vDirect]) < 0.1
+	return []*Row{
+		{Exp: 1, Key: "cold/direct-link", Name: "cold build, 2dfs direct engine vs COPY --link", Settings: Equal, Unit: "s", RatioKind: Speedup,
+			Ours: times[vDirect], Peer: vLinkZ, PeerVals: times[vLinkZ], Target: "≥2.5×", TargetMin: 2.5},
+		{Exp: 1, Key: "cold/direct-buildkit", Name: "cold build, 2dfs direct engine vs BuildKit engine", Settings: Equal, Unit: "s", RatioKind: Speedup,
+			Ours: times[vDirect], Peer: vTDFS + " (BuildKit engine)", PeerVals: times[vTDFS]},
+		{Exp: 1, Key: "cold/direct-floor", Name: "cold build, 2dfs direct engine vs the registry receiving the same layers", Settings: Equal, Unit: "s", RatioKind: Relative,
+			Ours: times[vDirect], Peer: vFloor, PeerVals: floors["floor"], Target: "≤1.3×", TargetMax: 1.3},
+		{Exp: 1, Key: "noop/direct", Name: "no-op re-build, 2dfs direct engine vs BuildKit engine", Settings: Equal, Unit: "s", RatioKind: Speedup,
+			Ours: noop[vDirect], Peer: vTDFS + " (BuildKit engine)", PeerVals: noop[vTDFS]},
+		{Exp: 1, Key: "noop/direct-time", Name: "no-op re-build, 2dfs direct engine, median under 100 ms", Unit: "s",
+			Ours: noop[vDirect], Target: "<0.1 s", Met: &noopOK},
+	}
+}
+
+// addDirectPeers adds the direct engine's rows of one re-build or base
+// change figure: against COPY --link and the BuildKit engine, both at
+// equal compression.
+func (b *bench) addDirectPeers(exp int, key, name string, times map[string][]float64) {
+	b.add(&Row{Exp: exp, Key: key + "/direct-link", Name: name + ", 2dfs direct engine vs COPY --link", Settings: Equal, Unit: "s",
+		Ours: times[vDirect], Peer: vLinkZ, PeerVals: times[vLinkZ], RatioKind: Speedup})
+	b.add(&Row{Exp: exp, Key: key + "/direct-buildkit", Name: name + ", 2dfs direct engine vs BuildKit engine", Settings: Equal, Unit: "s",
+		Ours: times[vDirect], Peer: vTDFS + " (BuildKit engine)", PeerVals: times[vTDFS], RatioKind: Speedup})
+}
