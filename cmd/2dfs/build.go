@@ -21,6 +21,7 @@ import (
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
 
@@ -69,30 +70,37 @@ frontend image is needed. Flags follow buildctl and docker buildx.`,
 		},
 	}
 	fl := cmd.Flags()
-	defaultAddr := os.Getenv("BUILDKIT_HOST")
-	if defaultAddr == "" {
-		defaultAddr = "unix:///run/buildkit/buildkitd.sock"
-	}
-	fl.StringVar(&f.addr, "addr", defaultAddr, "buildkitd address (default from BUILDKIT_HOST)")
+	f.registerSolveFlags(fl)
 	fl.StringVarP(&f.file, "file", "f", "", "descriptor file (default: 2dfs.json, 2dfs.yaml or 2dfs.yml in CONTEXT)")
-	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "image name to export (repeatable)")
-	fl.BoolVar(&f.push, "push", false, "push the image named by --tag")
-	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output, as in buildctl (type=image,name=...,push=true | type=oci,dest=... | type=local,dest=...)")
-	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "cache export, as in buildctl (type=registry,ref=...,mode=max)")
-	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "cache import, as in buildctl (type=registry,ref=...)")
 	fl.StringSliceVar(&f.platforms, "platform", nil, "target platforms (linux/amd64,linux/arm64)")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (SOURCE_DATE_EPOCH sets file and config times)")
 	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE")
 	fl.StringArrayVar(&f.contexts, "build-context", nil, "named context NAME=VALUE (base=docker-image://... overrides the descriptor's base)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for the build, as in buildctl: id=NAME,src=FILE or id=NAME,env=VAR (an allotment's authSecret names one; the file holds the whole Authorization header value)")
-	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
-	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the build result metadata (image digest) to this file")
 	fl.StringVar(&f.noCache, "no-cache", "", "re-run allotments instead of taking them from the build cache: all of them, or with --no-cache=`CELLS` those listed as row.col (--no-cache=1.2,0.0)")
 	fl.Lookup("no-cache").NoOptDefVal = "true"
-	fl.StringVar(&f.compression, "compression", "zstd", "layer compression for image outputs that set none: zstd, gzip, estargz or uncompressed")
-	fl.IntVar(&f.level, "compression-level", 1, "compression level for --compression (-1: the compressor's default)")
 	fl.StringVar(&f.engine, "engine", engineAuto, "build engine: direct (one pass per allotment, straight to the registry or OCI layout), buildkit, or auto (direct when it can make the same image)")
 	return cmd
+}
+
+// registerSolveFlags registers the flags every command that solves on a
+// buildkitd shares with buildctl: the daemon, outputs, caches, progress and
+// layer compression (2dfs build and 2dfs deploy).
+func (f *buildFlags) registerSolveFlags(fl *pflag.FlagSet) {
+	defaultAddr := os.Getenv("BUILDKIT_HOST")
+	if defaultAddr == "" {
+		defaultAddr = "unix:///run/buildkit/buildkitd.sock"
+	}
+	fl.StringVar(&f.addr, "addr", defaultAddr, "buildkitd address (default from BUILDKIT_HOST)")
+	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "image name to export (repeatable)")
+	fl.BoolVar(&f.push, "push", false, "push the image named by --tag")
+	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output, as in buildctl (type=image,name=...,push=true | type=oci,dest=... | type=local,dest=...)")
+	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "cache export, as in buildctl (type=registry,ref=...,mode=max)")
+	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "cache import, as in buildctl (type=registry,ref=...)")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
+	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the result metadata (image digest) to this file")
+	fl.StringVar(&f.compression, "compression", "zstd", "layer compression for image outputs that set none: zstd, gzip, estargz or uncompressed")
+	fl.IntVar(&f.level, "compression-level", 1, "compression level for --compression (-1: the compressor's default)")
 }
 
 func runBuild(ctx context.Context, f buildFlags, contextDir string) error {

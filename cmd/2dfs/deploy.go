@@ -51,22 +51,9 @@ application and applies the CIR's config. Outputs are those of 2dfs build.`,
 		},
 	}
 	fl := cmd.Flags()
-	defaultAddr := os.Getenv("BUILDKIT_HOST")
-	if defaultAddr == "" {
-		defaultAddr = "unix:///run/buildkit/buildkitd.sock"
-	}
-	fl.StringVar(&f.addr, "addr", defaultAddr, "buildkitd address (default from BUILDKIT_HOST)")
+	f.registerSolveFlags(fl)
 	fl.StringVar(&f.platform, "platform", "", "target platform (os/arch[/variant]), required")
 	fl.StringVar(&f.helper, "helper", "", "helper image with python3 and pip for the build host's platform (default: the CIR's base)")
-	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "image name to export (repeatable)")
-	fl.BoolVar(&f.push, "push", false, "push the image named by --tag")
-	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "output, as in buildctl (type=image,name=...,push=true | type=oci,dest=...)")
-	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "cache export, as in buildctl (type=registry,ref=...,mode=max): a shared cache of dependency layers")
-	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "cache import, as in buildctl (type=registry,ref=...): a fresh node takes dependency layers from it instead of the package archive")
-	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, quiet or rawjson")
-	fl.StringVar(&f.metadataFile, "metadata-file", "", "write the result metadata (image digest) to this file")
-	fl.StringVar(&f.compression, "compression", "zstd", "layer compression: zstd, gzip, estargz or uncompressed")
-	fl.IntVar(&f.level, "compression-level", 1, "compression level for --compression (-1: the compressor's default)")
 	f.registryFlags.register(fl)
 	_ = cmd.MarkFlagRequired("platform")
 	return cmd
