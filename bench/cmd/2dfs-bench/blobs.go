@@ -12,8 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
@@ -21,38 +22,29 @@ import (
 // blobWave GETs url from conc clients at once, reps times each, following
 // redirects, and returns MB/s over the whole wave.
 func blobWave(url string, conc, reps int, size int64) (float64, error) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	var g errgroup.Group
 	start := time.Now()
 	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			for range reps {
 				resp, err := httpc.Get(url)
-				if err == nil {
-					var n int64
-					n, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && (resp.StatusCode != http.StatusOK || n != size) {
-						err = fmt.Errorf("GET %s: %s, %d bytes of %d", url, resp.Status, n, size)
-					}
-				}
 				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
+					return err
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					return err
+				}
+				if resp.StatusCode != http.StatusOK || n != size {
+					return fmt.Errorf("GET %s: %s, %d bytes of %d", url, resp.Status, n, size)
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	return float64(size) * float64(conc*reps) / mb / time.Since(start).Seconds(), nil
 }

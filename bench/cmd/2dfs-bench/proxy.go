@@ -12,13 +12,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/tests/testenv"
@@ -577,29 +578,20 @@ func (b *bench) proxyMemory() error {
 // hammer sends total GETs from conc clients and returns requests/second.
 func hammer(ctx context.Context, total, conc int, url string) (float64, error) {
 	var next atomic.Int64
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	g, ctx := errgroup.WithContext(ctx)
 	start := time.Now()
 	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			for next.Add(1) <= int64(total) && ctx.Err() == nil {
 				if _, err := timedGet(url, true); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	return float64(total) / time.Since(start).Seconds(), nil
 }
