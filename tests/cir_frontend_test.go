@@ -128,6 +128,12 @@ func TestCIRFrontendDeploy(t *testing.T) {
 		checkIndex(t, repo+":bake")
 	})
 
+	t.Run("2dfs build", func(t *testing.T) {
+		// The same frontend in-process: a multi-platform deploy from the CLI.
+		build(t, env.buildkit, t.TempDir(), "--build-context", cirContext, "--platform", "linux/amd64,linux/arm64", "-t", repo+":cli-multi", "--push")
+		checkIndex(t, repo+":cli-multi")
+	})
+
 	t.Run("buildctl without a descriptor", func(t *testing.T) {
 		runCmd(t, "", filepath.Join(env.tools, "buildctl"), "--addr", env.buildkit, "build", "--frontend", "gateway.v0",
 			"--opt", "source="+frontend, "--opt", "context:"+cirContext, "--opt", "platform=linux/amd64",
