@@ -192,6 +192,7 @@ func TestCIRDeployContainerdWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := env.registry + "/cir/ctrd:amd64"
+	before := registryBlobs(t)
 	got := deployDigest(t, addr, cirRef, "--platform", "linux/amd64", "-t", name)
 	// buildctl's form of the same output.
 	again := deployDigest(t, addr, cirRef, "--platform", "linux/amd64", "--output", "type=image,name="+name+"-o")
@@ -208,6 +209,9 @@ func TestCIRDeployContainerdWorker(t *testing.T) {
 	}
 	if _, err := remote.Head(reference(t, name)); err == nil {
 		t.Errorf("%s is in the registry: the deploy pushed it", name)
+	}
+	if after := registryBlobs(t); len(after) != len(before) {
+		t.Errorf("the registry went from %d to %d blobs during the containerd-worker deploys", len(before), len(after))
 	}
 	out := runCmd(t, "", "ctr", append(ctr, "run", "--rm", name, fmt.Sprintf("ctrd%d", os.Getpid()))...)
 	if strings.TrimSpace(out) != "app x86_64 containerd worker" {
