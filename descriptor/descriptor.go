@@ -130,14 +130,32 @@ var (
 // Every problem found is returned in one ErrorList.
 func Parse(filename string, data []byte) (*Descriptor, error) {
 	p := &parser{file: filename}
+	if len(bytes.TrimSpace(bytes.TrimPrefix(data, utf8BOM))) == 0 && len(data) <= MaxSize {
+		return nil, p.fail(Position{}, -1, nil, "", `the descriptor is empty; it needs at least {"allotments": []}`)
+	}
+	doc, err := p.decode(data)
+	if err != nil {
+		return nil, err
+	}
+	d := &Descriptor{Filename: filename}
+	p.document(doc, d)
+	if err := p.errs.err(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// decode checks the file's size, syntax and YAML aliases and returns its
+// one document (a zero node for a blank file).
+func (p *parser) decode(data []byte) (*yaml.Node, error) {
 	if len(data) > MaxSize {
 		return nil, p.fail(Position{}, -1, nil, "", fmt.Sprintf("file is %d bytes, over the %d byte limit for a descriptor", len(data), MaxSize))
 	}
 	data = bytes.TrimPrefix(data, utf8BOM)
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, p.fail(Position{}, -1, nil, "", `the descriptor is empty; it needs at least {"allotments": []}`)
+		return &yaml.Node{}, nil
 	}
-	if !isYAMLName(filename) {
+	if !isYAMLName(p.file) {
 		if err := checkJSON(data); err != nil {
 			var se *json.SyntaxError
 			if errors.As(err, &se) {
@@ -169,12 +187,7 @@ func Parse(filename string, data []byte) (*Descriptor, error) {
 	if at, over := expandsPast(&doc, limit); over {
 		return nil, p.fail(pos(at), -1, nil, "", fmt.Sprintf("YAML aliases expand the descriptor past %d values here (aliases may add at most %d to the %d values it writes out, up to %d in all); alias less, or write the entries out", limit, max(written, AliasValues), written, MaxValues))
 	}
-	d := &Descriptor{Filename: filename}
-	p.document(&doc, d)
-	if err := p.errs.err(); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return &doc, nil
 }
 
 func isYAMLName(name string) bool {

@@ -39,6 +39,10 @@ func Build(ctx context.Context, c client.Client) (*client.Result, error) {
 	if err := checkCaps(c); err != nil {
 		return nil, err
 	}
+	// The "cir" named context makes this build the lazy-builder (cirdeploy.go).
+	if res, ok, err := deployFromContext(ctx, c); ok {
+		return res, err
+	}
 	desc, bc, src, err := readDescriptor(ctx, c)
 	if err != nil {
 		return nil, err

@@ -75,7 +75,7 @@ frontend image is needed. Flags follow buildctl and docker buildx.`,
 	fl.StringSliceVar(&f.platforms, "platform", nil, "target platforms (linux/amd64,linux/arm64)")
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build argument KEY=VALUE (SOURCE_DATE_EPOCH sets file and config times)")
 	fl.StringArrayVar(&f.labels, "label", nil, "image label KEY=VALUE")
-	fl.StringArrayVar(&f.contexts, "build-context", nil, "named context NAME=VALUE (base=docker-image://... overrides the descriptor's base)")
+	fl.StringArrayVar(&f.contexts, "build-context", nil, "named context NAME=VALUE (base=docker-image://... overrides the descriptor's base; cir=docker-image://REF assembles the CIR REF for --platform, docs/cir.md)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for the build, as in buildctl: id=NAME,src=FILE or id=NAME,env=VAR (an allotment's authSecret names one; the file holds the whole Authorization header value)")
 	fl.StringVar(&f.noCache, "no-cache", "", "re-run allotments instead of taking them from the build cache: all of them, or with --no-cache=`CELLS` those listed as row.col (--no-cache=1.2,0.0)")
 	fl.Lookup("no-cache").NoOptDefVal = "true"

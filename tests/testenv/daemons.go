@@ -73,6 +73,15 @@ func (d *Daemons) Down() error {
 // its address.
 func (d *Daemons) Buildkitd(name string) (string, error) { return d.daemons("buildkitd", name) }
 
+// ContainerdBuildkitd starts one more buildkitd whose worker is the
+// containerd at d.Containerd (namespace "buildkit", the OCI worker off),
+// as on a node whose runtime is containerd: an image it exports with a
+// name and no push lands in that containerd's image store. It returns its
+// address.
+func (d *Daemons) ContainerdBuildkitd(name string) (string, error) {
+	return d.daemons("buildkitd-containerd", name)
+}
+
 // ExtraRegistry starts one more registry, which every buildkitd started
 // after it reaches over plain HTTP, and returns its host:port.
 func (d *Daemons) ExtraRegistry(name string) (string, error) { return d.daemons("registry", name) }
