@@ -9,7 +9,8 @@
 # the base satisfies is not added again. It always exits 0 and leaves in
 # /out: status (0 or 1), log, report.json (pip's installation report),
 # unreachable (why the index cannot be reached), denied (the index's 401 or
-# 403), nosecret (the id of the secret needed but not given) and, on failure,
+# 403), nosecret (the id of the secret needed but not given), badsecret
+# (the secret holds a line break) and, on failure,
 # missing (missing.py: every requirement without a wheel, with its path).
 set -u
 mkdir -p /out
@@ -34,7 +35,13 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 req = urllib.request.Request(sys.argv[1].rstrip("/") + "/")
 if sys.argv[2]:
-    req.add_unredirected_header("Authorization", open(sys.argv[2], "rb").read().decode().strip())
+    auth = open(sys.argv[2], "rb").read().decode()
+    # buildkitd's wheel fetches send the value as is, and a header
+    # cannot hold a line break (a file written with echo ends with one).
+    if "\n" in auth or "\r" in auth:
+        print("badsecret")
+        sys.exit()
+    req.add_unredirected_header("Authorization", auth)
 try:
     urllib.request.build_opener(NoRedirect).open(req, timeout=15)
 except urllib.error.HTTPError as e:
@@ -44,11 +51,12 @@ except Exception as e:
     print("unreachable %s" % getattr(e, "reason", e))
 PY
 case $(cat /tmp/probe) in
+  badsecret) echo "$AUTH_ID" >/out/badsecret ;;
   denied*) sed 's/^denied //' /tmp/probe >/out/denied ;;
   unreachable*) sed 's/^unreachable //' /tmp/probe >/out/unreachable ;;
   ?*) cat /tmp/probe >/out/unreachable ;;
 esac
-if [ -s /out/denied ] || [ -s /out/unreachable ]; then
+if [ -s /out/badsecret ] || [ -s /out/denied ] || [ -s /out/unreachable ]; then
   echo 1 >/out/status
   exit 0
 fi

@@ -16,6 +16,9 @@ func pipFailure(o llb.ResolveOptions, read func(string) string) error {
 		return fmt.Errorf("pip: the CIR's index %s needs the BuildKit secret %q (its pipAuthSecret), which this deploy was not given; pass it with --secret id=%s,src=FILE (a file holding the whole Authorization header value)",
 			index, o.AuthSecret, o.AuthSecret)
 	}
+	if strings.TrimSpace(read("/badsecret")) != "" {
+		return fmt.Errorf("pip: the secret %q for the index %s holds a line break, which an Authorization header cannot carry; write the file without one (printf '%%s' \"Bearer …\" >FILE)", o.AuthSecret, index)
+	}
 	if why := strings.TrimSpace(read("/denied")); why != "" {
 		if o.AuthSecret != "" {
 			return fmt.Errorf("pip: index %s answered %s to the Authorization header of the secret %q; check the secret's value (the whole header value, e.g. \"Basic …\" or \"Bearer …\")", index, why, o.AuthSecret)

@@ -130,7 +130,13 @@ func startAuthPipIndex(t *testing.T, wheels map[string][]byte, auth string) *pip
 		fmt.Fprint(w, "<!DOCTYPE html><html><body>\n")
 		for _, f := range files {
 			sum := sha256.Sum256(ix.files[f])
-			fmt.Fprintf(w, "<a href=\"/files/%s#sha256=%s\">%s</a><br/>\n", f, hex.EncodeToString(sum[:]), f)
+			// Behind credentials, mypkg's links are absolute, the others
+			// relative: the resolution's proxy must carry both.
+			at := ""
+			if ix.auth != "" && strings.HasPrefix(f, "mypkg-") {
+				at = "http://" + r.Host
+			}
+			fmt.Fprintf(w, "<a href=\"%s/files/%s#sha256=%s\">%s</a><br/>\n", at, f, hex.EncodeToString(sum[:]), f)
 		}
 		fmt.Fprint(w, "</body></html>\n")
 	})

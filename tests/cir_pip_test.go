@@ -40,7 +40,7 @@ func wheelNames(r cir.Resolved) string {
 // A CIR whose index needs an Authorization header (pipAuthSecret): the
 // index answers 401 to anything without it. Deploy without the secret
 // fails naming the index and the secret, with a wrong one it names the
-// index's answer, with the right one (2dfs deploy --secret, as buildctl)
+// index's answer, one ending with a line break is refused, with the right one (2dfs deploy --secret, as buildctl)
 // the resolution in the helper and buildkitd's wheel fetches both send it,
 // and the token is in no blob of the image nor in deploy's output.
 func TestCIRDeployPipAuth(t *testing.T) {
@@ -56,6 +56,8 @@ func TestCIRDeployPipAuth(t *testing.T) {
 	writeFile(t, good, []byte(token))
 	wrong := filepath.Join(dir, "wrong")
 	writeFile(t, wrong, []byte("Bearer not-the-token"))
+	echoed := filepath.Join(dir, "echoed")
+	writeFile(t, echoed, []byte(token+"\n"))
 
 	ref := env.registry + "/cir/authapp:v1"
 	build(t, env.buildkit, cirContext(t, base, map[string]any{"pip": []string{"mypkg==1.0"}, "pipIndex": ix.URL, "pipAuthSecret": "pypi-token"}), "-t", ref, "--push")
@@ -71,6 +73,8 @@ func TestCIRDeployPipAuth(t *testing.T) {
 			`pip: the CIR's index ` + ix.URL + ` needs the BuildKit secret "pypi-token" (its pipAuthSecret), which this deploy was not given; pass it with --secret id=pypi-token,src=FILE`},
 		{"wrong secret", ref, []string{"--secret", "id=pypi-token,src=" + wrong},
 			`pip: index ` + ix.URL + ` answered 401 Unauthorized to the Authorization header of the secret "pypi-token"; check the secret's value`},
+		{"secret with a line break", ref, []string{"--secret", "id=pypi-token,src=" + echoed},
+			`pip: the secret "pypi-token" for the index ` + ix.URL + ` holds a line break, which an Authorization header cannot carry`},
 		{"no pipAuthSecret", noauth, nil,
 			`pip: index ` + ix.URL + ` answered 401 Unauthorized; an index that needs credentials is named with "pipAuthSecret"`},
 	} {
