@@ -151,6 +151,15 @@ func normalize(s string) string {
 	return regexp.MustCompile(`[-_.]+`).ReplaceAllString(strings.ToLower(s), "-")
 }
 
+// Redact is a URL without credentials, query or fragment, for messages.
+func Redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	return redact(u)
+}
+
 func redact(u *url.URL) string {
 	c := *u
 	c.User = nil
@@ -159,11 +168,58 @@ func redact(u *url.URL) string {
 	return c.String()
 }
 
-// ResolveError turns what the resolver left (its log and the direct
-// requirements it could not find alone) into the error a user reads: every
-// missing requirement at once with the platform, or the index that could
-// not be reached, or the log's last lines.
-func ResolveError(platform, index string, missing []string, log string) error {
+// Machine is the platform_machine of Python on an OCI architecture, the
+// machine name of its wheel tags.
+func Machine(arch string) (string, error) {
+	m, ok := pipArch[arch]
+	if !ok {
+		return "", fmt.Errorf("no wheel platform tag is known for architecture %q", arch)
+	}
+	return m, nil
+}
+
+// Origin is scheme://host[:port] of a URL, "" if it is none.
+func Origin(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+}
+
+// Missing is a requirement of the closure with no wheel for the platform.
+type Missing struct {
+	Requirement string
+	// Path is the chain of "name version" that required it, from the
+	// direct requirement down; "" for a direct one.
+	Path string
+}
+
+func (m Missing) String() string {
+	if m.Path == "" {
+		return m.Requirement
+	}
+	return m.Requirement + " (via " + m.Path + ")"
+}
+
+// ParseMissing reads missing.py's lines: the requirement, a tab, the path.
+func ParseMissing(text string) []Missing {
+	var out []Missing
+	for _, l := range strings.Split(text, "\n") {
+		req, path, _ := strings.Cut(l, "\t")
+		if req = strings.TrimSpace(req); req != "" {
+			out = append(out, Missing{Requirement: req, Path: strings.TrimSpace(path)})
+		}
+	}
+	return out
+}
+
+// ResolveError turns what the resolver left (its log and the requirements,
+// direct or transitive, it could not find) into the error a user reads:
+// every missing requirement at once with the platform and the path that
+// required it, or the index that could not be reached, or the log's last
+// lines.
+func ResolveError(platform, index string, missing []Missing, log string) error {
 	if u, err := url.Parse(index); err == nil {
 		index = redact(u)
 	}
@@ -175,7 +231,11 @@ func ResolveError(platform, index string, missing []string, log string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("pip: no wheel for %s (Python %s) on %s for: %s", platform, pythonOf(log), index, strings.Join(missing, ", "))
+		var names []string
+		for _, m := range missing {
+			names = append(names, m.String())
+		}
+		return fmt.Errorf("pip: no wheel for %s (Python %s) on %s for: %s", platform, pythonOf(log), index, strings.Join(names, ", "))
 	}
 	return fmt.Errorf("pip could not resolve the dependencies for %s:\n%s", platform, tail(log, 20))
 }

@@ -62,8 +62,9 @@ func TestParseReport(t *testing.T) {
 }
 
 func TestResolveError(t *testing.T) {
-	err := ResolveError("linux/arm64", "http://idx/simple", []string{"a", "b==1"}, "2dfs: python 3.11\nERROR: No matching distribution found for a\n")
-	if err.Error() != "pip: no wheel for linux/arm64 (Python 3.11) on http://idx/simple for: a, b==1" {
+	missing := ParseMissing("a\t\nb==1\t\nc>=2\ttop 1.0 → mid 2.0\n")
+	err := ResolveError("linux/arm64", "http://u:p@idx/simple", missing, "2dfs: python 3.11\nERROR: No matching distribution found for a\n")
+	if err.Error() != "pip: no wheel for linux/arm64 (Python 3.11) on http://idx/simple for: a, b==1, c>=2 (via top 1.0 → mid 2.0)" {
 		t.Fatal(err)
 	}
 	err = ResolveError("linux/arm64", "http://idx:9/simple", nil, "WARNING: Retrying ... Failed to establish a new connection: [Errno 111] Connection refused')': /simple/a/\n")
@@ -72,8 +73,20 @@ func TestResolveError(t *testing.T) {
 	}
 	// An unreachable index leaves every requirement unfound too; the
 	// index is what the user must fix.
-	err = ResolveError("linux/arm64", "http://idx:9/simple", []string{"a"}, "Failed to establish a new connection: [Errno 111] Connection refused\nERROR: No matching distribution found for a\n")
+	err = ResolveError("linux/arm64", "http://idx:9/simple", []Missing{{Requirement: "a"}}, "Failed to establish a new connection: [Errno 111] Connection refused\nERROR: No matching distribution found for a\n")
 	if !strings.HasPrefix(err.Error(), "pip: index http://idx:9/simple cannot be reached: ") {
 		t.Fatal(err)
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://PyPI.example.com/simple": "https://pypi.example.com",
+		"http://127.0.0.1:8080/a/simple/": "http://127.0.0.1:8080",
+		"not a url":                       "",
+	} {
+		if got := Origin(in); got != want {
+			t.Errorf("Origin(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

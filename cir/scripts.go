@@ -28,3 +28,21 @@ var DebScript string
 //
 //go:embed alternatives.py
 var AlternativesScript string
+
+// PipDriverScript runs pip for a target platform against the base's
+// installed distributions (pipdrv.py).
+//
+//go:embed pipdrv.py
+var PipDriverScript string
+
+// MissingScript lists every requirement of a closure without a wheel, with
+// the path that required it (missing.py).
+//
+//go:embed missing.py
+var MissingScript string
+
+// AuthProxyScript forwards pip's requests to an index, adding its
+// Authorization header (authproxy.py).
+//
+//go:embed authproxy.py
+var AuthProxyScript string

@@ -57,9 +57,6 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			return nil, fmt.Errorf("the CIR's base %s was pinned for %s at pre-build, not for %s; pre-build the CIR with --platform %s (the base must offer it)",
 				rec.Base.Ref, strings.Join(rec.PlatformNames(), ", "), tp, tp)
 		}
-		if rec.Resolver.PipAuthSecret != "" {
-			return nil, fmt.Errorf("the CIR's index needs the secret %q: deploy does not send index credentials yet", rec.Resolver.PipAuthSecret)
-		}
 
 		baseImg, err := imageConfig(ctx, c, rec.Base.Ref, target, "base")
 		if err != nil {
@@ -121,8 +118,13 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			if err != nil {
 				return nil, err
 			}
+			machine, err := cir.Machine(target.Architecture)
+			if err != nil {
+				return nil, err
+			}
 			wheels, err = resolvePip(ctx, c, llb.ResolveOptions{
-				Helper: helper, Requirements: rec.Dependencies.Pip, Index: rec.Resolver.PipIndex,
+				Helper: helper, Base: base, Requirements: rec.Dependencies.Pip, Index: rec.Resolver.PipIndex,
+				AuthSecret: rec.Resolver.PipAuthSecret, Machine: machine,
 				Interpreter: interp, Tags: tags, Platform: tp, Epoch: req.Epoch,
 			}, host)
 			if err != nil {
@@ -131,7 +133,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		}
 		layers := make([]bkllb.State, len(wheels))
 		for i, w := range wheels {
-			layers[i] = llb.WheelLayer(w, helper, interp, "", req.Epoch)
+			layers[i] = llb.WheelLayer(w, helper, interp, wheelAuth(rec.Resolver, w), req.Epoch)
 			resolved.Wheels = append(resolved.Wheels, cir.ResolvedWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, Digest: w.Digest.String()})
 		}
 		app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
@@ -252,17 +254,8 @@ func resolvePip(ctx context.Context, c client.Client, o llb.ResolveOptions, host
 		}
 		return string(dt)
 	}
-	if why := strings.TrimSpace(read("/unreachable")); why != "" {
-		return nil, fmt.Errorf("pip: index %s cannot be reached: %s", o.Index, why)
-	}
-	if strings.TrimSpace(read("/status")) != "0" {
-		var missing []string
-		for _, l := range strings.Split(read("/missing"), "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				missing = append(missing, l)
-			}
-		}
-		return nil, cir.ResolveError(o.Platform, o.Index, missing, read("/log"))
+	if err := pipFailure(o, read); err != nil {
+		return nil, err
 	}
 	report, err := ref.ReadFile(ctx, client.ReadRequest{Filename: "/report.json"})
 	if err != nil {

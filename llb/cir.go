@@ -30,25 +30,39 @@ func scripts(epoch time.Time) bkllb.State {
 			Mkfile("/resolve.sh", 0o644, []byte(cir.ResolveScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/resolve-apt.sh", 0o644, []byte(cir.AptResolveScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/deb.sh", 0o644, []byte(cir.DebScript), bkllb.WithCreatedTime(epoch)).
-			Mkfile("/alternatives.py", 0o644, []byte(cir.AlternativesScript), bkllb.WithCreatedTime(epoch)),
+			Mkfile("/alternatives.py", 0o644, []byte(cir.AlternativesScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/pipdrv.py", 0o644, []byte(cir.PipDriverScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/missing.py", 0o644, []byte(cir.MissingScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/authproxy.py", 0o644, []byte(cir.AuthProxyScript), bkllb.WithCreatedTime(epoch)),
 		bkllb.WithCustomName("[2dfs cir] scripts"))
 }
 
 // ResolveOptions are the inputs of a pip resolution.
 type ResolveOptions struct {
 	// Helper is an image of the build host's platform with python3 and pip.
-	Helper       bkllb.State
+	Helper bkllb.State
+	// Base is the base for the target, mounted at /base: its installed
+	// distributions are not added again.
+	Base         bkllb.State
 	Requirements []string
 	Index        string
-	Interpreter  cir.Interpreter
-	Tags         []string
-	Platform     string
-	Epoch        time.Time
+	// AuthSecret is the id of the BuildKit secret holding the index's
+	// Authorization header value, or "".
+	AuthSecret string
+	// Machine is the target's platform_machine (x86_64, aarch64).
+	Machine     string
+	Interpreter cir.Interpreter
+	Tags        []string
+	Platform    string
+	Epoch       time.Time
 }
 
 // PipResolve runs pip in the helper to resolve requirements for the target
-// platform's tags. Its result (the /out mount) holds resolve.sh's files. It
-// never comes from the cache: without a lock, each deploy resolves fresh.
+// platform's tags, against what the base has installed. Its result (the
+// /out mount) holds resolve.sh's files. It never comes from the cache:
+// without a lock, each deploy resolves fresh. The index's secret, if any, is
+// mounted (optional, so resolve.sh can say it is missing) on a tmpfs of
+// BuildKit's: it is in no layer and no cache key.
 func PipResolve(o ResolveOptions) bkllb.State {
 	args := append([]string{"/bin/sh", "/2dfs/resolve.sh"}, o.Requirements...)
 	runOpts := []bkllb.RunOption{
@@ -57,17 +71,25 @@ func PipResolve(o ResolveOptions) bkllb.State {
 		bkllb.AddEnv("ABI", o.Interpreter.ABI()),
 		bkllb.AddEnv("TAGS", strings.Join(o.Tags, " ")),
 		bkllb.AddEnv("INDEX", o.Index),
+		bkllb.AddEnv("ORIGIN", cir.Origin(o.Index)),
+		bkllb.AddEnv("MACHINE", o.Machine),
+		bkllb.AddEnv("AUTH_ID", o.AuthSecret),
 		bkllb.AddEnv("PIP_ROOT_USER_ACTION", "ignore"),
 		bkllb.AddMount("/2dfs", scripts(o.Epoch), bkllb.Readonly),
+		bkllb.AddMount("/base", o.Base, bkllb.Readonly),
 		bkllb.IgnoreCache,
 		bkllb.WithCustomNamef("[2dfs cir] pip resolve %d requirements for %s (Python %s)", len(o.Requirements), o.Platform, o.Interpreter.Version),
+	}
+	if o.AuthSecret != "" {
+		runOpts = append(runOpts, bkllb.AddSecret("/run/2dfs/pipauth", bkllb.SecretID(o.AuthSecret), bkllb.SecretOptional))
 	}
 	return o.Helper.Run(runOpts...).AddMount("/out", bkllb.Scratch())
 }
 
 // WheelLayer is one wheel: fetched by buildkitd pinned by its sha256 (a
-// different content fails the fetch), unpacked by the helper into a layer of
-// its own. Its cache key is the helper, the script, the wheel's digest and
+// different content fails the fetch), with the Authorization header of
+// authSecret when it is not "" (the caller passes it for the index's own
+// origin only), unpacked by the helper into a layer of its own. Its cache key is the helper, the script, the wheel's digest and
 // the site folder, so the same wheel gives the same layer in every
 // application.
 func WheelLayer(w cir.Wheel, helper bkllb.State, interp cir.Interpreter, authSecret string, epoch time.Time) bkllb.State {

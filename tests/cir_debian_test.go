@@ -16,7 +16,8 @@ import (
 // linux/amd64 resolves against the base's sources and dpkg status, and
 // containerd runs numpy, which needs the libblas.so.3 and liblapack.so.3
 // links libblas3 and liblapack3 make in their postinst: the alternatives
-// layer. Skips, saying so, when the archive cannot be reached.
+// layer. The same for linux/arm64, run under qemu user emulation. Skips,
+// saying so, when the archive cannot be reached.
 func TestCIRDebianNumpy(t *testing.T) {
 	client := http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Get("http://deb.debian.org/debian/dists/bookworm/Release")
@@ -29,7 +30,7 @@ func TestCIRDebianNumpy(t *testing.T) {
 	dir := cirContext(t, base, map[string]any{"apt": []string{"python3-numpy"}})
 	writeFile(t, dir+"/app/main.py", []byte("import numpy\nprint('numpy', numpy.__version__, int(numpy.dot(numpy.ones(3), numpy.ones(3))))\n"))
 	ref := env.registry + "/cir/numpy:v1"
-	build(t, env.buildkit, dir, "--platform", "linux/amd64", "-t", ref, "--push")
+	build(t, env.buildkit, dir, "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push")
 	start := time.Now()
 	if out, err := deploy(t, ref, "--platform", "linux/amd64", "-t", ref+"-amd64", "--push"); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, out)
@@ -70,4 +71,53 @@ func TestCIRDebianNumpy(t *testing.T) {
 	if !strings.HasPrefix(strings.TrimSpace(got), "numpy 1.") || !strings.HasSuffix(strings.TrimSpace(got), " 3") {
 		t.Errorf("numpy printed %q", got)
 	}
+
+	// linux/arm64, resolved and unpacked on this amd64 host against the
+	// arm64 base's own dpkg status (hack/debian-base bootstraps it fully
+	// under qemu), run by containerd under qemu user emulation.
+	t.Run("linux/arm64", func(t *testing.T) {
+		start := time.Now()
+		if out, err := deploy(t, ref, "--platform", "linux/arm64", "-t", ref+"-arm64", "--push"); err != nil {
+			t.Fatalf("deploy: %v\n%s", err, out)
+		}
+		took := time.Since(start)
+		cfg, err := remoteImage(t, ref+"-arm64").ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resolved cir.Resolved
+		if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &resolved); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, d := range resolved.Debs {
+			names = append(names, d.Name)
+			if d.Arch != "arm64" && d.Arch != "all" {
+				t.Errorf("package %s %s is for %s", d.Name, d.Version, d.Arch)
+			}
+		}
+		all := layers(t, ref+"-arm64")
+		var size int64
+		for _, l := range all {
+			size += l.Size
+		}
+		t.Logf("arm64: closure %d packages (%s); deploy %s; assembled %d B, %d layers", len(names), strings.Join(names, " "), took.Round(time.Second), size, len(all))
+		if cfg.Architecture != "arm64" || !strings.Contains(" "+strings.Join(names, " ")+" ", " python3-numpy ") || strings.Contains(" "+strings.Join(names, " ")+" ", " python3 ") {
+			t.Errorf("arm64 image for %s, closure %v: want python3-numpy and not python3, which the base has", cfg.Architecture, names)
+		}
+
+		needEmulation(t, "arm64")
+		runCmd(t, "", "ctr", append(ctr, "images", "pull", "--plain-http", "--platform", "linux/arm64", ref+"-arm64")...)
+		id := fmt.Sprintf("nparm%d", os.Getpid())
+		start = time.Now()
+		got := runCmd(t, "", "ctr", append(ctr, "run", "--rm", "--platform", "linux/arm64", ref+"-arm64", id, "python3", "-c", "import numpy; print(numpy.__version__)")...)
+		t.Logf("arm64 under qemu: numpy %s, imported in %s", strings.TrimSpace(got), time.Since(start).Round(100*time.Millisecond))
+		if !strings.HasPrefix(strings.TrimSpace(got), "1.") {
+			t.Errorf("arm64 numpy printed %q", got)
+		}
+		got = runCmd(t, "", "ctr", append(ctr, "run", "--rm", "--platform", "linux/arm64", ref+"-arm64", id+"m", "python3", "-c", "import platform, numpy; print(platform.machine(), int(numpy.dot(numpy.ones(3), numpy.ones(3))))")...)
+		if strings.TrimSpace(got) != "aarch64 3" {
+			t.Errorf("arm64 numpy computed %q, want aarch64 3 (BLAS through the alternatives links)", got)
+		}
+	})
 }

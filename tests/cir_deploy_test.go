@@ -94,7 +94,10 @@ func wheel(t *testing.T, name, version, tag string, files map[string]string, req
 // Fetches that are not pip's (buildkitd's HTTP source) get tampered bytes
 // for the files named in tamper.
 type pipIndex struct {
-	URL     string
+	URL string
+	// auth, when set, is the Authorization header value every request
+	// must carry; others get 401.
+	auth    string
 	files   map[string][]byte
 	tamper  map[string]bool
 	mu      sync.Mutex
@@ -103,7 +106,14 @@ type pipIndex struct {
 
 func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
 	t.Helper()
-	ix := &pipIndex{files: wheels, tamper: map[string]bool{}, fetches: map[string]int{}}
+	return startAuthPipIndex(t, wheels, "")
+}
+
+// startAuthPipIndex is startPipIndex answering 401 to any request without
+// the Authorization header value auth ("" for none).
+func startAuthPipIndex(t *testing.T, wheels map[string][]byte, auth string) *pipIndex {
+	t.Helper()
+	ix := &pipIndex{auth: auth, files: wheels, tamper: map[string]bool{}, fetches: map[string]int{}}
 	projects := map[string][]string{}
 	for f := range wheels {
 		p := strings.ToLower(strings.SplitN(f, "-", 2)[0])
@@ -120,7 +130,13 @@ func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
 		fmt.Fprint(w, "<!DOCTYPE html><html><body>\n")
 		for _, f := range files {
 			sum := sha256.Sum256(ix.files[f])
-			fmt.Fprintf(w, "<a href=\"/files/%s#sha256=%s\">%s</a><br/>\n", f, hex.EncodeToString(sum[:]), f)
+			// Behind credentials, mypkg's links are absolute, the others
+			// relative: the resolution's proxy must carry both.
+			at := ""
+			if ix.auth != "" && strings.HasPrefix(f, "mypkg-") {
+				at = "http://" + r.Host
+			}
+			fmt.Fprintf(w, "<a href=\"%s/files/%s#sha256=%s\">%s</a><br/>\n", at, f, hex.EncodeToString(sum[:]), f)
 		}
 		fmt.Fprint(w, "</body></html>\n")
 	})
@@ -147,7 +163,14 @@ func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ix.auth != "" && r.Header.Get("Authorization") != ix.auth {
+			w.Header().Set("WWW-Authenticate", `Basic realm="2dfs tests"`)
+			http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	ix.URL = "http://" + l.Addr().String() + "/simple"
@@ -303,7 +326,8 @@ func TestCIRDeployPip(t *testing.T) {
 }
 
 // Bad inputs of a deploy, each with its message: every requirement without
-// a wheel for the platform named at once, an unreachable index named, a
+// a wheel for the platform named at once, direct or transitive with the
+// path that required it, an unreachable index named, a
 // wheel whose bytes changed after resolution, a platform the CIR's base was
 // not pinned for.
 func TestCIRDeployErrors(t *testing.T) {
@@ -312,6 +336,8 @@ func TestCIRDeployErrors(t *testing.T) {
 	add := func(name string, data []byte) { files[name] = data }
 	add(wheel(t, "purepkg", "2.0", "py3-none-any", map[string]string{"purepkg/__init__.py": "NAME = 'pure'\n"}, nil, ""))
 	add(wheel(t, "armonly", "1.0", "py3-none-manylinux2014_aarch64", map[string]string{"armonly/__init__.py": ""}, nil, ""))
+	add(wheel(t, "top", "1.0", "py3-none-any", map[string]string{"top/__init__.py": ""}, []string{"mid", "armonly>=1", "purepkg"}, ""))
+	add(wheel(t, "mid", "1.0", "py3-none-any", map[string]string{"mid/__init__.py": ""}, []string{"deep", `winonly; sys_platform == "win32"`}, ""))
 	ix := startPipIndex(t, files)
 
 	for _, tc := range []struct {
@@ -321,6 +347,9 @@ func TestCIRDeployErrors(t *testing.T) {
 	}{
 		{"missing wheels", map[string]any{"pip": []string{"purepkg", "armonly", "nosuchpkg==1.0"}, "pipIndex": ix.URL},
 			"pip: no wheel for linux/amd64 (Python 3.11) on " + ix.URL + " for: armonly, nosuchpkg==1.0"},
+		// pip stops at the first; every one is listed, with its path.
+		{"missing transitive wheels", map[string]any{"pip": []string{"top", "nosuchpkg==1.0"}, "pipIndex": ix.URL},
+			"pip: no wheel for linux/amd64 (Python 3.11) on " + ix.URL + " for: nosuchpkg==1.0, armonly>=1 (via top 1.0), deep (via top 1.0 → mid 1.0)"},
 		{"unreachable index", map[string]any{"pip": []string{"purepkg"}, "pipIndex": "http://127.0.0.1:9/simple"},
 			"pip: index http://127.0.0.1:9/simple cannot be reached"},
 	} {
@@ -330,6 +359,9 @@ func TestCIRDeployErrors(t *testing.T) {
 			out, err := deploy(t, ref, "--platform", "linux/amd64", "-t", ref+"-amd64", "--push")
 			if err == nil || !strings.Contains(out, tc.want) {
 				t.Fatalf("deploy: %v, want %q in\n%s", err, tc.want, out)
+			}
+			if strings.Contains(out, "winonly") {
+				t.Errorf("a requirement for win32 only was walked into:\n%s", out)
 			}
 		})
 	}

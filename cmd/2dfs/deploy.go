@@ -54,6 +54,7 @@ application and applies the CIR's config. Outputs are those of 2dfs build.`,
 	f.registerSolveFlags(fl)
 	fl.StringVar(&f.platform, "platform", "", "target platform (os/arch[/variant]), required")
 	fl.StringVar(&f.helper, "helper", "", "helper image with python3 and pip for the build host's platform (default: the CIR's base)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for the deploy, as in buildctl: id=NAME,src=FILE or id=NAME,env=VAR (the CIR's pipAuthSecret names one; the file holds the index's whole Authorization header value)")
 	f.registryFlags.register(fl)
 	_ = cmd.MarkFlagRequired("platform")
 	return cmd
@@ -132,6 +133,10 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 		return fmt.Errorf("connect to buildkitd at %s: %w", f.addr, err)
 	}
 	defer c.Close()
+	secrets, err := build.ParseSecret(f.secrets)
+	if err != nil {
+		return fmt.Errorf("--secret: %w", err)
+	}
 	dockerConfig := config.LoadDefaultConfigFile(os.Stderr)
 	cacheExports, err := build.ParseExportCache(f.cacheTo)
 	if err != nil {
@@ -149,7 +154,7 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 		FrontendAttrs: map[string]string{},
 		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
 			AuthConfigProvider: authprovider.LoadAuthConfig(dockerConfig),
-		})},
+		}), secrets},
 	}
 	display, err := progressui.NewDisplay(os.Stderr, progressui.DisplayMode(f.progress))
 	if err != nil {
