@@ -21,6 +21,11 @@ type Resolved struct {
 	Python string          `json:"python,omitempty"`
 	Debs   []ResolvedDeb   `json:"debs,omitempty"`
 	Wheels []ResolvedWheel `json:"wheels,omitempty"`
+	// LayerBudget and AptLayers are set when the apt closure was over the
+	// layer budget and packages share layers: AptLayers lists the names in
+	// each layer of the apt row, in column order (docs/cir.md).
+	LayerBudget int        `json:"layerBudget,omitempty"`
+	AptLayers   [][]string `json:"aptLayers,omitempty"`
 }
 
 // ResolvedDeb is one package of the apt closure, in the order of its column.
