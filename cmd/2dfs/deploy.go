@@ -29,8 +29,11 @@ import (
 type deployFlags struct {
 	buildFlags
 	registryFlags
-	platform string
-	helper   string
+	platform   string
+	helper     string
+	lock       string
+	lockUpdate bool
+	maxLayers  int
 }
 
 func newDeployCommand() *cobra.Command {
@@ -54,6 +57,9 @@ application and applies the CIR's config. Outputs are those of 2dfs build.`,
 	f.registerSolveFlags(fl)
 	fl.StringVar(&f.platform, "platform", "", "target platform (os/arch[/variant]), required")
 	fl.StringVar(&f.helper, "helper", "", "helper image with python3 and pip for the build host's platform (default: the CIR's base)")
+	fl.StringVar(&f.lock, "lock", "", "lock file: pins the resolved closure per platform; written when absent or when the platform has no entry (docs/cir.md)")
+	fl.BoolVar(&f.lockUpdate, "lock-update", false, "resolve afresh and replace the platform's entry in the --lock file")
+	fl.IntVar(&f.maxLayers, "max-layers", cir.DefaultMaxLayers, "layer budget of the assembled image (base, dependencies, application); apt packages beyond it share layers; 0: no budget")
 	f.registryFlags.register(fl)
 	_ = cmd.MarkFlagRequired("platform")
 	return cmd
@@ -126,6 +132,18 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 	req.Target = target
 	req.Helper = f.helper
 	req.Epoch = llb.DefaultEpoch
+	switch {
+	case f.maxLayers < 0:
+		return fmt.Errorf("--max-layers %d: the layer budget is a number of layers, or 0 for none", f.maxLayers)
+	case f.maxLayers == 0:
+		req.MaxLayers = -1 // DeployRequest's 0 is the default budget
+	default:
+		req.MaxLayers = f.maxLayers
+	}
+	lock, err := openLock(f.lock, f.lockUpdate, &req, target)
+	if err != nil {
+		return err
+	}
 
 	c, err := client.New(ctx, f.addr)
 	if err != nil {
@@ -168,6 +186,9 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 		return err
 	})
 	if err := eg.Wait(); err != nil {
+		return err
+	}
+	if err := lock.save(req); err != nil {
 		return err
 	}
 	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
