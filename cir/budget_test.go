@@ -178,7 +178,7 @@ func TestSourceOf(t *testing.T) {
 	for u, want := range map[string]string{
 		"http://deb.debian.org/debian/pool/main/g/gcc-12/libgfortran5_12.2.0-14_amd64.deb": "gcc-12",
 		"http://deb.debian.org/debian/pool/main/libx/libxcb/libxcb1_1.15-1_amd64.deb":      "libxcb",
-		"http://127.0.0.1:8080/./hello_1.0_amd64.deb":                                     "hello",
+		"http://127.0.0.1:8080/./hello_1.0_amd64.deb":                                      "hello",
 	} {
 		if got := SourceOf(Deb{Name: "hello", URL: u}); got != want {
 			t.Errorf("%s: %s, want %s", u, got, want)
