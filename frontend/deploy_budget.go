@@ -33,9 +33,9 @@ func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels int,
 		slots = budget - fixed
 		if len(debs) == 0 || slots < 1 {
 			if fixed+len(debs) > budget {
-				what := fmt.Sprintf("the base's %d layers, %d wheel layers and the application's %d layers", baseLayers, wheels, len(req.AppRecord.Allotments))
+				what := fmt.Sprintf("the base (%d layers), the wheels (%d) and the application (%d)", baseLayers, wheels, len(req.AppRecord.Allotments))
 				if alt {
-					what += " and the alternatives layer"
+					what = fmt.Sprintf("the base (%d layers), the wheels (%d), the alternatives (1) and the application (%d)", baseLayers, wheels, len(req.AppRecord.Allotments))
 				}
 				if len(debs) > 0 {
 					return nil, nil, nil, fmt.Errorf("layer budget %d (--max-layers): %s leave no layer for the %d apt packages; raise the budget", budget, what, len(debs))

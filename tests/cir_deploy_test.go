@@ -104,29 +104,39 @@ type pipIndex struct {
 func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
 	t.Helper()
 	ix := &pipIndex{files: wheels, tamper: map[string]bool{}, fetches: map[string]int{}}
-	projects := map[string][]string{}
-	for f := range wheels {
-		p := strings.ToLower(strings.SplitN(f, "-", 2)[0])
-		projects[p] = append(projects[p], f)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/simple/", func(w http.ResponseWriter, r *http.Request) {
 		p := strings.Trim(strings.TrimPrefix(r.URL.Path, "/simple/"), "/")
-		files, ok := projects[strings.ReplaceAll(p, "_", "-")]
-		if !ok {
+		// Listed per request: a test may add a release (pipIndex.add).
+		ix.mu.Lock()
+		files := map[string][]byte{}
+		for f, data := range ix.files {
+			if strings.ToLower(strings.SplitN(f, "-", 2)[0]) == strings.ReplaceAll(p, "_", "-") {
+				files[f] = data
+			}
+		}
+		ix.mu.Unlock()
+		if len(files) == 0 {
 			http.NotFound(w, r)
 			return
 		}
 		fmt.Fprint(w, "<!DOCTYPE html><html><body>\n")
-		for _, f := range files {
-			sum := sha256.Sum256(ix.files[f])
+		names := make([]string, 0, len(files))
+		for f := range files {
+			names = append(names, f)
+		}
+		sort.Strings(names)
+		for _, f := range names {
+			sum := sha256.Sum256(files[f])
 			fmt.Fprintf(w, "<a href=\"/files/%s#sha256=%s\">%s</a><br/>\n", f, hex.EncodeToString(sum[:]), f)
 		}
 		fmt.Fprint(w, "</body></html>\n")
 	})
 	mux.HandleFunc("/files/", func(w http.ResponseWriter, r *http.Request) {
 		f := strings.TrimPrefix(r.URL.Path, "/files/")
+		ix.mu.Lock()
 		data, ok := ix.files[f]
+		ix.mu.Unlock()
 		if !ok {
 			http.NotFound(w, r)
 			return
@@ -152,6 +162,13 @@ func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
 	t.Cleanup(func() { srv.Close() })
 	ix.URL = "http://" + l.Addr().String() + "/simple"
 	return ix
+}
+
+// add publishes a file on the index, as a new release would be.
+func (ix *pipIndex) add(name string, data []byte) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.files[name] = data
 }
 
 func deploy(t *testing.T, args ...string) (string, error) {

@@ -181,11 +181,15 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 		resp, err = c.Build(ctx, solveOpt, "2dfs-deploy", frontend.Deploy(req), ch)
 		return err
 	})
+	var warnings []client.VertexWarning
 	eg.Go(func() error {
-		_, err := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		var err error
+		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), ch)
 		return err
 	})
-	if err := eg.Wait(); err != nil {
+	err = eg.Wait()
+	printWarnings(os.Stderr, warnings) // the layer budget's, as 2dfs build does
+	if err != nil {
 		return err
 	}
 	if err := lock.save(req); err != nil {
