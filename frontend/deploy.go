@@ -95,7 +95,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		}
 		helper := bkllb.Image(helperRef, bkllb.Platform(host), bkllb.WithCustomName("[2dfs cir] helper for "+platforms.Format(host)))
 
-		resolved := &cir.Resolved{Version: 1, CIR: req.CIR, Platform: tp, Python: interp.Version}
+		resolved := &cir.Resolved{Version: cir.ResolvedVersion, CIR: req.CIR, Platform: tp, Python: interp.Version}
 		var debs []cir.Deb
 		var mergedUsr bool
 		var altLayer *bkllb.State
@@ -179,6 +179,9 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			return nil, err
 		}
 		if config, err = res.Record.Embed(config); err != nil {
+			return nil, err
+		}
+		if config, err = resolved.Embed(config); err != nil {
 			return nil, err
 		}
 		out := client.NewResult()

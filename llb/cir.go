@@ -245,7 +245,10 @@ func Assemble(o AssembleOptions) (*Result, error) {
 	img.Config.Labels[field.LabelKey] = header
 	delete(img.Config.Labels, cir.LabelKey)
 	if o.Resolved != nil {
-		v, err := o.Resolved.Encode()
+		// The summary: the closure goes under cir.ResolvedConfigKey
+		// (the caller embeds it, cir.Resolved.Embed), as the field
+		// record's allotments do.
+		v, err := o.Resolved.Label()
 		if err != nil {
 			return nil, err
 		}

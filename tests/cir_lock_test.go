@@ -13,17 +13,19 @@ import (
 	"github.com/tdfs-kit/tdfs/field"
 )
 
+// resolvedOf reads what the lazy-builder resolved for an assembled image:
+// the closure in its config (cir.ResolvedConfigKey).
 func resolvedOf(t *testing.T, ref string) cir.Resolved {
 	t.Helper()
-	cfg, err := remoteImage(t, ref).ConfigFile()
+	raw, err := remoteImage(t, ref).RawConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r cir.Resolved
-	if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &r); err != nil {
-		t.Fatalf("%s: resolved label: %v", ref, err)
+	r, err := cir.ResolvedFromConfig(raw)
+	if err != nil || r == nil {
+		t.Fatalf("%s: resolved closure: %v (%v)", ref, err, r)
 	}
-	return r
+	return *r
 }
 
 func wheelVersions(r cir.Resolved) string {
