@@ -104,7 +104,9 @@ func TestCIRDebianBudget(t *testing.T) {
 	ctr := []string{"--address", env.ctrAddr, "--namespace", "tdfs-tests"}
 	runCmd(t, "", "ctr", append(ctr, "images", "pull", "--plain-http", first.ref)...)
 	got := runCmd(t, "", "ctr", append(ctr, "run", "--rm", "--env", "R_ENVIRON=/usr/lib/R/etc/Renviron.ucf", first.ref, fmt.Sprintf("rjson%d", os.Getpid()), "Rscript", "-e", "cat(jsonlite::toJSON(1:3))")...)
-	if strings.TrimSpace(got) != "[1,2,3]" {
+	// R still says "cannot find system Renviron" (it looks for the file
+	// itself too) and works.
+	if !strings.HasSuffix(strings.TrimSpace(got), "[1,2,3]") {
 		t.Errorf("Rscript printed %q", got)
 	}
 }
