@@ -42,6 +42,11 @@ type DeployRequest struct {
 	// build host's platform.
 	Helper string
 	Epoch  time.Time
+	// Lock pins the closure or records it (deploy_lock.go); nil resolves.
+	Lock *DeployLock
+	// MaxLayers is the layer budget (deploy_budget.go): 0 takes
+	// cir.DefaultMaxLayers, a negative one is no budget.
+	MaxLayers int
 }
 
 // Deploy is the lazy-builder: a client.BuildFunc that assembles the CIR for
@@ -87,9 +92,9 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		}
 		helper := bkllb.Image(helperRef, bkllb.Platform(host), bkllb.WithCustomName("[2dfs cir] helper for "+platforms.Format(host)))
 
-		resolved := &cir.Resolved{Version: 1, CIR: req.CIR, Platform: tp, Python: interp.Version}
+		resolved := &cir.Resolved{Version: cir.ResolvedVersion, CIR: req.CIR, Platform: tp, Python: interp.Version}
 		var debs []cir.Deb
-		var debLayers []bkllb.State
+		var mergedUsr bool
 		var altLayer *bkllb.State
 		var altLinks []string
 		if len(rec.Dependencies.Apt) > 0 {
@@ -97,15 +102,15 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			if err != nil {
 				return nil, err
 			}
-			mergedUsr, err := isMergedUsr(ctx, baseRef)
-			if err != nil {
+			if mergedUsr, err = isMergedUsr(ctx, baseRef); err != nil {
 				return nil, err
 			}
-			if debs, err = resolveApt(ctx, c, llb.AptResolve(helper, base, rec.Dependencies.Apt, arch, tp, req.Epoch), host, tp); err != nil {
+			if pinned, ok := req.Lock.pinnedDebs(); ok {
+				debs = pinned
+			} else if debs, err = resolveApt(ctx, c, llb.AptResolve(helper, base, rec.Dependencies.Apt, arch, tp, req.Epoch), host, tp); err != nil {
 				return nil, err
 			}
 			for _, d := range debs {
-				debLayers = append(debLayers, llb.DebLayer(d, helper, mergedUsr, req.Epoch))
 				resolved.Debs = append(resolved.Debs, cir.ResolvedDeb{Name: d.Name, Version: d.Version, Arch: d.Arch, Digest: d.Digest.String()})
 			}
 			if altLayer, altLinks, err = alternatives(ctx, c, debs, helper, host, req.Epoch); err != nil {
@@ -118,18 +123,30 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			if err != nil {
 				return nil, err
 			}
-			machine, err := cir.Machine(target.Architecture)
+			pinned, ok, err := req.Lock.pinnedWheels(interp)
 			if err != nil {
 				return nil, err
 			}
-			wheels, err = resolvePip(ctx, c, llb.ResolveOptions{
-				Helper: helper, Base: base, Requirements: rec.Dependencies.Pip, Index: rec.Resolver.PipIndex,
-				AuthSecret: rec.Resolver.PipAuthSecret, Machine: machine,
-				Interpreter: interp, Tags: tags, Platform: tp, Epoch: req.Epoch,
-			}, host)
-			if err != nil {
-				return nil, err
+			if ok {
+				wheels = pinned
+			} else {
+				machine, err := cir.Machine(target.Architecture)
+				if err != nil {
+					return nil, err
+				}
+				if wheels, err = resolvePip(ctx, c, llb.ResolveOptions{
+					Helper: helper, Base: base, Requirements: rec.Dependencies.Pip, Index: rec.Resolver.PipIndex,
+					AuthSecret: rec.Resolver.PipAuthSecret, Machine: machine,
+					Interpreter: interp, Tags: tags, Platform: tp, Epoch: req.Epoch,
+				}, host); err != nil {
+					return nil, err
+				}
 			}
+		}
+		req.Lock.record(tp, interp, debs, wheels)
+		debLayers, debGroups, warnings, err := budgetLayers(req, len(baseImg.img.RootFS.DiffIDs), debs, len(wheels), altLayer != nil, helper, mergedUsr, resolved)
+		if err != nil {
+			return nil, err
 		}
 		layers := make([]bkllb.State, len(wheels))
 		for i, w := range wheels {
@@ -139,7 +156,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
 		res, err := llb.Assemble(llb.AssembleOptions{
 			Base: base, BaseImage: baseImg.img, App: app, AppRecord: req.AppRecord,
-			Debs: debs, DebLayers: debLayers, AltLayer: altLayer, AltLinks: altLinks,
+			Debs: debs, DebLayers: debLayers, DebGroups: debGroups, AltLayer: altLayer, AltLinks: altLinks,
 			Wheels: wheels, WheelLayers: layers, SitePackage: interp.SitePackages(),
 			Config: rec.Config, Resolved: resolved, Platform: target, Epoch: req.Epoch,
 		})
@@ -150,6 +167,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		if err != nil {
 			return nil, fmt.Errorf("marshal LLB: %w", err)
 		}
+		warnDeploy(ctx, c, def, warnings, res.Record)
 		// Evaluated here, so a failed fetch is reported with its wheel
 		// instead of surfacing bare from the export.
 		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true, CacheImports: cacheImports(c)})
@@ -165,6 +183,9 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			return nil, err
 		}
 		if config, err = res.Record.Embed(config); err != nil {
+			return nil, err
+		}
+		if config, err = resolved.Embed(config); err != nil {
 			return nil, err
 		}
 		out := client.NewResult()

@@ -175,9 +175,12 @@ type AssembleOptions struct {
 	// AppRecord lists.
 	App       bkllb.State
 	AppRecord *field.Record
-	// Debs are the apt closure and DebLayers their layers, in order.
+	// Debs are the apt closure and DebLayers their layers, in order: one
+	// per package, or one per group of DebGroups when that is set (the
+	// closure was over the layer budget; DebGroups holds indices into Debs).
 	Debs      []cir.Deb
 	DebLayers []bkllb.State
+	DebGroups [][]int
 	// AltLayer, when set, is the layer of alternatives links, placed after
 	// the packages on their row; AltLinks are the links it makes.
 	AltLayer *bkllb.State
@@ -197,8 +200,13 @@ type AssembleOptions struct {
 // applied over it, the field record of the layout above and the record of
 // what was resolved.
 func Assemble(o AssembleOptions) (*Result, error) {
-	if len(o.Debs) != len(o.DebLayers) {
-		return nil, fmt.Errorf("assemble: %d packages but %d package layers", len(o.Debs), len(o.DebLayers))
+	if o.DebGroups == nil {
+		for i := range o.Debs {
+			o.DebGroups = append(o.DebGroups, []int{i})
+		}
+	}
+	if len(o.DebGroups) != len(o.DebLayers) {
+		return nil, fmt.Errorf("assemble: %d package layers for %d layers of packages", len(o.DebLayers), len(o.DebGroups))
 	}
 	if len(o.Wheels) != len(o.WheelLayers) {
 		return nil, fmt.Errorf("assemble: %d wheels but %d wheel layers", len(o.Wheels), len(o.WheelLayers))
@@ -212,14 +220,19 @@ func Assemble(o AssembleOptions) (*Result, error) {
 	created := o.Epoch
 	var placed []field.RecordedAllotment
 	inputs := []bkllb.State{o.Base}
-	for i, d := range o.Debs {
+	for i, g := range o.DebGroups {
 		cell := field.Cell{Row: AptRow, Col: i}
 		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: []string{"/"}})
-		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: fmt.Sprintf("2dfs cir deb %s %s %s (%s)", d.Name, d.Version, d.Arch, d.Digest), Comment: field.HistoryComment(cell)})
+		var what []string
+		for _, j := range g {
+			d := o.Debs[j]
+			what = append(what, fmt.Sprintf("%s %s %s (%s)", d.Name, d.Version, d.Arch, d.Digest))
+		}
+		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: "2dfs cir deb " + strings.Join(what, ", "), Comment: field.HistoryComment(cell)})
 		inputs = append(inputs, o.DebLayers[i])
 	}
 	if o.AltLayer != nil {
-		cell := field.Cell{Row: AptRow, Col: len(o.Debs)}
+		cell := field.Cell{Row: AptRow, Col: len(o.DebGroups)}
 		var dst []string
 		for _, l := range o.AltLinks {
 			at, _, _ := strings.Cut(l, " -> ")
@@ -254,7 +267,10 @@ func Assemble(o AssembleOptions) (*Result, error) {
 	img.Config.Labels[field.LabelKey] = header
 	delete(img.Config.Labels, cir.LabelKey)
 	if o.Resolved != nil {
-		v, err := o.Resolved.Encode()
+		// The summary: the closure goes under cir.ResolvedConfigKey
+		// (the caller embeds it, cir.Resolved.Embed), as the field
+		// record's allotments do.
+		v, err := o.Resolved.Label()
 		if err != nil {
 			return nil, err
 		}

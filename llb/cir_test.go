@@ -35,7 +35,7 @@ func TestAssembleLayout(t *testing.T) {
 		AppRecord: field.NewRecord(0, []field.RecordedAllotment{{Row: 0, Col: 0, Dst: []string{"/app"}}, {Row: 1, Col: 3, Dst: []string{"/data"}}}),
 		Wheels:    wheels, WheelLayers: layers, SitePackage: interp.SitePackages(),
 		Config:   cir.Config{Entrypoint: &ep, Env: []string{"A=1"}},
-		Resolved: &cir.Resolved{Version: 1, CIR: "r/cir@sha256:x", Platform: "linux/arm64"},
+		Resolved: &cir.Resolved{Version: cir.ResolvedVersion, CIR: "r/cir@sha256:x", Platform: "linux/arm64"},
 		Platform: ocispec.Platform{OS: "linux", Architecture: "arm64"}, Epoch: DefaultEpoch,
 	})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -128,14 +126,7 @@ func TestCIRDeployApt(t *testing.T) {
 		t.Fatalf("deploy: %v\n%s", err, out)
 	}
 	img := remoteImage(t, ref+"-amd64")
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var resolved cir.Resolved
-	if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &resolved); err != nil {
-		t.Fatal(err)
-	}
+	resolved := resolvedOf(t, ref+"-amd64")
 	var names []string
 	for _, d := range resolved.Debs {
 		names = append(names, d.Name+"="+d.Version+":"+d.Arch)

@@ -1,15 +1,12 @@
 package tests
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tdfs-kit/tdfs/cir"
 )
 
 // Against the real Debian archive: a CIR with python3-numpy assembled for
@@ -36,14 +33,7 @@ func TestCIRDebianNumpy(t *testing.T) {
 		t.Fatalf("deploy: %v\n%s", err, out)
 	}
 	took := time.Since(start)
-	cfg, err := remoteImage(t, ref+"-amd64").ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var resolved cir.Resolved
-	if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &resolved); err != nil {
-		t.Fatal(err)
-	}
+	resolved := resolvedOf(t, ref+"-amd64")
 	var names []string
 	for _, d := range resolved.Debs {
 		names = append(names, d.Name)
@@ -85,10 +75,7 @@ func TestCIRDebianNumpy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var resolved cir.Resolved
-		if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &resolved); err != nil {
-			t.Fatal(err)
-		}
+		resolved := resolvedOf(t, ref+"-arm64")
 		var names []string
 		for _, d := range resolved.Debs {
 			names = append(names, d.Name)

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -114,22 +113,30 @@ func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
 func startAuthPipIndex(t *testing.T, wheels map[string][]byte, auth string) *pipIndex {
 	t.Helper()
 	ix := &pipIndex{auth: auth, files: wheels, tamper: map[string]bool{}, fetches: map[string]int{}}
-	projects := map[string][]string{}
-	for f := range wheels {
-		p := strings.ToLower(strings.SplitN(f, "-", 2)[0])
-		projects[p] = append(projects[p], f)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/simple/", func(w http.ResponseWriter, r *http.Request) {
 		p := strings.Trim(strings.TrimPrefix(r.URL.Path, "/simple/"), "/")
-		files, ok := projects[strings.ReplaceAll(p, "_", "-")]
-		if !ok {
+		// Listed per request: a test may add a release (pipIndex.add).
+		ix.mu.Lock()
+		files := map[string][]byte{}
+		for f, data := range ix.files {
+			if strings.ToLower(strings.SplitN(f, "-", 2)[0]) == strings.ReplaceAll(p, "_", "-") {
+				files[f] = data
+			}
+		}
+		ix.mu.Unlock()
+		if len(files) == 0 {
 			http.NotFound(w, r)
 			return
 		}
 		fmt.Fprint(w, "<!DOCTYPE html><html><body>\n")
-		for _, f := range files {
-			sum := sha256.Sum256(ix.files[f])
+		names := make([]string, 0, len(files))
+		for f := range files {
+			names = append(names, f)
+		}
+		sort.Strings(names)
+		for _, f := range names {
+			sum := sha256.Sum256(files[f])
 			// Behind credentials, mypkg's links are absolute, the others
 			// relative: the resolution's proxy must carry both.
 			at := ""
@@ -142,7 +149,9 @@ func startAuthPipIndex(t *testing.T, wheels map[string][]byte, auth string) *pip
 	})
 	mux.HandleFunc("/files/", func(w http.ResponseWriter, r *http.Request) {
 		f := strings.TrimPrefix(r.URL.Path, "/files/")
+		ix.mu.Lock()
 		data, ok := ix.files[f]
+		ix.mu.Unlock()
 		if !ok {
 			http.NotFound(w, r)
 			return
@@ -175,6 +184,13 @@ func startAuthPipIndex(t *testing.T, wheels map[string][]byte, auth string) *pip
 	t.Cleanup(func() { srv.Close() })
 	ix.URL = "http://" + l.Addr().String() + "/simple"
 	return ix
+}
+
+// add publishes a file on the index, as a new release would be.
+func (ix *pipIndex) add(name string, data []byte) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.files[name] = data
 }
 
 func deploy(t *testing.T, args ...string) (string, error) {
@@ -228,10 +244,7 @@ func TestCIRDeployPip(t *testing.T) {
 	if rec.BaseLayers != 1 || strings.Join(cells, " ") != "1,0 1,1 2,0" {
 		t.Fatalf("assembled field: %d base layers, cells %v; want 1 base layer, wheels at 1,0 1,1 and the app at 2,0", rec.BaseLayers, cells)
 	}
-	var resolved cir.Resolved
-	if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &resolved); err != nil {
-		t.Fatal(err)
-	}
+	resolved := resolvedOf(t, env.registry+"/cir/pipapp:amd64")
 	if len(resolved.Wheels) != 2 || resolved.Wheels[0].Filename != "mypkg-1.0-py3-none-manylinux2014_x86_64.whl" || resolved.Wheels[1].Name != "purepkg" || resolved.Python != "3.11" {
 		t.Fatalf("resolved %+v", resolved)
 	}
@@ -281,8 +294,8 @@ func TestCIRDeployPip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if armCfg.Architecture != "arm64" || !strings.Contains(armCfg.Config.Labels[cir.ResolvedLabelKey], "mypkg-1.0-py3-none-manylinux2014_aarch64.whl") {
-		t.Errorf("arm64 image: %s, resolved %s", armCfg.Architecture, armCfg.Config.Labels[cir.ResolvedLabelKey])
+	if armResolved := resolvedOf(t, env.registry+"/cir/pipapp:arm64"); armCfg.Architecture != "arm64" || len(armResolved.Wheels) != 2 || armResolved.Wheels[0].Filename != "mypkg-1.0-py3-none-manylinux2014_aarch64.whl" {
+		t.Errorf("arm64 image: %s, resolved %+v", armCfg.Architecture, armResolved)
 	}
 	la := layers(t, env.registry+"/cir/pipapp:arm64")
 	lx := layers(t, env.registry+"/cir/pipapp:amd64")

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/tdfs-kit/tdfs/cir"
 )
 
 // pipCIR pre-builds, on the main buildkitd, a hermetic pip CIR pinned for
@@ -92,8 +94,12 @@ func TestCIRFrontendDeploy(t *testing.T) {
 		if arm.digest.String() != want["arm64"] {
 			t.Errorf("buildx gave %s, 2dfs deploy %s", arm.digest, want["arm64"])
 		}
-		if !strings.Contains(arm.config.Config.Labels["org.2dfs.cir.resolved"], "manylinux2014_aarch64") {
-			t.Errorf("buildx image config %+v", arm.config.Config)
+		raw, err := arm.raw.RawConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := cir.ResolvedFromConfig(raw); err != nil || r == nil || !strings.Contains(fmt.Sprint(r.Wheels), "manylinux2014_aarch64") {
+			t.Errorf("buildx image's resolved closure %+v (%v)", r, err)
 		}
 	})
 

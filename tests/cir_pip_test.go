@@ -11,31 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/tdfs-kit/tdfs/cir"
 )
-
-// resolvedOf reads the org.2dfs.cir.resolved label of an assembled image.
-func resolvedOf(t *testing.T, ref string) cir.Resolved {
-	t.Helper()
-	cfg, err := remoteImage(t, ref).ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r cir.Resolved
-	if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &r); err != nil {
-		t.Fatalf("%s: resolved label: %v", ref, err)
-	}
-	return r
-}
-
-func wheelNames(r cir.Resolved) string {
-	var names []string
-	for _, w := range r.Wheels {
-		names = append(names, w.Name+"=="+w.Version)
-	}
-	return strings.Join(names, " ")
-}
 
 // A CIR whose index needs an Authorization header (pipAuthSecret): the
 // index answers 401 to anything without it. Deploy without the secret
@@ -93,7 +69,7 @@ func TestCIRDeployPipAuth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy with the secret: %v\n%s", err, out)
 	}
-	if got := wheelNames(resolvedOf(t, ref+"-amd64")); got != "mypkg==1.0 purepkg==2.0" {
+	if got := wheelVersions(resolvedOf(t, ref+"-amd64")); got != "mypkg==1.0 purepkg==2.0" {
 		t.Errorf("resolved %q", got)
 	}
 	ix.mu.Lock()
@@ -191,7 +167,7 @@ func TestCIRDeployPipInstalled(t *testing.T) {
 	if out, err := deploy(t, satisfied, "--platform", "linux/amd64", "-t", satisfied+"-amd64", "--push"); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, out)
 	}
-	if got := wheelNames(resolvedOf(t, satisfied+"-amd64")); got != "mypkg==1.0" {
+	if got := wheelVersions(resolvedOf(t, satisfied+"-amd64")); got != "mypkg==1.0" {
 		t.Errorf("resolved %q on a base with purepkg 1.5, want mypkg==1.0 alone", got)
 	}
 	if n := len(layers(t, satisfied+"-amd64")); n != 4 {
@@ -208,7 +184,7 @@ func TestCIRDeployPipInstalled(t *testing.T) {
 	if out, err := deploy(t, newer, "--platform", "linux/amd64", "-t", newer+"-amd64", "--push"); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, out)
 	}
-	if got := wheelNames(resolvedOf(t, newer+"-amd64")); got != "purepkg==2.0" {
+	if got := wheelVersions(resolvedOf(t, newer+"-amd64")); got != "purepkg==2.0" {
 		t.Errorf("resolved %q for purepkg>=2 on a base with purepkg 1.5, want purepkg==2.0", got)
 	}
 	runCmd(t, "", "ctr", append(ctr, "images", "pull", "--plain-http", newer+"-amd64")...)
@@ -235,7 +211,7 @@ func TestCIRDeployPipTargetMarkers(t *testing.T) {
 	if out, err := deploy(t, ref, "--platform", "linux/arm64", "-t", ref+"-arm64", "--push"); err != nil {
 		t.Fatalf("deploy for arm64: %v\n%s", err, out)
 	}
-	if got := wheelNames(resolvedOf(t, ref+"-arm64")); got != "armonly==1.0 plat==1.0" {
+	if got := wheelVersions(resolvedOf(t, ref+"-arm64")); got != "armonly==1.0 plat==1.0" {
 		t.Errorf("resolved %q for arm64, want armonly==1.0 plat==1.0", got)
 	}
 	out, err := deploy(t, ref, "--platform", "linux/amd64", "-t", ref+"-amd64", "--push")

@@ -29,8 +29,11 @@ import (
 type deployFlags struct {
 	buildFlags
 	registryFlags
-	platform string
-	helper   string
+	platform   string
+	helper     string
+	lock       string
+	lockUpdate bool
+	maxLayers  int
 }
 
 func newDeployCommand() *cobra.Command {
@@ -55,6 +58,9 @@ application and applies the CIR's config. Outputs are those of 2dfs build.`,
 	fl.StringVar(&f.platform, "platform", "", "target platform (os/arch[/variant]), required")
 	fl.StringVar(&f.helper, "helper", "", "helper image with python3 and pip for the build host's platform (default: the CIR's base)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "secret for the deploy, as in buildctl: id=NAME,src=FILE or id=NAME,env=VAR (the CIR's pipAuthSecret names one; the file holds the index's whole Authorization header value)")
+	fl.StringVar(&f.lock, "lock", "", "lock file: pins the resolved closure per platform; written when absent or when the platform has no entry (docs/cir.md)")
+	fl.BoolVar(&f.lockUpdate, "lock-update", false, "resolve afresh and replace the platform's entry in the --lock file")
+	fl.IntVar(&f.maxLayers, "max-layers", cir.DefaultMaxLayers, "layer budget of the assembled image (base, dependencies, application); apt packages beyond it share layers; 0: no budget")
 	f.registryFlags.register(fl)
 	_ = cmd.MarkFlagRequired("platform")
 	return cmd
@@ -127,6 +133,18 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 	req.Target = target
 	req.Helper = f.helper
 	req.Epoch = llb.DefaultEpoch
+	switch {
+	case f.maxLayers < 0:
+		return fmt.Errorf("--max-layers %d: the layer budget is a number of layers, or 0 for none", f.maxLayers)
+	case f.maxLayers == 0:
+		req.MaxLayers = -1 // DeployRequest's 0 is the default budget
+	default:
+		req.MaxLayers = f.maxLayers
+	}
+	lock, err := openLock(f.lock, f.lockUpdate, &req, target)
+	if err != nil {
+		return err
+	}
 
 	c, err := client.New(ctx, f.addr)
 	if err != nil {
@@ -168,11 +186,18 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 		resp, err = c.Build(ctx, solveOpt, "2dfs-deploy", frontend.Deploy(req), ch)
 		return err
 	})
+	var warnings []client.VertexWarning
 	eg.Go(func() error {
-		_, err := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		var err error
+		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), ch)
 		return err
 	})
-	if err := eg.Wait(); err != nil {
+	err = eg.Wait()
+	printWarnings(os.Stderr, warnings) // the layer budget's, as 2dfs build does
+	if err != nil {
+		return err
+	}
+	if err := lock.save(req); err != nil {
 		return err
 	}
 	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {

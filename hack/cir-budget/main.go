@@ -1,0 +1,132 @@
+// Command cir-budget measures the layer budget on real apt closures
+// (docs/cir.md, "Layer budget"): for each APP.uris file that
+// hack/cir-closures wrote (apt-get --print-uris against the real Debian
+// archive), the closure's size, the layers the lazy-builder makes with the
+// budget, and for each pair of apps the fraction of the second's dependency
+// bytes that are layers of the first too: with one layer per package and
+// with the budget's grouping.
+//
+//	go run ./hack/cir-budget [-max-layers 100] [-fixed 3] DIR
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/tdfs-kit/tdfs/cir"
+)
+
+type app struct {
+	name string
+	debs []cir.Deb
+	plan cir.LayerPlan
+	// layers maps a layer's identity (its packages and versions) to its
+	// bytes (the .debs' sizes: a layer's blob is about its packages').
+	layers map[string]int64
+	// own is the same for one layer per package.
+	own   map[string]int64
+	bytes int64
+}
+
+func main() {
+	budget := flag.Int("max-layers", cir.DefaultMaxLayers, "layer budget")
+	fixed := flag.Int("fixed", 3, "layers that are not apt packages: base (1 for hack/debian-base), alternatives (1), application (1)")
+	flag.Parse()
+	files, _ := filepath.Glob(filepath.Join(flag.Arg(0), "*.uris"))
+	if len(files) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: cir-budget [-max-layers N] DIR (with the APP.uris of hack/cir-closures)")
+		os.Exit(2)
+	}
+	var apps []*app
+	for _, f := range files {
+		dt, err := os.ReadFile(f)
+		if err != nil {
+			fail(err)
+		}
+		debs, err := cir.ParseURIs(string(dt))
+		if err != nil {
+			fail(err)
+		}
+		a := &app{name: strings.TrimSuffix(filepath.Base(f), ".uris"), debs: debs, layers: map[string]int64{}, own: map[string]int64{}}
+		if a.plan, err = cir.PlanLayers(debs, *budget-*fixed); err != nil {
+			fail(err)
+		}
+		for _, d := range debs {
+			a.bytes += d.Size
+			a.own[d.Name+"="+d.Version] = d.Size
+		}
+		for _, g := range a.plan.Groups {
+			var id []string
+			var size int64
+			for _, i := range g {
+				id = append(id, a.debs[i].Name+"="+a.debs[i].Version)
+				size += a.debs[i].Size
+			}
+			a.layers[strings.Join(id, " ")] = size
+		}
+		apps = append(apps, a)
+	}
+	slices.SortFunc(apps, func(a, b *app) int { return len(a.debs) - len(b.debs) })
+	fmt.Printf("budget %d layers, %d of them not apt packages\n\n", *budget, *fixed)
+	fmt.Println("| app | packages | .deb bytes | layers | grouped | threshold | own layers | bytes in own layers |")
+	fmt.Println("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+	for _, a := range apps {
+		own, ownBytes := 0, int64(0)
+		for _, g := range a.plan.Groups {
+			if len(g) == 1 && a.debs[g[0]].Size >= a.plan.Threshold {
+				own++
+				ownBytes += a.debs[g[0]].Size
+			}
+		}
+		fmt.Printf("| %s | %d | %.1f MB | %d | %v | %d | %d | %.0f%% |\n", a.name, len(a.debs), mb(a.bytes), len(a.plan.Groups)+*fixed, a.plan.Grouped(), a.plan.Threshold, own, pct(ownBytes, a.bytes))
+	}
+	fmt.Println("\nsharing: of B's dependency bytes, the share in layers A has too (one layer per package → with the budget)")
+	fmt.Println()
+	fmt.Println("| A (deployed first) | B | common packages | one layer each | with the budget |")
+	fmt.Println("| --- | --- | ---: | ---: | ---: |")
+	for _, a := range apps {
+		for _, b := range apps {
+			if a == b {
+				continue
+			}
+			common := 0
+			for k := range b.own {
+				if _, ok := a.own[k]; ok {
+					common++
+				}
+			}
+			if common == 0 {
+				continue
+			}
+			fmt.Printf("| %s | %s | %d | %.0f%% | %.0f%% |\n", a.name, b.name, common, pct(sharedBytes(a.own, b.own), b.bytes), pct(sharedBytes(a.layers, b.layers), b.bytes))
+		}
+	}
+}
+
+func sharedBytes(a, b map[string]int64) int64 {
+	var n int64
+	for k, size := range b {
+		if _, ok := a[k]; ok {
+			n += size
+		}
+	}
+	return n
+}
+
+func mb(n int64) float64 { return float64(n) / 1e6 }
+
+func pct(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
