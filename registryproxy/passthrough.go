@@ -35,6 +35,13 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up.url)
 			pr.Out.Host = up.url.Host
+			// Ask for the encoding the client asked for, and relay the
+			// answer as it is: without one, net/http's transport would
+			// add Accept-Encoding: gzip and decompress the answer on the
+			// proxy's CPU. (The proxy's own requests keep gzip.)
+			if _, ok := pr.Out.Header["Accept-Encoding"]; !ok {
+				pr.Out.Header.Set("Accept-Encoding", "identity")
+			}
 			if q := pr.Out.URL.Query(); q.Has("ns") {
 				// containerd's mirror hint is for us, not the upstream;
 				// remember it for the Location of an upload.

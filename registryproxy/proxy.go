@@ -128,6 +128,9 @@ type BasicAuth struct {
 const (
 	DefaultMemoryStoreBytes = 64 << 20
 	DefaultBuildTimeout     = 60 * time.Second
+	// maxIdleUpstreamConns is how many idle connections to each upstream
+	// the default transport keeps for the next request.
+	maxIdleUpstreamConns = 64
 )
 
 // Proxy is an http.Handler; see the package documentation.
@@ -200,6 +203,14 @@ func New(opts Options) (*Proxy, error) {
 		// Blob bodies are copied through ReverseProxy's buffer (below);
 		// larger socket-side buffers save syscalls on uploads too.
 		t.ReadBufferSize, t.WriteBufferSize = 64<<10, 64<<10
+		// Keep a connection per concurrent pull: with net/http's default
+		// of 2 idle connections per host, 8 clients pulling layers at
+		// once closed 6 of their 8 upstream connections after every
+		// layer and dialled again, a handshake and TCP slow start over
+		// the link each time (TestPassThroughKeepsUpstreamConnections).
+		// An idle connection holds its two 64 KiB buffers: 8 MiB per
+		// upstream at most.
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = 0, maxIdleUpstreamConns
 		transport = t
 	}
 	reg := opts.Registry

@@ -54,6 +54,7 @@ const (
 	linkReg    = ":5000"
 	linkProxy  = ":5001"
 	linkFwd    = ":5002"
+	linkBefore = ":5003" // the -link-before proxy
 	linkRepo   = "bench/link"
 	linkUpload = 8 << 20 // bytes per PATCH of the blob push
 )
@@ -382,6 +383,16 @@ func (b *bench) startLink(size int64) (*netLink, string, error) {
 		{l.regNS, "forwarder-registry-side", exe, []string{forwardEnv + "=127.0.0.1" + linkReg, forwardListenEnv + "=" + linkFwd}, nil},
 		{l.cliNS, "forwarder-client-side", exe, []string{forwardEnv + "=" + linkRegIP + linkReg, forwardListenEnv + "=127.0.0.1" + linkFwd}, nil},
 	}
+	if b.linkBefore != "" {
+		starts = append(starts, []struct {
+			ns, name, bin string
+			env           []string
+			args          []string
+		}{
+			{l.regNS, "before-registry-side", b.linkBefore, nil, []string{"-listen", linkBefore, "-upstream", "http://127.0.0.1" + linkReg, "-store-dir", ""}},
+			{l.cliNS, "before-client-side", b.linkBefore, nil, []string{"-listen", "127.0.0.1" + linkBefore, "-upstream", "http://" + linkRegIP + linkReg, "-store-dir", ""}},
+		}...)
+	}
 	for _, s := range starts {
 		if err := l.start(s.ns, s.name, s.bin, s.env, s.args...); err != nil {
 			return fail(err)
@@ -403,8 +414,11 @@ func (b *bench) startLink(size int64) (*netLink, string, error) {
 		l.client = nil
 		return fail(err)
 	}
-	for _, u := range []string{"http://" + linkRegIP + linkReg + "/v2/", "http://" + linkRegIP + linkProxy + "/livez",
-		"http://127.0.0.1" + linkProxy + "/livez"} {
+	ready := []string{"http://" + linkRegIP + linkReg + "/v2/", "http://" + linkRegIP + linkProxy + "/livez", "http://127.0.0.1" + linkProxy + "/livez"}
+	if b.linkBefore != "" {
+		ready = append(ready, "http://"+linkRegIP+linkBefore+"/livez", "http://127.0.0.1"+linkBefore+"/livez")
+	}
+	for _, u := range ready {
 		if _, err := l.ask(linkRequest{Op: "wait", URL: u}); err != nil {
 			return fail(err)
 		}
@@ -443,6 +457,11 @@ func (b *bench) linkPassThrough() error {
 		"tcp@client":   "http://127.0.0.1" + linkFwd + path,
 	}
 	order := []string{"direct", "proxy@reg", "tcp@reg", "proxy@client", "tcp@client"}
+	if b.linkBefore != "" {
+		urls["before@reg"] = "http://" + linkRegIP + linkBefore + path
+		urls["before@client"] = "http://127.0.0.1" + linkBefore + path
+		order = append(order, "before@reg", "before@client")
+	}
 	wave := func(u string, conc, reps int, size int64) (float64, error) {
 		a, err := l.ask(linkRequest{Op: "wave", URL: u, Conc: conc, Reps: reps, Size: size})
 		return a.MBps, err
@@ -468,6 +487,12 @@ func (b *bench) linkPassThrough() error {
 					Ours: px, Peer: "direct over the link", PeerVals: f["direct"], RatioKind: Relative, TargetMin: 0.95, Target: "≥0.95×",
 					Detail: fmt.Sprintf("%d client(s) × %d GET(s) of a %d MiB blob per figure; a bare TCP forwarder %s: %s of direct, the proxy %s of it",
 						c, reps, b.linkMiB, where, fmtStat(ratios(tcp, f["direct"]), "×"), fmtStat(ratios(px, tcp), "×"))})
+				if b.linkBefore != "" {
+					b.add(&Row{Exp: 8, Key: fmt.Sprintf("link/%s/%s/%d/before", s.name, side, c),
+						Name: fmt.Sprintf("blob pass-through over a %s link, proxy %s, %d client(s), against the proxy before", s.name, where, c), Unit: "MB/s",
+						Ours: px, Peer: "proxy before (-link-before)", PeerVals: f["before@"+side], RatioKind: Relative,
+						Detail: fmt.Sprintf("the proxy before against direct: %s", fmtStat(ratios(f["before@"+side], f["direct"]), "×"))})
+				}
 			}
 		}
 	}

@@ -49,6 +49,7 @@ type config struct {
 
 	linkShapes string // experiment 8: shapes of the link (link.go)
 	linkMiB    int    // experiment 8: blob size
+	linkBefore string // experiment 8: another 2dfs-proxy binary to compare with
 
 	env                                   *testenv.Daemons
 	tools, buildkit, registry, containerd string
@@ -109,6 +110,7 @@ func main() {
 	flag.IntVar(&c.maxPulls, "max-pulls", 30, "experiment 4: keep pulling, 5 at a time, up to this many while the two ratio statistics disagree on the target")
 	flag.StringVar(&c.linkShapes, "link-shapes", "veth,10gbit,1gbit", "experiment 8: shapes of the link between client and registry: veth (unshaped), a rate (tbf: 10gbit, 1gbit, 500mbit), either with @DELAY (netem, each way: 1gbit@250us)")
 	flag.IntVar(&c.linkMiB, "link-mib", 32, "experiment 8: MiB of the blob pulled over the link")
+	flag.StringVar(&c.linkBefore, "link-before", "", "experiment 8: another 2dfs-proxy binary (say, built before a change) run beside ours on both sides, interleaved")
 	flag.StringVar(&render, "render", "", "render RESULTS.json into results.md and into the generated sections of the files named by -update, then exit (no daemons)")
 	flag.StringVar(&update, "update", "", "with -render: comma-separated markdown files whose <!-- bench:NAME --> sections to regenerate (docs/benchmarks.md,README.md)")
 	flag.Parse()
@@ -146,6 +148,11 @@ func main() {
 	}
 	if _, err := parseShapes(c.linkShapes); err != nil {
 		fatalf("%v", err)
+	}
+	if c.linkBefore != "" {
+		if _, err := os.Stat(c.linkBefore); err != nil || !filepath.IsAbs(c.linkBefore) {
+			fatalf("-link-before: %q must be the absolute path of a 2dfs-proxy binary (%v)", c.linkBefore, err)
+		}
 	}
 	if c.linkMiB < 1 {
 		fatalf("-link-mib must be positive")
