@@ -14,11 +14,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -55,6 +64,7 @@ const (
 	linkProxy  = ":5001"
 	linkFwd    = ":5002"
 	linkBefore = ":5003" // the -link-before proxy
+	linkH1     = ":5004" // with -link-tls: our proxy with HTTP/2 to the upstream off
 	linkRepo   = "bench/link"
 	linkUpload = 8 << 20 // bytes per PATCH of the blob push
 )
@@ -111,6 +121,7 @@ type netLink struct {
 	client *exec.Cmd
 	in     io.WriteCloser
 	out    *bufio.Reader
+	scheme string // of the registry: https with -link-tls
 }
 
 func runCmd(name string, args ...string) error {
@@ -196,7 +207,7 @@ func (l *netLink) shape(s linkShape) error {
 		if s.delay != "" {
 			args := append([]string{"netns", "exec", ns, "tc", "qdisc", "add", "dev", "veth0"}, parent...)
 			if err := runCmd("ip", append(args, "handle", "10:", "netem", "delay", s.delay, "limit", "100000")...); err != nil {
-				return err
+				return fmt.Errorf("a delay needs netem (sch_netem) in the kernel; shape without @DELAY where it is missing: %w", err)
 			}
 		}
 	}
@@ -368,6 +379,17 @@ func (b *bench) startLink(size int64) (*netLink, string, error) {
 	}
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n",
 		filepath.Join(dir, "data"), linkReg)
+	scheme, env := "http", []string(nil)
+	if b.linkTLS {
+		// A self-signed certificate for both of the registry's
+		// addresses, trusted by every process through SSL_CERT_FILE.
+		cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+		if err := selfSigned(cert, key, linkRegIP, "127.0.0.1"); err != nil {
+			return fail(err)
+		}
+		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
+		scheme, env = "https", []string{"SSL_CERT_FILE=" + cert}
+	}
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
 		return fail(err)
 	}
@@ -378,8 +400,8 @@ func (b *bench) startLink(size int64) (*netLink, string, error) {
 		args          []string
 	}{
 		{l.regNS, "registry", filepath.Join(b.tools, "registry"), nil, []string{"serve", filepath.Join(dir, "config.yml")}},
-		{l.regNS, "proxy-registry-side", proxy, nil, []string{"-listen", linkProxy, "-upstream", "http://127.0.0.1" + linkReg, "-store-dir", ""}},
-		{l.cliNS, "proxy-client-side", proxy, nil, []string{"-listen", "127.0.0.1" + linkProxy, "-upstream", "http://" + linkRegIP + linkReg, "-store-dir", ""}},
+		{l.regNS, "proxy-registry-side", proxy, env, []string{"-listen", linkProxy, "-upstream", scheme + "://127.0.0.1" + linkReg, "-store-dir", ""}},
+		{l.cliNS, "proxy-client-side", proxy, env, []string{"-listen", "127.0.0.1" + linkProxy, "-upstream", scheme + "://" + linkRegIP + linkReg, "-store-dir", ""}},
 		{l.regNS, "forwarder-registry-side", exe, []string{forwardEnv + "=127.0.0.1" + linkReg, forwardListenEnv + "=" + linkFwd}, nil},
 		{l.cliNS, "forwarder-client-side", exe, []string{forwardEnv + "=" + linkRegIP + linkReg, forwardListenEnv + "=127.0.0.1" + linkFwd}, nil},
 	}
@@ -389,8 +411,22 @@ func (b *bench) startLink(size int64) (*netLink, string, error) {
 			env           []string
 			args          []string
 		}{
-			{l.regNS, "before-registry-side", b.linkBefore, nil, []string{"-listen", linkBefore, "-upstream", "http://127.0.0.1" + linkReg, "-store-dir", ""}},
-			{l.cliNS, "before-client-side", b.linkBefore, nil, []string{"-listen", "127.0.0.1" + linkBefore, "-upstream", "http://" + linkRegIP + linkReg, "-store-dir", ""}},
+			{l.regNS, "before-registry-side", b.linkBefore, env, []string{"-listen", linkBefore, "-upstream", scheme + "://127.0.0.1" + linkReg, "-store-dir", ""}},
+			{l.cliNS, "before-client-side", b.linkBefore, env, []string{"-listen", "127.0.0.1" + linkBefore, "-upstream", scheme + "://" + linkRegIP + linkReg, "-store-dir", ""}},
+		}...)
+	}
+	if b.linkTLS {
+		// net/http speaks HTTP/2 to a TLS upstream that offers it: all
+		// concurrent blobs on one connection. The same proxy with it
+		// off (GODEBUG) shows what that costs or gains.
+		h1 := append([]string{"GODEBUG=http2client=0"}, env...)
+		starts = append(starts, []struct {
+			ns, name, bin string
+			env           []string
+			args          []string
+		}{
+			{l.regNS, "h1-registry-side", proxy, h1, []string{"-listen", linkH1, "-upstream", scheme + "://127.0.0.1" + linkReg, "-store-dir", ""}},
+			{l.cliNS, "h1-client-side", proxy, h1, []string{"-listen", "127.0.0.1" + linkH1, "-upstream", scheme + "://" + linkRegIP + linkReg, "-store-dir", ""}},
 		}...)
 	}
 	for _, s := range starts {
@@ -399,7 +435,7 @@ func (b *bench) startLink(size int64) (*netLink, string, error) {
 		}
 	}
 	l.client = exec.Command("ip", "netns", "exec", l.cliNS, exe)
-	l.client.Env = append(os.Environ(), linkClientEnv+"=1")
+	l.client.Env = append(append(os.Environ(), linkClientEnv+"=1"), env...)
 	l.client.Stderr = os.Stderr
 	l.client.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if l.in, err = l.client.StdinPipe(); err != nil {
@@ -414,20 +450,57 @@ func (b *bench) startLink(size int64) (*netLink, string, error) {
 		l.client = nil
 		return fail(err)
 	}
-	ready := []string{"http://" + linkRegIP + linkReg + "/v2/", "http://" + linkRegIP + linkProxy + "/livez", "http://127.0.0.1" + linkProxy + "/livez"}
+	ready := []string{scheme + "://" + linkRegIP + linkReg + "/v2/", "http://" + linkRegIP + linkProxy + "/livez", "http://127.0.0.1" + linkProxy + "/livez"}
 	if b.linkBefore != "" {
 		ready = append(ready, "http://"+linkRegIP+linkBefore+"/livez", "http://127.0.0.1"+linkBefore+"/livez")
+	}
+	if b.linkTLS {
+		ready = append(ready, "http://"+linkRegIP+linkH1+"/livez", "http://127.0.0.1"+linkH1+"/livez")
 	}
 	for _, u := range ready {
 		if _, err := l.ask(linkRequest{Op: "wait", URL: u}); err != nil {
 			return fail(err)
 		}
 	}
-	a, err := l.ask(linkRequest{Op: "push", URL: "http://" + linkRegIP + linkReg + "/v2/" + linkRepo, Size: size, Seed: b.seed})
+	a, err := l.ask(linkRequest{Op: "push", URL: scheme + "://" + linkRegIP + linkReg + "/v2/" + linkRepo, Size: size, Seed: b.seed})
 	if err != nil {
 		return fail(err)
 	}
+	l.scheme = scheme
 	return l, a.Digest, nil
+}
+
+// selfSigned writes a self-signed certificate for ips and its key.
+func selfSigned(certFile, keyFile string, ips ...string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "2dfs-bench link registry"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, ip := range ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 }
 
 // linkPassThrough is experiment 8: for each shape of the link, a blob
@@ -450,17 +523,24 @@ func (b *bench) linkPassThrough() error {
 	defer l.close()
 	path := "/v2/" + linkRepo + "/blobs/" + dgst
 	urls := map[string]string{
-		"direct":       "http://" + linkRegIP + linkReg + path,
+		"direct":       l.scheme + "://" + linkRegIP + linkReg + path,
 		"proxy@reg":    "http://" + linkRegIP + linkProxy + path,
-		"tcp@reg":      "http://" + linkRegIP + linkFwd + path,
+		"tcp@reg":      l.scheme + "://" + linkRegIP + linkFwd + path,
 		"proxy@client": "http://127.0.0.1" + linkProxy + path,
-		"tcp@client":   "http://127.0.0.1" + linkFwd + path,
+		"tcp@client":   l.scheme + "://127.0.0.1" + linkFwd + path,
 	}
 	order := []string{"direct", "proxy@reg", "tcp@reg", "proxy@client", "tcp@client"}
 	if b.linkBefore != "" {
 		urls["before@reg"] = "http://" + linkRegIP + linkBefore + path
 		urls["before@client"] = "http://127.0.0.1" + linkBefore + path
 		order = append(order, "before@reg", "before@client")
+	}
+	link := "link"
+	if b.linkTLS {
+		urls["h1@reg"] = "http://" + linkRegIP + linkH1 + path
+		urls["h1@client"] = "http://127.0.0.1" + linkH1 + path
+		order = append(order, "h1@reg", "h1@client")
+		link = "link, registry on HTTPS"
 	}
 	wave := func(u string, conc, reps int, size int64) (float64, error) {
 		a, err := l.ask(linkRequest{Op: "wave", URL: u, Conc: conc, Reps: reps, Size: size})
@@ -483,15 +563,21 @@ func (b *bench) linkPassThrough() error {
 				where := map[string]string{"reg": "beside the registry", "client": "beside the client"}[side]
 				px, tcp := f["proxy@"+side], f["tcp@"+side]
 				b.add(&Row{Exp: 8, Key: fmt.Sprintf("link/%s/%s/%d", s.name, side, c),
-					Name: fmt.Sprintf("blob pass-through over a %s link, proxy %s, %d client(s)", s.name, where, c), Unit: "MB/s",
+					Name: fmt.Sprintf("blob pass-through over a %s %s, proxy %s, %d client(s)", s.name, link, where, c), Unit: "MB/s",
 					Ours: px, Peer: "direct over the link", PeerVals: f["direct"], RatioKind: Relative, TargetMin: 0.95, Target: "≥0.95×",
 					Detail: fmt.Sprintf("%d client(s) × %d GET(s) of a %d MiB blob per figure; a bare TCP forwarder %s: %s of direct, the proxy %s of it",
 						c, reps, b.linkMiB, where, fmtStat(ratios(tcp, f["direct"]), "×"), fmtStat(ratios(px, tcp), "×"))})
 				if b.linkBefore != "" {
 					b.add(&Row{Exp: 8, Key: fmt.Sprintf("link/%s/%s/%d/before", s.name, side, c),
-						Name: fmt.Sprintf("blob pass-through over a %s link, proxy %s, %d client(s), against the proxy before", s.name, where, c), Unit: "MB/s",
+						Name: fmt.Sprintf("blob pass-through over a %s %s, proxy %s, %d client(s), against the proxy before", s.name, link, where, c), Unit: "MB/s",
 						Ours: px, Peer: "proxy before (-link-before)", PeerVals: f["before@"+side], RatioKind: Relative,
 						Detail: fmt.Sprintf("the proxy before against direct: %s", fmtStat(ratios(f["before@"+side], f["direct"]), "×"))})
+				}
+				if b.linkTLS {
+					b.add(&Row{Exp: 8, Key: fmt.Sprintf("link/%s/%s/%d/h1", s.name, side, c),
+						Name: fmt.Sprintf("blob pass-through over a %s %s, proxy %s, %d client(s), HTTP/1.1 upstream", s.name, link, where, c), Unit: "MB/s",
+						Ours: f["h1@"+side], Peer: "the same proxy, HTTP/2 upstream (net/http's default)", PeerVals: px, RatioKind: Relative,
+						Detail: fmt.Sprintf("HTTP/1.1 upstream (GODEBUG=http2client=0) against direct: %s", fmtStat(ratios(f["h1@"+side], f["direct"]), "×"))})
 				}
 			}
 		}

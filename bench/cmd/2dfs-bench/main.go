@@ -50,6 +50,7 @@ type config struct {
 	linkShapes string // experiment 8: shapes of the link (link.go)
 	linkMiB    int    // experiment 8: blob size
 	linkBefore string // experiment 8: another 2dfs-proxy binary to compare with
+	linkTLS    bool   // experiment 8: the registry serves HTTPS
 
 	env                                   *testenv.Daemons
 	tools, buildkit, registry, containerd string
@@ -111,6 +112,7 @@ func main() {
 	flag.StringVar(&c.linkShapes, "link-shapes", "veth,10gbit,1gbit", "experiment 8: shapes of the link between client and registry: veth (unshaped), a rate (tbf: 10gbit, 1gbit, 500mbit), either with @DELAY (netem, each way: 1gbit@250us)")
 	flag.IntVar(&c.linkMiB, "link-mib", 32, "experiment 8: MiB of the blob pulled over the link")
 	flag.StringVar(&c.linkBefore, "link-before", "", "experiment 8: another 2dfs-proxy binary (say, built before a change) run beside ours on both sides, interleaved")
+	flag.BoolVar(&c.linkTLS, "link-tls", false, "experiment 8: the registry serves HTTPS (self-signed), and the proxy with HTTP/2 to it (the default) is compared with HTTP/1.1")
 	flag.StringVar(&render, "render", "", "render RESULTS.json into results.md and into the generated sections of the files named by -update, then exit (no daemons)")
 	flag.StringVar(&update, "update", "", "with -render: comma-separated markdown files whose <!-- bench:NAME --> sections to regenerate (docs/benchmarks.md,README.md)")
 	flag.Parse()
