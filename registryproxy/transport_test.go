@@ -4,8 +4,10 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -125,5 +127,27 @@ func TestPassThroughKeepsEncoding(t *testing.T) {
 	resp.Body.Close()
 	if _, ok := sawGzip.Load(path); ok || string(body) != "plain" || resp.Header.Get("Content-Encoding") != "" {
 		t.Errorf("a client that asked for no encoding: upstream asked for gzip %v, got %q (Content-Encoding %q)", ok, body, resp.Header.Get("Content-Encoding"))
+	}
+}
+
+// TestUpstreamTransportHTTP1: the default transport speaks HTTP/1.1 to a
+// TLS registry that offers HTTP/2 (docs/benchmarks.md, experiment 8).
+func TestUpstreamTransportHTTP1(t *testing.T) {
+	var proto atomic.Value
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	tr := upstreamTransport()
+	tr.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+	resp, err := (&http.Client{Transport: tr}).Get(srv.URL + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := proto.Load(); got != "HTTP/1.1" || resp.ProtoMajor != 1 {
+		t.Errorf("the registry saw %v, the proxy got %s; want HTTP/1.1", got, resp.Proto)
 	}
 }

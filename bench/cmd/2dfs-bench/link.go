@@ -399,7 +399,9 @@ func (b *bench) startLink(size int64) (*netLink, string, error) {
 		env           []string
 		args          []string
 	}{
-		{l.regNS, "registry", filepath.Join(b.tools, "registry"), nil, []string{"serve", filepath.Join(dir, "config.yml")}},
+		// (no OpenTelemetry export: it retries a collector that is not
+		// there every few seconds)
+		{l.regNS, "registry", filepath.Join(b.tools, "registry"), []string{"OTEL_TRACES_EXPORTER=none"}, []string{"serve", filepath.Join(dir, "config.yml")}},
 		{l.regNS, "proxy-registry-side", proxy, env, []string{"-listen", linkProxy, "-upstream", scheme + "://127.0.0.1" + linkReg, "-store-dir", ""}},
 		{l.cliNS, "proxy-client-side", proxy, env, []string{"-listen", "127.0.0.1" + linkProxy, "-upstream", scheme + "://" + linkRegIP + linkReg, "-store-dir", ""}},
 		{l.regNS, "forwarder-registry-side", exe, []string{forwardEnv + "=127.0.0.1" + linkReg, forwardListenEnv + "=" + linkFwd}, nil},
