@@ -287,5 +287,10 @@ func upstreamTransport() *http.Transport {
 	var h1 http.Protocols
 	h1.SetHTTP1(true)
 	t.Protocols = &h1
+	// DefaultTransport, once used, has a TLS config offering h2 (net/http
+	// sets it up on first use), and a clone copies it: the registry would
+	// then answer in HTTP/2 a client speaking HTTP/1.1. DefaultTransport
+	// has no other TLS settings.
+	t.TLSClientConfig = nil
 	return t
 }

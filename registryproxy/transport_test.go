@@ -2,6 +2,7 @@ package registryproxy
 
 import (
 	"compress/gzip"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -140,8 +141,17 @@ func TestUpstreamTransportHTTP1(t *testing.T) {
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
 	defer srv.Close()
+	// net/http's DefaultTransport, once used, offers h2 in its TLS
+	// config, which a clone copies: the registry then answered in HTTP/2
+	// a client that spoke HTTP/1.1.
+	if resp, err := http.Get(srv.URL); err == nil { // (an unknown certificate)
+		resp.Body.Close()
+	}
 	tr := upstreamTransport()
-	tr.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{}
+	}
+	tr.TLSClientConfig.RootCAs = srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	resp, err := (&http.Client{Transport: tr}).Get(srv.URL + "/v2/")
 	if err != nil {
 		t.Fatal(err)
