@@ -545,6 +545,9 @@ func (b *bench) linkPassThrough() error {
 		link = "link, registry on HTTPS"
 	}
 	wave := func(u string, conc, reps int, size int64) (float64, error) {
+		if err := b.ctx.Err(); err != nil {
+			return 0, err // interrupted: stop, and let close remove the namespaces
+		}
 		a, err := l.ask(linkRequest{Op: "wave", URL: u, Conc: conc, Reps: reps, Size: size})
 		return a.MBps, err
 	}
