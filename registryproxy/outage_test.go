@@ -2,6 +2,7 @@ package registryproxy
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -146,5 +147,70 @@ func TestFailuresBounded(t *testing.T) {
 	}
 	if !f.failedWithin("b", time.Minute) {
 		t.Error("more failing repositories than the bound did not count as an outage of the whole upstream")
+	}
+}
+
+// TestRelayedConnectionErrorIsNoOutage: a client's pass-through request
+// that the registry resets or does not answer in time gets a 502 or 504,
+// and does not suspend cached access checks: a client can provoke either
+// for a repository of its choosing. Only a registry that cannot be dialled
+// at all is an outage of every repository (TestRepository5xxIsNoOutage).
+func TestRelayedConnectionErrorIsNoOutage(t *testing.T) {
+	var log upstreamLog
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) })
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = 300 * time.Millisecond
+	e := newEnv(t, func(h http.Handler) http.Handler {
+		return log.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasPrefix(r.URL.Path, "/v2/reset/"):
+				c, _, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c.(*net.TCPConn).SetLinger(0) // a reset, not an orderly close
+				c.Close()
+			case strings.HasPrefix(r.URL.Path, "/v2/slow/"):
+				select {
+				case <-stall:
+				case <-r.Context().Done():
+				}
+			default:
+				h.ServeHTTP(w, r)
+			}
+		}))
+	}, func(o *Options) { o.AccessCacheTTL = time.Minute; o.Transport = tr })
+	push(t, e.registry.URL, "app", "v1", partitiontest.New(ocispec.MediaTypeImageManifest, 1, grid...))
+	d := do(t, http.MethodHead, e.proxy.URL+"/v2/app/manifests/v1--0.0.1.1", nil).Header.Get("Docker-Content-Digest")
+	byDigest := e.proxy.URL + "/v2/app/manifests/" + d
+	if r := do(t, http.MethodGet, byDigest, nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("by digest: %s", r.Status)
+	}
+	blob := "/blobs/sha256:" + strings.Repeat("0", 64)
+	for _, c := range []struct {
+		repo string
+		want int
+	}{{"reset", http.StatusBadGateway}, {"slow", http.StatusGatewayTimeout}} {
+		if r := do(t, http.MethodGet, e.proxy.URL+"/v2/"+c.repo+blob, nil); r.StatusCode != c.want {
+			t.Fatalf("%s blob: %s, want %d", c.repo, r.Status, c.want)
+		}
+		log.take()
+		if r := do(t, http.MethodGet, byDigest, nil); r.StatusCode != http.StatusOK {
+			t.Fatalf("by digest after the %s blob: %s", c.repo, r.Status)
+		}
+		if got := log.take(); len(got) != 0 {
+			t.Errorf("a relayed %s suspended the access cache: upstream %v", c.repo, got)
+		}
+	}
+	// A registry that cannot be dialled is down for every repository,
+	// noticed by a pass-through request too.
+	e.upstream.Close()
+	if r := do(t, http.MethodGet, e.proxy.URL+"/v2/app"+blob, nil); r.StatusCode != http.StatusBadGateway {
+		t.Fatalf("blob with the registry gone: %s, want 502", r.Status)
+	}
+	if r := do(t, http.MethodGet, byDigest, nil); r.StatusCode != http.StatusBadGateway {
+		t.Errorf("by digest with the registry gone: %s, want 502 (the cached check not used)", r.Status)
 	}
 }

@@ -35,6 +35,13 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up.url)
 			pr.Out.Host = up.url.Host
+			// Ask for the encoding the client asked for, and relay the
+			// answer as it is: without one, net/http's transport would
+			// add Accept-Encoding: gzip and decompress the answer on the
+			// proxy's CPU. (The proxy's own requests keep gzip.)
+			if _, ok := pr.Out.Header["Accept-Encoding"]; !ok {
+				pr.Out.Header.Set("Accept-Encoding", "identity")
+			}
 			if q := pr.Out.URL.Query(); q.Has("ns") {
 				// containerd's mirror hint is for us, not the upstream;
 				// remember it for the Location of an upload.
@@ -68,7 +75,16 @@ func (p *Proxy) reverseProxy(up *upstream, transport http.RoundTripper) *httputi
 				writeError(w, http.StatusBadGateway, codeUnavailable, "the blob storage the upstream registry redirected to is unreachable")
 				return
 			}
-			up.failed()
+			// Only a registry that cannot be dialled is down for
+			// everyone. A reset or a timeout of one relayed request is
+			// not: a client can provoke either for a repository of its
+			// choosing (a blob the registry is slow to find), and must
+			// not switch off cached access checks for everyone else
+			// (issue 11). The proxy's own checks and builds count their
+			// own failures (upstream.go).
+			if isDialError(err) {
+				up.failed()
+			}
 			err = redact(err)
 			p.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
 			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {

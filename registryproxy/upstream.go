@@ -34,6 +34,14 @@ type upstream struct {
 	*failures
 }
 
+// isDialError reports whether err is a failure to connect to the
+// upstream (refused, unreachable, a name that does not resolve, a dial
+// timeout), as opposed to one of a request on a connection.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -53,15 +54,22 @@ func blobWave(url string, conc, reps int, size int64) (float64, error) {
 // the order, after one warm-up GET each, and returns the MB/s per run.
 // Transfers are short and the machine is noisy: three times the runs.
 func (b *bench) blobFigures(urls map[string]string, order []string, conc, reps int, size int64) (map[string][]float64, error) {
+	return b.blobFiguresWith(blobWave, urls, order, conc, reps, size)
+}
+
+// blobFiguresWith is blobFigures with the waves made by wave (experiment 8
+// makes them from another network namespace).
+func (b *bench) blobFiguresWith(wave func(url string, conc, reps int, size int64) (float64, error),
+	urls map[string]string, order []string, conc, reps int, size int64) (map[string][]float64, error) {
 	for _, k := range order {
-		if _, err := blobWave(urls[k], 1, 1, size); err != nil {
+		if _, err := wave(urls[k], 1, 1, size); err != nil {
 			return nil, err
 		}
 	}
 	out := map[string][]float64{}
 	for run := range 3 * b.runs {
 		for _, k := range runOrder(order, run) {
-			v, err := blobWave(urls[k], conc, reps, size)
+			v, err := wave(urls[k], conc, reps, size)
 			if err != nil {
 				return nil, err
 			}
@@ -75,10 +83,11 @@ func (b *bench) blobFigures(urls map[string]string, order []string, conc, reps i
 // host:port it holds (see startForwarder).
 const forwardEnv = "TDFS_BENCH_FORWARD"
 
-// forwardMain forwards connections on a loopback port to target, printing
-// the port's address first, until killed.
+// forwardMain forwards connections on a loopback port (or the address in
+// forwardListenEnv) to target, printing the port's address first, until
+// killed.
 func forwardMain(target string) {
-	c, err := newCounter(target)
+	c, err := newCounterOn(cmp.Or(os.Getenv(forwardListenEnv), "127.0.0.1:0"), target)
 	if err != nil {
 		fatalf("forwarder: %v", err)
 	}

@@ -47,6 +47,11 @@ type config struct {
 
 	daemons string // hack/daemons folder, for more buildkitds
 
+	linkShapes string // experiment 8: shapes of the link (link.go)
+	linkMiB    int    // experiment 8: blob size
+	linkBefore string // experiment 8: another 2dfs-proxy binary to compare with
+	linkTLS    bool   // experiment 8: the registry serves HTTPS
+
 	env                                   *testenv.Daemons
 	tools, buildkit, registry, containerd string
 }
@@ -78,6 +83,10 @@ func main() {
 	if len(os.Args) > 3 && os.Args[1] == rssWrapArg {
 		os.Exit(rssWrap(os.Args[2], os.Args[3:]))
 	}
+	if os.Getenv(linkClientEnv) != "" {
+		linkClientMain()
+		return
+	}
 	if target := os.Getenv(forwardEnv); target != "" {
 		forwardMain(target)
 		return
@@ -100,6 +109,10 @@ func main() {
 	flag.StringVar(&pcts, "rebuild-pcts", "25", "experiment 2: percentages of the splits changed, from the top and from the bottom (all N always); 25,50,75 is the full set")
 	flag.IntVar(&c.pulls, "pulls", 15, "experiment 4: pulls per path")
 	flag.IntVar(&c.maxPulls, "max-pulls", 30, "experiment 4: keep pulling, 5 at a time, up to this many while the two ratio statistics disagree on the target")
+	flag.StringVar(&c.linkShapes, "link-shapes", "veth,10gbit,1gbit", "experiment 8: shapes of the link between client and registry: veth (unshaped), a rate (tbf: 10gbit, 1gbit, 500mbit), either with @DELAY (netem, each way: 1gbit@250us)")
+	flag.IntVar(&c.linkMiB, "link-mib", 32, "experiment 8: MiB of the blob pulled over the link")
+	flag.StringVar(&c.linkBefore, "link-before", "", "experiment 8: another 2dfs-proxy binary (say, built before a change) run beside ours on both sides, interleaved")
+	flag.BoolVar(&c.linkTLS, "link-tls", false, "experiment 8: the registry serves HTTPS (self-signed), and the proxy with HTTP/2 to it (the default) is compared with HTTP/1.1")
 	flag.StringVar(&render, "render", "", "render RESULTS.json into results.md and into the generated sections of the files named by -update, then exit (no daemons)")
 	flag.StringVar(&update, "update", "", "with -render: comma-separated markdown files whose <!-- bench:NAME --> sections to regenerate (docs/benchmarks.md,README.md)")
 	flag.Parse()
@@ -113,8 +126,8 @@ func main() {
 	c.exps = map[int]bool{}
 	for _, s := range strings.Split(exps, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 7 {
-			fatalf("-experiments: %q is not 1..7", s)
+		if err != nil || n < 1 || n > 8 {
+			fatalf("-experiments: %q is not 1..8", s)
 		}
 		c.exps[n] = true
 	}
@@ -134,6 +147,17 @@ func main() {
 	}
 	if c.pulls < 1 || c.maxPulls < c.pulls {
 		fatalf("-pulls must be positive and -max-pulls at least -pulls")
+	}
+	if _, err := parseShapes(c.linkShapes); err != nil {
+		fatalf("%v", err)
+	}
+	if c.linkBefore != "" {
+		if _, err := os.Stat(c.linkBefore); err != nil || !filepath.IsAbs(c.linkBefore) {
+			fatalf("-link-before: %q must be the absolute path of a 2dfs-proxy binary (%v)", c.linkBefore, err)
+		}
+	}
+	if c.linkMiB < 1 {
+		fatalf("-link-mib must be positive")
 	}
 	if c.splits < 1 || c.splitMiB < 1 || c.runs < 1 || c.cols < 1 {
 		fatalf("-splits, -split-mib, -runs and -cols must be positive")
@@ -202,8 +226,11 @@ func userFlags() []string {
 }
 
 func (b *bench) run() error {
-	if err := b.startBuilders(); err != nil {
-		return err
+	// Experiment 8 alone needs no BuildKit.
+	if len(b.exps) > 1 || !b.exps[8] {
+		if err := b.startBuilders(); err != nil {
+			return err
+		}
 	}
 	steps := []struct {
 		n  int
@@ -217,6 +244,7 @@ func (b *bench) run() error {
 		{7, b.remoteSources},
 		{4, b.partitionPull},
 		{5, b.proxyLatency},
+		{8, b.linkPassThrough},
 	}
 	for _, s := range steps {
 		if !b.exps[s.n] {

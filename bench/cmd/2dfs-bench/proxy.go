@@ -137,8 +137,10 @@ func (c *counter) settled() {
 	}
 }
 
-func newCounter(target string) (*counter, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newCounter(target string) (*counter, error) { return newCounterOn("127.0.0.1:0", target) }
+
+func newCounterOn(listen, target string) (*counter, error) {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, err
 	}
