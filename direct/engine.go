@@ -527,13 +527,22 @@ func push(ctx context.Context, pusher *remote.Pusher, repo name.Repository, opt 
 					if err != nil {
 						return err
 					}
-					var up v1.Layer = l
+					// remote.Image's layers ask for a mount from the base's
+					// repository wherever they go; across registries that
+					// names a repository of the target that is not the
+					// base's, so the layer is copied plainly instead.
+					if ml, ok := l.(*remote.MountableLayer); ok {
+						l = ml.Layer
+					}
+					up, how := l, "copied from"
 					if b.ref.Context().RegistryStr() == repo.RegistryStr() {
-						up = &remote.MountableLayer{Layer: l, Reference: b.ref}
+						up, how = &remote.MountableLayer{Layer: l, Reference: b.ref}, "mounted from"
 					}
 					if err := pusher.Upload(ectx, repo, up); err != nil {
 						return fmt.Errorf("base layer %s from %s: %w", d.Digest, b.ref, err)
 					}
+					// The pusher skips a blob the target already has.
+					fmt.Fprintf(opt.Log, "[2dfs base] %s %s %s (unless %s had it)\n", d.Digest, how, b.ref, repo)
 					return nil
 				})
 			}
