@@ -257,24 +257,77 @@ func uploadBlobs(ctx context.Context, host, repo string, blobs []floorBlob, work
 	return time.Since(start), err
 }
 
-// compressedBody compresses the layer at path while it is read, and fails
-// the read at the end unless the stream is the blob want.
-func compressedBody(ctx context.Context, path, want string, comp layer.Compression) (io.ReadCloser, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		defer f.Close()
-		w, err := layer.Recompress(ctx, pw, f, comp)
-		if err == nil && w.Digest.String() != want {
-			err = fmt.Errorf("compressing %s again made %s: not the same settings", want, w.Digest)
-		}
-		pw.CloseWithError(err)
-	}()
-	return pr, nil
+// compressingBody compresses the layer at path while it is sent, and
+// fails at the end unless the stream is the blob want. Like the direct
+// engine's upload body it gives net/http a WriteTo, so each compressed
+// block goes into the request as one chunk with no pipe in between: the
+// floor is no slower than the best the engine can do.
+type compressingBody struct {
+	ctx        context.Context
+	path, want string
+	comp       layer.Compression
+	pr         *io.PipeReader
 }
+
+func (b *compressingBody) pass(w io.Writer) error {
+	f, err := os.Open(b.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	got, err := layer.Recompress(b.ctx, w, f, b.comp)
+	if err == nil && got.Digest.String() != b.want {
+		err = fmt.Errorf("compressing %s again made %s: not the same settings", b.want, got.Digest)
+	}
+	return err
+}
+
+func (b *compressingBody) WriteTo(w io.Writer) (int64, error) {
+	if b.pr != nil {
+		return io.Copy(w, struct{ io.Reader }{b.pr})
+	}
+	b.pr, _ = io.Pipe()
+	b.pr.Close() // written once
+	cw := &countingWriter{w: w}
+	err := b.pass(cw)
+	return cw.n, err
+}
+
+func (b *compressingBody) Read(p []byte) (int, error) {
+	if b.pr == nil {
+		pr, pw := io.Pipe()
+		b.pr = pr
+		go func() { pw.CloseWithError(b.pass(pw)) }()
+	}
+	return b.pr.Read(p)
+}
+
+func (b *compressingBody) Close() error {
+	if b.pr != nil {
+		return b.pr.Close()
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// chunkClient sends the compressing floor's chunked bodies with the direct
+// engine's write buffer (direct/engine.go, uploadTransport): one socket
+// write per compressed block.
+var chunkClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.WriteBufferSize = 256 << 10
+	return &http.Client{Transport: t}
+}()
 
 func uploadBlob(ctx context.Context, host, repo string, bl floorBlob, comp *layer.Compression) error {
 	base := &url.URL{Scheme: "http", Host: host}
@@ -298,12 +351,12 @@ func uploadBlob(ctx context.Context, host, repo string, bl floorBlob, comp *laye
 	q.Set("digest", bl.digest)
 	loc.RawQuery = q.Encode()
 	var body io.ReadCloser
+	client, size := http.DefaultClient, bl.size
 	if comp != nil {
-		body, err = compressedBody(ctx, bl.tar, bl.digest, *comp)
-	} else {
-		body, err = os.Open(bl.path)
-	}
-	if err != nil {
+		// Chunked (no length): net/http hides a body's WriteTo behind a
+		// LimitReader when the length is set.
+		body, client, size = &compressingBody{ctx: ctx, path: bl.tar, want: bl.digest, comp: *comp}, chunkClient, 0
+	} else if body, err = os.Open(bl.path); err != nil {
 		return err
 	}
 	defer body.Close()
@@ -311,9 +364,9 @@ func uploadBlob(ctx context.Context, host, repo string, bl floorBlob, comp *laye
 	if err != nil {
 		return err
 	}
-	put.ContentLength = bl.size
+	put.ContentLength = size
 	put.Header.Set("Content-Type", "application/octet-stream")
-	resp, err = http.DefaultClient.Do(put)
+	resp, err = client.Do(put)
 	if err != nil {
 		return err
 	}
