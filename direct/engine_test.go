@@ -200,3 +200,54 @@ func TestBaseLayersKeptOrConverted(t *testing.T) {
 		}
 	}
 }
+
+// An upload body gives the same bytes and digests whether net/http hands
+// it the connection (WriteTo, no pipe) or reads it, and is one pass: a
+// second WriteTo sends nothing more, and one after Close fails.
+func TestLayerBody(t *testing.T) {
+	data := strings.Repeat("layer bytes ", 1<<15)
+	newLayer := func() *streamLayer {
+		return &streamLayer{ctx: context.Background(), write: func(ctx context.Context, w io.Writer) (layer.Written, error) {
+			for i := 0; i < len(data); i += 1000 {
+				if _, err := io.WriteString(w, data[i:min(i+1000, len(data))]); err != nil {
+					return layer.Written{}, err
+				}
+			}
+			return layer.Written{Digest: digest.FromString(data), Size: int64(len(data)), DiffID: digest.FromString("diff")}, nil
+		}}
+	}
+	for _, how := range []string{"WriteTo", "Read", "Read then WriteTo"} {
+		l := newLayer()
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got strings.Builder
+		switch how {
+		case "WriteTo":
+			_, err = rc.(io.WriterTo).WriteTo(&got)
+		case "Read":
+			_, err = io.Copy(&got, readerOnly{rc})
+		default:
+			buf := make([]byte, 10)
+			n, _ := io.ReadFull(rc, buf)
+			got.Write(buf[:n])
+			_, err = rc.(io.WriterTo).WriteTo(&got)
+		}
+		if err != nil || got.String() != data {
+			t.Fatalf("%s: %d bytes, %v; want %d bytes", how, got.Len(), err, len(data))
+		}
+		if d, err := l.Digest(); err != nil || d.String() != digest.FromString(data).String() {
+			t.Fatalf("%s: digest %v, %v", how, d, err)
+		}
+		if n, _ := rc.(io.WriterTo).WriteTo(io.Discard); n != 0 {
+			t.Fatalf("%s: a second WriteTo sent %d bytes", how, n)
+		}
+		rc.Close()
+	}
+	rc, _ := newLayer().Compressed()
+	rc.Close()
+	if _, err := rc.(io.WriterTo).WriteTo(io.Discard); err == nil {
+		t.Fatal("WriteTo after Close succeeded")
+	}
+}

@@ -14,14 +14,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/direct"
 	"github.com/tdfs-kit/tdfs/direct/layer"
 	"github.com/tdfs-kit/tdfs/llb"
+	"github.com/tdfs-kit/tdfs/tests/testenv"
 )
 
 // directContext is the odd-sources field (modes, owners, times the layers
@@ -121,25 +126,61 @@ func TestDirectEngineSameImage(t *testing.T) {
 	multiBase := baseImage(t, "multi", "linux/amd64,linux/arm64")
 	multiDir, _ := example(t, multiBase)
 	odd := directContext(t)
+	dockerBase := dockerTypedBase(t, base)
+	// BuildKit exports a layer it exported before in the compression it
+	// had then (2dfs build does not force compression), and the cases
+	// above export these contexts as zstd: the Docker cases, whose zstd
+	// default becomes gzip, get a buildkitd of their own.
+	dockerBK := extraBuildkitd(t, "direct-docker")
 	for _, c := range []struct {
 		name string
 		dir  string
 		args []string
+		// docker asks for Docker's media types (oci-mediatypes=false on a
+		// type=image output); else -t NAME --push, OCI's.
+		docker bool
 	}{
-		{"base-label", exampleDir, []string{"--label", "org.example.team=ml"}},
-		{"odd-epoch-gzip", odd, []string{"--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--compression", "gzip"}},
-		{"multi-platform", multiDir, []string{"--platform", "linux/amd64,linux/arm64"}},
-		{"base-override", odd, []string{"--build-context", "base=docker-image://" + base}},
+		{"base-label", exampleDir, []string{"--label", "org.example.team=ml"}, false},
+		{"odd-epoch-gzip", odd, []string{"--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--compression", "gzip"}, false},
+		{"multi-platform", multiDir, []string{"--platform", "linux/amd64,linux/arm64"}, false},
+		{"base-override", odd, []string{"--build-context", "base=docker-image://" + base}, false},
+		// An OCI base (gzip) exported with Docker's types, the CLI's zstd
+		// default turned into gzip; a Docker manifest list; Docker's
+		// uncompressed layer type (another epoch, so other layers than the
+		// gzip ones of the same context); a Docker-typed base mapped to
+		// OCI's types and kept in Docker's.
+		{"docker-base-label", exampleDir, []string{"--label", "org.example.team=ml"}, true},
+		{"docker-multi-platform", multiDir, []string{"--platform", "linux/amd64,linux/arm64"}, true},
+		{"docker-uncompressed", odd, []string{"--compression", "uncompressed", "--build-arg", "SOURCE_DATE_EPOCH=1600000000"}, true},
+		{"oci-from-docker-base", odd, []string{"--build-context", "base=docker-image://" + dockerBase}, false},
+		{"docker-from-docker-base", odd, []string{"--build-context", "base=docker-image://" + dockerBase}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ref := env.registry + "/direct-same/" + c.name
-			bk := build(t, env.buildkit, c.dir, append([]string{"-t", ref + ":buildkit", "--push", "--engine", "buildkit"}, c.args...)...)
-			out := build(t, env.buildkit, c.dir, append([]string{"-t", ref + ":direct", "--push"}, c.args...)...)
+			target := func(tag string) []string {
+				if c.docker {
+					return []string{"--output", "type=image,name=" + ref + ":" + tag + ",push=true,oci-mediatypes=false"}
+				}
+				return []string{"-t", ref + ":" + tag, "--push"}
+			}
+			addr := env.buildkit
+			if c.docker {
+				addr = dockerBK
+			}
+			bk := build(t, addr, c.dir, append(append(target("buildkit"), "--engine", "buildkit"), c.args...)...)
+			out := build(t, env.buildkit, c.dir, append(target("direct"), c.args...)...)
 			if !strings.Contains(out, "[2dfs] engine: direct") {
 				t.Fatalf("auto did not pick the direct engine for a push of local sources:\n%s", out)
 			}
 			if got, want := digestOf(t, out), digestOf(t, bk); got != want {
 				t.Fatalf("direct engine pushed %s, BuildKit %s:\n%s\n%s", got, want, out, explainDiff(t, ref+":direct", ref+":buildkit"))
+			}
+			desc, err := remote.Get(reference(t, ref+":direct"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotDocker := strings.Contains(string(desc.MediaType), "docker"); gotDocker != c.docker {
+				t.Fatalf("pushed a %s, docker media types asked: %v", desc.MediaType, c.docker)
 			}
 			// The registry serves it under the tag, as BuildKit's.
 			if strings.Contains(c.name, "multi") {
@@ -250,6 +291,26 @@ func TestDirectOCILayout(t *testing.T) {
 	if got, want := indexDigest(t, filepath.Join(out, "direct.tar")), indexDigest(t, filepath.Join(out, "bk.tar")); got != want {
 		t.Fatalf("direct layout holds %s, BuildKit's %s", got, want)
 	}
+	// Docker's media types in the layout, as BuildKit's oci exporter
+	// writes them with oci-mediatypes=false.
+	// (A fresh buildkitd: this one exported the layers as zstd above and
+	// would give the zstd blobs again, which Docker's gzip default is not.
+	// No -t: with it the BuildKit engine also exports to buildkitd's image
+	// store, OCI and zstd, in the same solve, and the layout may get those
+	// blobs.)
+	build(t, extraBuildkitd(t, "direct-layout-docker"), dir, "--engine", "buildkit", "--output", "type=oci,oci-mediatypes=false,dest="+filepath.Join(out, "bk-docker.tar"))
+	log = build(t, env.buildkit, dir, "--output", "type=oci,oci-mediatypes=false,dest="+filepath.Join(out, "direct-docker.tar"))
+	if !strings.Contains(log, "[2dfs] engine: direct") {
+		t.Fatalf("auto did not pick the direct engine for Docker media types:\n%s", log)
+	}
+	got, want := indexDigest(t, filepath.Join(out, "direct-docker.tar")), indexDigest(t, filepath.Join(out, "bk-docker.tar"))
+	if got != want {
+		dm, bm := layoutBlob(t, filepath.Join(out, "direct-docker.tar"), got), layoutBlob(t, filepath.Join(out, "bk-docker.tar"), want)
+		t.Fatalf("direct layout with Docker media types holds %s, BuildKit's %s:\nmanifest: %s\n%s\n%s", got, want, firstDiff(dm, bm), dm, bm)
+	}
+	if got == indexDigest(t, filepath.Join(out, "direct.tar")) {
+		t.Fatalf("oci-mediatypes=false made the OCI image %s", got)
+	}
 	// Every blob of the image is in the layout: skopeo-free check with
 	// crane's layout reader.
 	runCmd(t, "", "tar", "-xf", filepath.Join(out, "direct.tar"), "-C", out)
@@ -303,4 +364,106 @@ func firstDiff(a, b []byte) string {
 	}
 	lo := max(0, i-80)
 	return fmt.Sprintf("at byte %d:\n  %q\n  %q", i, a[lo:min(len(a), i+160)], b[lo:min(len(b), i+160)])
+}
+
+// dockerTypedBase pushes base again with Docker's manifest, config and
+// layer media types (the same layer blobs), as an image built by an old
+// docker build is, and returns its reference.
+func dockerTypedBase(t *testing.T, base string) string {
+	t.Helper()
+	src := remoteImage(t, base)
+	cfg, err := src.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := src.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.DockerManifestSchema2), types.DockerConfigJSON)
+	for _, l := range ls {
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: l, MediaType: types.DockerLayer}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if img, err = mutate.Config(img, cfg.Config); err != nil {
+		t.Fatal(err)
+	}
+	ref := env.registry + "/base:docker-types"
+	if err := remote.Write(reference(t, ref), img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// A base in another registry: its layers are copied into the target
+// registry (no cross-repository mount exists between registries), and the
+// image is BuildKit's, digest for digest.
+func TestDirectBaseFromOtherRegistry(t *testing.T) {
+	other, err := daemons.ExtraRegistry("direct-other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only a buildkitd started after the registry reaches it.
+	addr := extraBuildkitd(t, "direct-other")
+	base := other + "/base:v1"
+	if err := testenv.BaseImage(env.root, addr, base, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	dir := directContext(t)
+	ref := env.registry + "/direct-other/field"
+	bk := build(t, addr, dir, "-t", ref+":buildkit", "--push", "--engine", "buildkit", "--build-context", "base=docker-image://"+base)
+	out := build(t, addr, dir, "-t", ref+":direct", "--push", "--engine", "direct", "--build-context", "base=docker-image://"+base)
+	if got, want := digestOf(t, out), digestOf(t, bk); got != want {
+		t.Fatalf("direct engine pushed %s, BuildKit %s:\n%s\n%s", got, want, out, explainDiff(t, ref+":direct", ref+":buildkit"))
+	}
+	baseLayers := layers(t, base)
+	if !strings.Contains(out, "copied from "+base) {
+		t.Fatalf("the base's layers were not copied across registries:\n%s", out)
+	}
+	// Each base layer is in the target repository, byte for byte.
+	for _, d := range baseLayers {
+		dref, err := name.NewDigest(ref+"@"+d.Digest.String(), name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := remote.Layer(dref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatalf("base layer %s not in %s: %v", d.Digest, ref, err)
+		}
+		n, err := io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil || n != d.Size {
+			t.Fatalf("base layer %s in %s: %d bytes, %v; want %d", d.Digest, ref, n, err, d.Size)
+		}
+	}
+}
+
+// layoutBlob reads blob DGST from an OCI layout tar.
+func layoutBlob(t *testing.T, file, dgst string) []byte {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	want := "blobs/" + strings.Replace(dgst, ":", "/", 1)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s has no %s: %v", file, want, err)
+		}
+		if h.Name == want {
+			dt, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return dt
+		}
+	}
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/platforms"
@@ -82,7 +85,7 @@ func directBlocker(f buildFlags, contextDir string) string {
 			return why
 		}
 	}
-	if _, err := directOutput(f); err != nil {
+	if _, _, err := directOutput(f); err != nil {
 		return err.Error()
 	}
 	// A read error is reported by the direct build itself.
@@ -110,52 +113,80 @@ func remoteSourceIn(desc *descriptor.Descriptor) string {
 }
 
 // directOutput turns --tag/--push and --output into a direct output: a push
-// of the tags, or one OCI layout tar.
-func directOutput(f buildFlags) (direct.Output, error) {
+// of the tags (-t NAME --push, or one --output type=image,name=...,push=true),
+// or one OCI layout tar; and whether OCI media types are written (else
+// Docker's, asked for with oci-mediatypes=false as BuildKit's exporters are).
+func directOutput(f buildFlags) (direct.Output, bool, error) {
 	var out direct.Output
-	var oci = true
+	oci := true
+	names := f.tags
+	errOutput := errors.New("only pushes (-t NAME --push, --output type=image,name=NAME,push=true) and --output type=oci,dest=FILE are built without BuildKit")
 	switch {
 	case len(f.outputs) == 0 && f.push && len(f.tags) > 0:
 	case len(f.outputs) == 1 && !f.push:
-		// buildctl's parser turns dest into a file writer; read it here.
-		attrs := map[string]string{}
-		for _, kv := range strings.Split(f.outputs[0], ",") {
-			k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-			attrs[k] = v
+		// buildctl's parser turns dest into a file writer (it creates the
+		// file); read the same CSV fields here.
+		fields, err := csv.NewReader(strings.NewReader(f.outputs[0])).Read()
+		if err != nil {
+			return out, false, fmt.Errorf("--output %s: %w", f.outputs[0], err)
 		}
-		if attrs["type"] != client.ExporterOCI || attrs["dest"] == "" || attrs["dest"] == "-" || attrs["tar"] == "false" {
-			return out, errors.New("only pushes (-t NAME --push) and --output type=oci,dest=FILE are built without BuildKit")
+		attrs := map[string]string{}
+		for _, kv := range fields {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return out, false, fmt.Errorf("--output %s: invalid value %s", f.outputs[0], kv)
+			}
+			attrs[strings.ToLower(k)] = v
+		}
+		allowed := []string{"type", "oci-mediatypes"}
+		switch attrs["type"] {
+		case client.ExporterOCI:
+			if attrs["dest"] == "" || attrs["dest"] == "-" || attrs["tar"] == "false" {
+				return out, false, errOutput
+			}
+			allowed = append(allowed, "dest", "tar")
+			out.Layout = attrs["dest"]
+		case client.ExporterImage:
+			// An image output that is not pushed stays in buildkitd's
+			// image store, which only BuildKit has.
+			if push, err := strconv.ParseBool(attrs["push"]); err != nil || !push || attrs["name"] == "" || len(f.tags) > 0 {
+				return out, false, errOutput
+			}
+			allowed = append(allowed, "name", "push")
+			// Several names are one CSV field: "name=a,b".
+			names = strings.Split(attrs["name"], ",")
+		default:
+			return out, false, errOutput
 		}
 		for k := range attrs {
-			switch k {
-			case "type", "dest", "oci-mediatypes", "tar":
-			default:
-				return out, fmt.Errorf("output option %s is BuildKit's", k)
+			if !slices.Contains(allowed, k) {
+				return out, false, fmt.Errorf("output option %s is BuildKit's", k)
 			}
 		}
-		out.Layout = attrs["dest"]
-		oci = !dockerMediaTypes(client.ExportEntry{Type: client.ExporterOCI, Attrs: attrs})
+		oci = !dockerMediaTypes(client.ExportEntry{Type: attrs["type"], Attrs: attrs})
 	default:
-		return out, errors.New("only pushes (-t NAME --push) and --output type=oci,dest=FILE are built without BuildKit")
+		return out, false, errOutput
 	}
-	if !oci {
-		return out, errors.New("only BuildKit writes Docker media types")
-	}
-	for _, t := range f.tags {
+	for _, t := range names {
 		tag, err := name.NewTag(t)
 		if err != nil {
-			return out, fmt.Errorf("--tag %s: %w", t, err)
+			return out, false, fmt.Errorf("image name %s: %w", t, err)
 		}
 		out.Tags = append(out.Tags, tag)
 	}
-	return out, nil
+	return out, oci, nil
 }
 
 // runDirect builds with the direct engine.
 func runDirect(ctx context.Context, f buildFlags, contextDir string, log io.Writer) error {
-	out, err := directOutput(f)
+	out, oci, err := directOutput(f)
 	if err != nil {
 		return err
+	}
+	if !oci && (f.compression == "zstd" || f.compression == "estargz") {
+		// What withCompression does for BuildKit: Docker's media types
+		// have no zstd layer type containerd unpacks.
+		f.compression = "gzip"
 	}
 	if out.Layout != "" {
 		// The tags only name the image inside the layout.
@@ -211,7 +242,7 @@ func runDirect(ctx context.Context, f buildFlags, contextDir string, log io.Writ
 		Epoch:       epoch,
 		Labels:      labels,
 		Compression: comp,
-		OCI:         true,
+		OCI:         oci,
 		Workers:     workers,
 		Log:         log,
 	}, out)

@@ -43,10 +43,25 @@ func TestChooseEngine(t *testing.T) {
 		{"image output", with(func(f *buildFlags) {
 			f.push = false
 			f.tags = nil
-			f.outputs = []string{"type=image,name=r.example/a:v1,push=true"}
+			f.outputs = []string{`type=image,"name=r.example/ab:v1,r.example/ab:latest",push=true`}
+		}), dir, "direct"},
+		{"image output not pushed", with(func(f *buildFlags) {
+			f.push = false
+			f.tags = nil
+			f.outputs = []string{"type=image,name=r.example/ab:v1"}
 		}), dir, "buildkit only pushes"},
+		{"image output option", with(func(f *buildFlags) {
+			f.push = false
+			f.tags = nil
+			f.outputs = []string{"type=image,name=r.example/ab:v1,push=true,annotation.a=b"}
+		}), dir, "buildkit output option annotation.a is BuildKit's"},
 		{"local output", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=local,dest=out"} }), dir, "buildkit only pushes"},
-		{"docker media types", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=oci,dest=o.tar,oci-mediatypes=false"} }), dir, "buildkit only BuildKit writes Docker"},
+		{"docker media types", with(func(f *buildFlags) { f.push = false; f.outputs = []string{"type=oci,dest=o.tar,oci-mediatypes=false"} }), dir, "direct"},
+		{"docker media types pushed", with(func(f *buildFlags) {
+			f.push = false
+			f.tags = nil
+			f.outputs = []string{"type=image,name=r.example/ab:v1,push=true,oci-mediatypes=false"}
+		}), dir, "direct"},
 		{"cache-to", with(func(f *buildFlags) { f.cacheTo = []string{"type=inline"} }), dir, "buildkit --cache-to"},
 		{"cache-from", with(func(f *buildFlags) { f.cacheFrom = []string{"type=registry,ref=r.example/c"} }), dir, "buildkit --cache-to"},
 		{"no-cache", with(func(f *buildFlags) { f.noCache = "true" }), dir, "buildkit --no-cache"},
@@ -74,5 +89,38 @@ func TestChooseEngine(t *testing.T) {
 	}
 	if _, _, err := chooseEngine(with(func(f *buildFlags) { f.engine = "fast" }), dir); err == nil || !strings.Contains(err.Error(), `--engine "fast"`) {
 		t.Errorf("--engine fast: %v", err)
+	}
+}
+
+// directOutput reads the names and media types BuildKit's exporters would:
+// every name of a comma-separated name=, and oci-mediatypes=false for
+// Docker's types.
+func TestDirectOutput(t *testing.T) {
+	for _, c := range []struct {
+		f    buildFlags
+		tags string
+		oci  bool
+		dest string
+	}{
+		{buildFlags{tags: []string{"r.example/ab:v1", "r.example/ab:v2"}, push: true}, "r.example/ab:v1 r.example/ab:v2", true, ""},
+		{buildFlags{outputs: []string{`type=image,"name=r.example/ab:v1,r.example/ab:v2",push=true,oci-mediatypes=false`}}, "r.example/ab:v1 r.example/ab:v2", false, ""},
+		{buildFlags{outputs: []string{"type=image,push=true,name=r.example/ab:v1,oci-mediatypes=true"}}, "r.example/ab:v1", true, ""},
+		{buildFlags{tags: []string{"r.example/ab:v1"}, outputs: []string{"type=oci,dest=o.tar,oci-mediatypes=false"}}, "r.example/ab:v1", false, "o.tar"},
+	} {
+		out, oci, err := directOutput(c.f)
+		if err != nil {
+			t.Fatalf("%v: %v", c.f, err)
+		}
+		var tags []string
+		for _, t := range out.Tags {
+			tags = append(tags, t.String())
+		}
+		if strings.Join(tags, " ") != c.tags || oci != c.oci || out.Layout != c.dest {
+			t.Errorf("%v: tags %v, oci %v, layout %q; want %s, %v, %q", c.f, tags, oci, out.Layout, c.tags, c.oci, c.dest)
+		}
+	}
+	// As buildctl: names are one quoted CSV field, not bare fields.
+	if _, _, err := directOutput(buildFlags{outputs: []string{"type=image,name=r.example/ab:v1,r.example/ab:v2,push=true"}}); err == nil || !strings.Contains(err.Error(), "invalid value r.example/ab:v2") {
+		t.Errorf("unquoted name list: %v", err)
 	}
 }

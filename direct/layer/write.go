@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -130,6 +131,11 @@ func Write(ctx context.Context, w io.Writer, t *Tree, epoch time.Time, c Compres
 	return Written{Digest: blob.Digest(), Size: counted.n, DiffID: diff.Digest()}, nil
 }
 
+// copyBufs are copyFile's read buffers: 256 KiB, so a large file is read
+// in an eighth of the reads and tar and hash writes io.CopyN's 32 KiB
+// would make, and each write fills two zstd blocks' worth of input.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 // copyFile writes the bytes of a regular entry, checking the file against
 // its scan before and after.
 func copyFile(w io.Writer, e *Entry) error {
@@ -141,7 +147,12 @@ func copyFile(w io.Writer, e *Entry) error {
 	if err := unchanged(f, e, "before"); err != nil {
 		return err
 	}
-	n, err := io.CopyN(w, f, e.Size)
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(w, io.LimitReader(f, e.Size), *buf)
+	if err == nil && n < e.Size {
+		err = io.EOF // as io.CopyN says it: the file is shorter now
+	}
 	if err != nil {
 		if err == io.EOF {
 			return fmt.Errorf("%s changed while it was read: %d bytes, not %d", e.Source, n, e.Size)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/tdfs-kit/tdfs/direct/layer"
 )
 
 // The read counts come from the direct engine's last line; a log without it
@@ -37,7 +39,7 @@ func TestDirectRows(t *testing.T) {
 	b := &bench{res: &Results{}, started: time.Now()}
 	times := map[string][]float64{vDirect: {1, 2, 1.5}, vLinkZ: {3, 4, 3}, vTDFS: {2, 3, 2}}
 	noop := map[string][]float64{vDirect: {0.2, 0.05, 0.06}, vTDFS: {0.2, 0.2, 0.3}}
-	floors := map[string][]float64{"floor": {0.9, 1.5, 1.0}}
+	floors := map[string][]float64{"floor": {0.9, 1.5, 1.0}, "floor-zstd": {1.0, 1.6, 1.4}}
 	b.directColdRows(times, noop, floors, []string{"4 read", "0 read"}, []float64{40})
 	link, fl, nt := b.row("cold/direct-link"), b.row("cold/direct-floor"), b.row("noop/direct-time")
 	if link == nil || fl == nil || nt == nil || b.row("noop/direct") == nil || b.row("cold/direct-buildkit") == nil {
@@ -54,13 +56,19 @@ func TestDirectRows(t *testing.T) {
 	if fl.RatioKind != Relative || fl.RatioOfMedians != 1.5 || fl.Met == nil || *fl.Met {
 		t.Fatalf("direct vs floor = %+v", fl)
 	}
+	// The compressing floor: per run 1, 1.25, 1.07; medians 1.5 / 1.4.
+	if fz := b.row("cold/direct-floor-zstd"); fz == nil || fz.Settings != Equal || fz.PeerVals[1] != 1.6 || fz.Met == nil || !*fz.Met {
+		t.Fatalf("direct vs compressing floor = %+v", fz)
+	}
 	// median of 0.2, 0.05, 0.06 is 0.06 < 0.1 although the first run took 0.2.
 	if nt.Met == nil || !*nt.Met {
 		t.Fatalf("no-op time = %+v", nt)
 	}
 	slow := directRows(times, map[string][]float64{vDirect: {0.2, 0.15}}, floors)
-	if m := slow[4].Met; m == nil || *m {
-		t.Fatalf("a 0.175 s no-op met the 100 ms target: %+v", slow[4])
+	for _, r := range slow {
+		if r.Key == "noop/direct-time" && (r.Met == nil || *r.Met) {
+			t.Fatalf("a 0.175 s no-op met the 100 ms target: %+v", r)
+		}
 	}
 	// Nothing measured: no rows (experiment 1 run without the direct engine).
 	b2 := &bench{res: &Results{}, started: time.Now()}
@@ -88,7 +96,7 @@ func TestUploadBlobs(t *testing.T) {
 		}
 		blobs = append(blobs, floorBlob{digest: fmt.Sprintf("sha256:%x", sum), size: int64(len(data)), path: path})
 	}
-	if _, err := uploadBlobs(context.Background(), host, "bench/floor", blobs, 2); err != nil {
+	if _, err := uploadBlobs(context.Background(), host, "bench/floor", blobs, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, bl := range blobs {
@@ -103,8 +111,64 @@ func TestUploadBlobs(t *testing.T) {
 	}
 	bad := blobs[0]
 	bad.digest = blobs[1].digest
-	if _, err := uploadBlobs(context.Background(), host, "bench/other", []floorBlob{bad}, 1); err == nil {
+	if _, err := uploadBlobs(context.Background(), host, "bench/other", []floorBlob{bad}, 1, nil); err == nil {
 		t.Fatal("a blob uploaded under another blob's digest was accepted")
+	}
+}
+
+// The compressing floor sends each blob compressed again from its layer
+// and lands the same blob; a blob made with other settings than the
+// floor's fails the upload rather than being timed.
+func TestUploadBlobsCompressing(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	comp, err := layer.ParseCompression("zstd", directLevel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := layer.ParseCompression("zstd", 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := func(name string, c layer.Compression) floorBlob {
+		var buf bytes.Buffer
+		w, err := layer.Recompress(context.Background(), &buf, strings.NewReader(strings.Repeat("weights "+name, 1<<14)), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return floorBlob{digest: w.Digest.String(), size: w.Size, path: path}
+	}
+	blobs, err := untar([]floorBlob{blob("a", comp), blob("b", comp)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uploadBlobs(context.Background(), host, "bench/floor-zstd", blobs, 2, &comp); err != nil {
+		t.Fatal(err)
+	}
+	for _, bl := range blobs {
+		resp, err := http.Get(srv.URL + "/v2/bench/floor-zstd/blobs/" + bl.digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want, _ := os.ReadFile(bl.path)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("blob %s: the registry holds %d other bytes", bl.digest, len(got))
+		}
+	}
+	odd, err := untar([]floorBlob{blob("c", other)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uploadBlobs(context.Background(), host, "bench/floor-odd", odd, 1, &comp); err == nil {
+		t.Fatal("a blob of level 9 was compressed again at level 1 and the upload succeeded")
 	}
 }
 
