@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	bkllb "github.com/moby/buildkit/client/llb"
@@ -145,15 +143,29 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 		}
 	}
 
-	// Bases first: a bad base reference fails before any upload.
+	// Bases first: a bad base reference fails before any upload. Each
+	// platform's base, and the check client's handshake with the target,
+	// are round trips of their own: they run at once, and the first error
+	// by platform is reported, whichever came back first.
 	targets := opt.Platforms
 	if len(targets) == 0 {
 		targets = []ocispec.Platform{platforms.DefaultSpec()}
 	}
 	bases := make([]*base, len(targets))
+	baseErrs := make([]error, len(targets))
+	var check *registryCheck
+	var checkErr error
+	var wg sync.WaitGroup
 	for i, p := range targets {
-		if bases[i], err = resolveBase(ctx, opt, p, auth); err != nil {
-			return nil, err
+		wg.Go(func() { bases[i], baseErrs[i] = resolveBase(ctx, opt, p, auth) })
+	}
+	if pusher != nil {
+		wg.Go(func() { check, checkErr = newRegistryCheck(ctx, repo, opt.Keychain) })
+	}
+	wg.Wait()
+	for i := range targets {
+		if baseErrs[i] != nil {
+			return nil, baseErrs[i]
 		}
 		if bases[i] != nil {
 			if err := opt.Descriptor.CheckImageDescriptors(numPlatforms, len(bases[i].config.RootFS.DiffIDs)); err != nil {
@@ -161,13 +173,20 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 			}
 		}
 	}
+	if checkErr != nil {
+		return nil, checkErr
+	}
 
 	// Every allotment in one pass each, a bounded number at a time.
 	layers := make([]allotmentLayer, len(planned))
 	var mu sync.Mutex
 	res := &Result{}
+	// Allotments the stat cache knows are only asked about (a HEAD), up
+	// to checkJobs at once; reading and writing a layer takes one of
+	// opt.Workers write slots.
 	eg, ectx := errgroup.WithContext(ctx)
-	eg.SetLimit(opt.Workers)
+	eg.SetLimit(max(opt.Workers, checkJobs))
+	writeSlots := make(chan struct{}, opt.Workers)
 	var tmpFiles []string
 	defer func() {
 		for _, f := range tmpFiles {
@@ -176,15 +195,56 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 	}()
 	for i, a := range planned {
 		eg.Go(func() error {
-			scanStart := time.Now()
-			tree, err := layer.Scan(opt.ContextDir, a)
-			if err != nil {
+			var tree *layer.Tree
+			var key digest.Digest
+			var cached cachedLayer
+			var hit bool
+			var scanStart time.Time
+			scan := func() error {
+				scanStart = time.Now()
+				var err error
+				if tree, err = layer.Scan(opt.ContextDir, a); err != nil {
+					return err
+				}
+				key = cacheKey(tree, opt)
+				cached, hit = cache.get(key)
+				if hit && cached.MediaType != opt.Compression.MediaType() {
+					hit = false
+				}
+				return nil
+			}
+			if err := scan(); err != nil {
 				return err
 			}
-			key := cacheKey(tree, opt)
-			cached, hit := cache.get(key)
-			if hit && cached.MediaType != opt.Compression.MediaType() {
-				hit = false
+			if hit && check != nil && check.hasBlob(ectx, ocispec.Descriptor{Digest: cached.Digest, Size: cached.Size}) {
+				// Nothing to read or send. The stat cache learns nothing
+				// new unless this repository is new to it.
+				layers[i].desc = ocispec.Descriptor{MediaType: opt.Compression.MediaType(), Digest: cached.Digest, Size: cached.Size}
+				layers[i].diffID = cached.DiffID
+				if !slices.Contains(cached.Repos, repo.Name()) {
+					entry := cached
+					entry.Repos = []string{repo.Name()}
+					cache.put(key, entry, tree.Newest(), scanStart)
+				}
+				mu.Lock()
+				res.Unread++
+				mu.Unlock()
+				fmt.Fprintf(opt.Log, "[2dfs %s] %s %s (%d bytes) in the registry\n", a.Cell, cached.Digest, layerNote(hit), cached.Size)
+				return nil
+			}
+			select {
+			case writeSlots <- struct{}{}:
+			case <-ectx.Done():
+				return ectx.Err()
+			}
+			defer func() { <-writeSlots }()
+			if !hit {
+				// Scanned again now that it is this allotment's turn: the
+				// write checks the files against the scan, which may be
+				// minutes old behind other writes.
+				if err := scan(); err != nil {
+					return err
+				}
 			}
 			l := &streamLayer{ctx: ectx, mediaType: opt.Compression.MediaType(), write: func(ctx context.Context, w io.Writer) (layer.Written, error) {
 				return layer.Write(ctx, w, tree, opt.Epoch, opt.Compression)
@@ -251,7 +311,7 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 	}
 	converted := map[digest.Digest]*allotmentLayer{}
 	if opt.ForceCompression {
-		converted = convertBases(ectx, eg, bases, opt, cache, pusher, repo, &mu, &tmpFiles)
+		converted = convertBases(ectx, eg, writeSlots, bases, opt, cache, pusher, repo, &mu, &tmpFiles)
 	}
 	if err := eg.Wait(); err != nil {
 		return nil, err
@@ -289,7 +349,7 @@ func Build(ctx context.Context, opt Options, out Output) (*Result, error) {
 		fmt.Fprintf(opt.Log, "[2dfs] wrote %s to %s\n", res.Digest, out.Layout)
 	}
 	if pusher != nil {
-		if err := push(ctx, pusher, repo, opt, manifests, index, bases, out.Tags); err != nil {
+		if err := push(ctx, pusher, check, repo, opt, manifests, index, bases, out.Tags); err != nil {
 			return nil, err
 		}
 	}
@@ -354,7 +414,7 @@ func (b *base) convertedTo(converted map[digest.Digest]*allotmentLayer) {
 // decompressing and compressing again; the diff_id stays). The stat cache
 // remembers conversions by the base blob's digest, so a re-run downloads
 // nothing when the converted blob is in the registry.
-func convertBases(ctx context.Context, eg *errgroup.Group, bases []*base, opt Options, cache statCache, pusher *remote.Pusher, repo name.Repository, mu *sync.Mutex, tmpFiles *[]string) map[digest.Digest]*allotmentLayer {
+func convertBases(ctx context.Context, eg *errgroup.Group, writeSlots chan struct{}, bases []*base, opt Options, cache statCache, pusher *remote.Pusher, repo name.Repository, mu *sync.Mutex, tmpFiles *[]string) map[digest.Digest]*allotmentLayer {
 	converted := map[digest.Digest]*allotmentLayer{}
 	for _, b := range bases {
 		if b == nil {
@@ -367,6 +427,12 @@ func convertBases(ctx context.Context, eg *errgroup.Group, bases []*base, opt Op
 			out := &allotmentLayer{}
 			converted[d.Digest] = out
 			eg.Go(func() error {
+				select {
+				case writeSlots <- struct{}{}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				defer func() { <-writeSlots }()
 				src, err := b.image.LayerByDigest(toHash(d.Digest))
 				if err != nil {
 					return err
@@ -511,9 +577,20 @@ func platformManifest(planned []descriptor.PlannedAllotment, layers []allotmentL
 // push sends base blobs (mounted from the base's repository when it is on
 // the same registry), configs, then checks that every blob is there before
 // any manifest goes up by digest and, last, the tags.
-func push(ctx context.Context, pusher *remote.Pusher, repo name.Repository, opt Options, manifests []Manifest, index *Blob, bases []*base, tags []name.Tag) error {
+func push(ctx context.Context, pusher *remote.Pusher, check *registryCheck, repo name.Repository, opt Options, manifests []Manifest, index *Blob, bases []*base, tags []name.Tag) error {
+	// HEADs up to checkJobs at once, copies and uploads up to opt.Workers.
 	eg, ectx := errgroup.WithContext(ctx)
-	eg.SetLimit(opt.Workers)
+	eg.SetLimit(max(opt.Workers, checkJobs))
+	slots := make(chan struct{}, opt.Workers)
+	upload := func(l v1.Layer) error {
+		select {
+		case slots <- struct{}{}:
+		case <-ectx.Done():
+			return ectx.Err()
+		}
+		defer func() { <-slots }()
+		return pusher.Upload(ectx, repo, l)
+	}
 	seen := map[digest.Digest]bool{}
 	for i, m := range manifests {
 		if b := bases[i]; b != nil {
@@ -523,6 +600,10 @@ func push(ctx context.Context, pusher *remote.Pusher, repo name.Repository, opt 
 				}
 				seen[d.Digest] = true
 				eg.Go(func() error {
+					if check.hasBlob(ectx, d) {
+						fmt.Fprintf(opt.Log, "[2dfs base] %s in %s\n", d.Digest, repo)
+						return nil
+					}
 					l, err := b.image.LayerByDigest(v1.Hash{Algorithm: d.Digest.Algorithm().String(), Hex: d.Digest.Encoded()})
 					if err != nil {
 						return err
@@ -538,7 +619,7 @@ func push(ctx context.Context, pusher *remote.Pusher, repo name.Repository, opt 
 					if b.ref.Context().RegistryStr() == repo.RegistryStr() {
 						up, how = &remote.MountableLayer{Layer: l, Reference: b.ref}, "mounted from"
 					}
-					if err := pusher.Upload(ectx, repo, up); err != nil {
+					if err := upload(up); err != nil {
 						return fmt.Errorf("base layer %s from %s: %w", d.Digest, b.ref, err)
 					}
 					// The pusher skips a blob the target already has.
@@ -551,7 +632,10 @@ func push(ctx context.Context, pusher *remote.Pusher, repo name.Repository, opt 
 		if !seen[cfg.Descriptor.Digest] {
 			seen[cfg.Descriptor.Digest] = true
 			eg.Go(func() error {
-				return pusher.Upload(ectx, repo, staticBlob{cfg})
+				if check.hasBlob(ectx, cfg.Descriptor) {
+					return nil
+				}
+				return upload(staticBlob{cfg})
 			})
 		}
 	}
@@ -565,71 +649,64 @@ func push(ctx context.Context, pusher *remote.Pusher, repo name.Repository, opt 
 		want = append(want, m.Config.Descriptor)
 		want = append(want, m.Layers...)
 	}
-	if err := checkBlobs(ctx, repo, opt.Keychain, want); err != nil {
+	if err := check.verify(ctx, want); err != nil {
 		return err
 	}
-	for _, m := range manifests {
-		if err := pusher.Put(ctx, repo.Digest(m.Manifest.Descriptor.Digest.String()), rawManifest{m.Manifest}); err != nil {
-			return fmt.Errorf("push manifest %s: %w", m.Manifest.Descriptor.Digest, err)
-		}
-	}
+
+	// A manifest or tag the repository already has, byte for byte (its
+	// digest), is not put again: a no-op re-run writes nothing. The HEADs
+	// go out together.
 	top := manifests[0].Manifest
 	if index != nil {
 		top = *index
-		if err := pusher.Put(ctx, repo.Digest(top.Descriptor.Digest.String()), rawManifest{top}); err != nil {
-			return fmt.Errorf("push index %s: %w", top.Descriptor.Digest, err)
-		}
+	}
+	var puts []manifestPut
+	for _, m := range manifests {
+		puts = append(puts, manifestPut{repo.Digest(m.Manifest.Descriptor.Digest.String()), m.Manifest, false})
+	}
+	if index != nil {
+		puts = append(puts, manifestPut{repo.Digest(top.Descriptor.Digest.String()), top, false})
 	}
 	for _, t := range tags {
-		if err := pusher.Put(ctx, t, rawManifest{top}); err != nil {
-			return fmt.Errorf("tag %s: %w", t, err)
+		puts = append(puts, manifestPut{t, top, true})
+	}
+	there := make([]bool, len(puts))
+	var wg sync.WaitGroup
+	for i, p := range puts {
+		wg.Go(func() { there[i] = check.manifestIs(ctx, p.ref.Identifier(), p.blob.Descriptor.Digest) })
+	}
+	wg.Wait()
+	// Manifests by digest first, the index after them, the tags last, in
+	// turn: a tag never names a manifest the registry lacks.
+	for i, p := range puts {
+		if !there[i] {
+			if err := pusher.Put(ctx, p.ref, rawManifest{p.blob}); err != nil {
+				what := "push manifest"
+				switch {
+				case p.tag:
+					return fmt.Errorf("tag %s: %w", p.ref, err)
+				case index != nil && p.blob.Descriptor.Digest == top.Descriptor.Digest:
+					what = "push index"
+				}
+				return fmt.Errorf("%s %s: %w", what, p.blob.Descriptor.Digest, err)
+			}
 		}
-		fmt.Fprintf(opt.Log, "[2dfs] pushed %s@%s\n", t, top.Descriptor.Digest)
+		if p.tag {
+			how := "pushed"
+			if there[i] {
+				how = "already pushed"
+			}
+			fmt.Fprintf(opt.Log, "[2dfs] %s %s@%s\n", how, p.ref, top.Descriptor.Digest)
+		}
 	}
 	return nil
 }
 
-// checkBlobs asks the registry for every blob (HEAD) and fails naming the
-// first one it lacks or whose size differs.
-func checkBlobs(ctx context.Context, repo name.Repository, kc authn.Keychain, descs []ocispec.Descriptor) error {
-	a, err := authn.Resolve(ctx, kc, repo)
-	if err != nil {
-		return err
-	}
-	tr, err := transport.NewWithContext(ctx, repo.Registry, a, remote.DefaultTransport, []string{repo.Scope(transport.PullScope)})
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Transport: tr}
-	eg, ectx := errgroup.WithContext(ctx)
-	eg.SetLimit(8)
-	done := map[digest.Digest]bool{}
-	for _, d := range descs {
-		if done[d.Digest] {
-			continue
-		}
-		done[d.Digest] = true
-		eg.Go(func() error {
-			u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/blobs/%s", repo.RepositoryStr(), d.Digest)}
-			req, err := http.NewRequestWithContext(ectx, http.MethodHead, u.String(), nil)
-			if err != nil {
-				return err
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				return fmt.Errorf("check blob %s in %s: %w", d.Digest, repo, err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("blob %s is not in %s after the upload (HTTP %d); nothing was tagged", d.Digest, repo, resp.StatusCode)
-			}
-			if resp.ContentLength >= 0 && resp.ContentLength != d.Size {
-				return fmt.Errorf("blob %s in %s has %d bytes, want %d; nothing was tagged", d.Digest, repo, resp.ContentLength, d.Size)
-			}
-			return nil
-		})
-	}
-	return eg.Wait()
+// manifestPut is a manifest, index or tag push goes to put.
+type manifestPut struct {
+	ref  name.Reference
+	blob Blob
+	tag  bool
 }
 
 // streamLayer is an allotment layer for go-containerregistry's pusher that

@@ -413,9 +413,13 @@ func TestDirectBaseFromOtherRegistry(t *testing.T) {
 	dir := directContext(t)
 	ref := env.registry + "/direct-other/field"
 	bk := build(t, addr, dir, "-t", ref+":buildkit", "--push", "--engine", "buildkit", "--build-context", "base=docker-image://"+base)
+	// A repository of its own: BuildKit's push put the base's layers into
+	// ref, where the direct engine would find them and copy nothing.
+	bkRef := ref
+	ref = env.registry + "/direct-other/field-direct"
 	out := build(t, addr, dir, "-t", ref+":direct", "--push", "--engine", "direct", "--build-context", "base=docker-image://"+base)
 	if got, want := digestOf(t, out), digestOf(t, bk); got != want {
-		t.Fatalf("direct engine pushed %s, BuildKit %s:\n%s\n%s", got, want, out, explainDiff(t, ref+":direct", ref+":buildkit"))
+		t.Fatalf("direct engine pushed %s, BuildKit %s:\n%s\n%s", got, want, out, explainDiff(t, ref+":direct", bkRef+":buildkit"))
 	}
 	baseLayers := layers(t, base)
 	if !strings.Contains(out, "copied from "+base) {

@@ -91,6 +91,9 @@ func (b *bench) coldBuild() error {
 	// run at BuildKit's default (gzip) and at ours, and "2dfs gzip" is ours
 	// at theirs.
 	kinds := append(slices.Clone(buildVariants), kTDFSGzip, kSingles, kSinglesZstd1)
+	if b.directOnly {
+		kinds = []string{vDirect}
+	}
 	times := map[string][]float64{}
 	phases := map[string][]Phases{}
 	noop := map[string][]float64{}
@@ -184,6 +187,9 @@ func (b *bench) coldBuild() error {
 		{Key: "cold/singles-defaults", Name: singlesName, Settings: Defaults, Ours: times[vTDFS], Peer: kSingles, PeerVals: times[kSingles]},
 	}
 	for _, r := range rows {
+		if b.directOnly {
+			break
+		}
 		r.Exp, r.Unit, r.RatioKind = 1, "s", Speedup
 		b.add(r)
 	}

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -464,7 +465,14 @@ func (b *bench) directColdRows(times, noop, floors map[string][]float64, reads [
 	if len(times[vDirect]) == 0 {
 		return
 	}
+	pinned := ""
+	if b.pinned != nil {
+		pinned = "; pinned: " + b.pinned.String()
+	}
 	for _, r := range directRows(times, noop, floors) {
+		if r.Peer != "" && len(r.PeerVals) == 0 {
+			continue // a peer this run did not build (-direct-only)
+		}
 		if r.Key == "cold/direct-floor" {
 			r.Detail = fmt.Sprintf("the %d allotment layers of each direct build, uploaded again to a new repository of the same registry, %d at a time (POST, then one PUT with the digest); the registry already holds them under the build's repository, so it skips only the final move of each blob: it still receives, hashes and writes every byte", b.splits, directWorkers())
 		}
@@ -473,6 +481,9 @@ func (b *bench) directColdRows(times, noop, floors map[string][]float64, reads [
 		}
 		if r.Key == "noop/direct" {
 			r.Detail = "allotments the direct engine read per run, cold then no-op: " + fmt.Sprint(reads)
+		}
+		if strings.HasPrefix(r.Key, "cold/direct-floor") {
+			r.Detail += pinned
 		}
 		b.add(r)
 	}

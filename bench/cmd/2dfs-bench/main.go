@@ -52,6 +52,10 @@ type config struct {
 	linkBefore string // experiment 8: another 2dfs-proxy binary to compare with
 	linkTLS    bool   // experiment 8: the registry serves HTTPS
 
+	pinRegistry bool     // registry and builder on separate CPUs (pin.go)
+	pinned      *pinning // set once pinned
+	directOnly  bool     // experiment 1: the direct engine and its floors alone
+
 	env                                   *testenv.Daemons
 	tools, buildkit, registry, containerd string
 }
@@ -113,6 +117,8 @@ func main() {
 	flag.IntVar(&c.linkMiB, "link-mib", 32, "experiment 8: MiB of the blob pulled over the link")
 	flag.StringVar(&c.linkBefore, "link-before", "", "experiment 8: another 2dfs-proxy binary (say, built before a change) run beside ours on both sides, interleaved")
 	flag.BoolVar(&c.linkTLS, "link-tls", false, "experiment 8: the registry serves HTTPS (self-signed), and the proxy with HTTP/2 to it (the default) is compared with HTTP/1.1")
+	flag.BoolVar(&c.pinRegistry, "pin-registry", false, "pin the registry to half of the CPUs and the building side (this process and what it starts, buildkitd, containerd) to the other half, as if the registry ran on a host of its own (see docs/benchmarks.md)")
+	flag.BoolVar(&c.directOnly, "direct-only", false, "experiment 1: build only with the direct engine (cold, no-op, both registry floors), no BuildKit variants")
 	flag.StringVar(&render, "render", "", "render RESULTS.json into results.md and into the generated sections of the files named by -update, then exit (no daemons)")
 	flag.StringVar(&update, "update", "", "with -render: comma-separated markdown files whose <!-- bench:NAME --> sections to regenerate (docs/benchmarks.md,README.md)")
 	flag.Parse()
@@ -231,6 +237,21 @@ func (b *bench) run() error {
 		if err := b.startBuilders(); err != nil {
 			return err
 		}
+	}
+	if b.pinRegistry {
+		cpus, err := allowedCPUs()
+		if err != nil {
+			return err
+		}
+		p, err := splitCPUs(cpus)
+		if err != nil {
+			return err
+		}
+		if err := pinDaemons(b.daemons, p); err != nil {
+			return err
+		}
+		b.pinned = &p
+		b.logf("pinned: %s", p)
 	}
 	steps := []struct {
 		n  int
