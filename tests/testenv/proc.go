@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -144,14 +145,34 @@ func (p *Proc) LogTail() string {
 	return string(data)
 }
 
-// FreePort is a loopback TCP port nothing listens on right now.
+// FreePort is a loopback TCP port nothing listens on right now, below the
+// kernel's ephemeral range (as hack/daemons picks them): the kernel hands
+// ports inside that range to outgoing connections, so one picked there can
+// be taken before the daemon that is given it binds.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	low := 32768
+	if dt, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(dt)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	if low-10000 < 1000 {
+		return 0, fmt.Errorf("the ephemeral port range starts at %d: no room for daemon ports below it", low)
+	}
+	var last error
+	for range 200 {
+		port := 10000 + rand.IntN(low-10000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			last = err
+			continue
+		}
+		l.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free loopback port below %d: %w", low, last)
 }
 
 // FreeAddr is 127.0.0.1:FreePort().
