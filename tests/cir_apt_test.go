@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/tdfs-kit/tdfs/field"
 )
 
@@ -116,6 +118,8 @@ func TestCIRDeployApt(t *testing.T) {
 		"DEBIAN/postinst": "#!/bin/sh\nupdate-alternatives --install /usr/bin/cirtool cirtool /usr/bin/cirtool-b 50 \\\n" +
 			"  --slave /usr/share/man/man1/cirtool.1 cirtool.1 /usr/share/cirtool-b.1\n",
 	})
+	// Fetched only by the checksum case at the end, after its bytes change.
+	deb(t, repoDir, "tamper-cir", "1.0", "amd64", "", map[string]string{"usr/share/tamper-cir.txt": "before\n"})
 	repo := aptRepo(t, repoDir)
 	base := baseWithSources(t, "localapt", "deb [trusted=yes] "+repo+" ./\n")
 
@@ -168,5 +172,19 @@ func TestCIRDeployApt(t *testing.T) {
 	out, err := deploy(t, bad, "--platform", "linux/amd64", "-t", bad+"-amd64", "--push")
 	if err == nil || !strings.Contains(out, "apt: no package for linux/amd64 in the base's repositories: nosuch-a, nosuch-b") {
 		t.Fatalf("deploy with unknown packages: %v\n%s", err, out)
+	}
+
+	// A .deb whose bytes changed after the index listed them: the fetch,
+	// pinned by the index's SHA256, fails naming the package and its URL,
+	// and nothing is pushed.
+	deb(t, repoDir, "tamper-cir", "1.0", "amd64", "", map[string]string{"usr/share/tamper-cir.txt": "after, not what the index lists\n"})
+	tampered := env.registry + "/cir/apttamper:v1"
+	build(t, env.buildkit, cirContext(t, base, map[string]any{"apt": []string{"tamper-cir"}}), "--platform", "linux/amd64", "-t", tampered, "--push")
+	out, err = deploy(t, tampered, "--platform", "linux/amd64", "-t", tampered+"-amd64", "--push")
+	if err == nil || !strings.Contains(out, "package tamper-cir 1.0 from "+repo+"./tamper-cir_1.0_amd64.deb: checksum mismatch, the repository listed sha256:") {
+		t.Fatalf("deploy of a changed .deb: %v\n%s", err, out)
+	}
+	if _, err := remote.Head(reference(t, tampered+"-amd64")); err == nil {
+		t.Errorf("a failed deploy pushed %s", tampered+"-amd64")
 	}
 }
