@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/tdfs-kit/tdfs/field"
@@ -92,6 +93,25 @@ func baseWithSources(t *testing.T, tag, line string) string {
 	return ref
 }
 
+// fieldCells reads an image's field record and its allotments' cells, in
+// record order.
+func fieldCells(t *testing.T, img v1.Image) (*field.Record, []string) {
+	t.Helper()
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := field.FromConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cells []string
+	for _, a := range rec.Allotments {
+		cells = append(cells, a.Cell().String())
+	}
+	return rec, cells
+}
+
 // The lazy-builder for apt, hermetic: a local repository with two amd64
 // packages (one depending on the other and on dash, which the base has),
 // resolved against the base's sources and dpkg status, each .deb fetched
@@ -138,18 +158,7 @@ func TestCIRDeployApt(t *testing.T) {
 	if strings.Join(names, " ") != "cirtool-a=1.0:amd64 cirtool-b=1.0:amd64 hello-cir=1.0:amd64 libcir1=1.0:amd64" {
 		t.Fatalf("resolved %v: want the two packages and not dash, which the base has", names)
 	}
-	raw, err := img.RawConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := field.FromConfig(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cells []string
-	for _, a := range rec.Allotments {
-		cells = append(cells, a.Cell().String())
-	}
+	rec, cells := fieldCells(t, img)
 	// Packages on row 0 sorted by name, the alternatives layer after them.
 	if rec.BaseLayers != 2 || strings.Join(cells, " ") != "0,0 0,1 0,2 0,3 0,4 2,0" || strings.Join(rec.Allotments[4].Dst, " ") != "/etc/alternatives/cirtool /usr/bin/cirtool /etc/alternatives/cirtool.1 /usr/share/man/man1/cirtool.1" {
 		t.Fatalf("assembled field: %d base layers, cells %v, %+v", rec.BaseLayers, cells, rec.Allotments)

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -19,12 +18,7 @@ import (
 // is logged (docs/cir.md, "Layer budget"), and the grouped R runs. Skips,
 // saying so, when the archive cannot be reached.
 func TestCIRDebianBudget(t *testing.T) {
-	client := http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get("http://deb.debian.org/debian/dists/bookworm/Release")
-	if err != nil {
-		t.Skipf("the Debian archive cannot be reached: %v", err)
-	}
-	resp.Body.Close()
+	needDebianArchive(t)
 	base := debianBase(t)
 
 	type app struct {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/tdfs-kit/tdfs/cir"
-	"github.com/tdfs-kit/tdfs/field"
 )
 
 var debianOnce sync.Once
@@ -229,18 +228,7 @@ func TestCIRDeployPip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := img.RawConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := field.FromConfig(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cells []string
-	for _, a := range rec.Allotments {
-		cells = append(cells, a.Cell().String())
-	}
+	rec, cells := fieldCells(t, img)
 	if rec.BaseLayers != 1 || strings.Join(cells, " ") != "1,0 1,1 2,0" {
 		t.Fatalf("assembled field: %d base layers, cells %v; want 1 base layer, wheels at 1,0 1,1 and the app at 2,0", rec.BaseLayers, cells)
 	}

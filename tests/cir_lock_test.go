@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/tdfs-kit/tdfs/cir"
-	"github.com/tdfs-kit/tdfs/field"
 )
 
 // resolvedOf reads what the lazy-builder resolved for an assembled image:
@@ -162,18 +161,7 @@ func TestCIRDeployBudget(t *testing.T) {
 		t.Errorf("no budget warning in\n%s", out)
 	}
 	img := remoteImage(t, ref+"-grouped")
-	raw, err := img.RawConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := field.FromConfig(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cells []string
-	for _, a := range rec.Allotments {
-		cells = append(cells, a.Cell().String())
-	}
+	rec, cells := fieldCells(t, img)
 	grouped := layers(t, ref+"-grouped")
 	if len(grouped) != 6 || rec.BaseLayers != 2 || strings.Join(cells, " ") != "0,0 0,1 0,2 2,0" {
 		t.Fatalf("%d layers, field %d base + cells %v: want 6 layers, packages at 0,0 0,1 0,2", len(grouped), rec.BaseLayers, cells)
