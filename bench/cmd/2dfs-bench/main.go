@@ -84,6 +84,7 @@ func main() {
 	}
 	var c config
 	var exps, conc, pcts, render, update string
+	var cirOnly bool
 	flag.StringVar(&c.out, "out", "bench-out", "output folder for results.md, results.json, results.png and logs")
 	flag.StringVar(&c.bin, "bin", "", "folder holding the 2dfs and 2dfs-proxy binaries")
 	flag.StringVar(&c.root, "root", ".", "repository root")
@@ -100,6 +101,7 @@ func main() {
 	flag.StringVar(&pcts, "rebuild-pcts", "25", "experiment 2: percentages of the splits changed, from the top and from the bottom (all N always); 25,50,75 is the full set")
 	flag.IntVar(&c.pulls, "pulls", 15, "experiment 4: pulls per path")
 	flag.IntVar(&c.maxPulls, "max-pulls", 30, "experiment 4: keep pulling, 5 at a time, up to this many while the two ratio statistics disagree on the target")
+	flag.BoolVar(&cirOnly, "cir", false, "run experiment 8 alone: a CIR against fat Dockerfile images of a numpy+pandas+scikit-learn app, in size and deploy time (same as -experiments 8; needs the Debian archive; about 10 min)")
 	flag.StringVar(&render, "render", "", "render RESULTS.json into results.md and into the generated sections of the files named by -update, then exit (no daemons)")
 	flag.StringVar(&update, "update", "", "with -render: comma-separated markdown files whose <!-- bench:NAME --> sections to regenerate (docs/benchmarks.md,README.md)")
 	flag.Parse()
@@ -110,13 +112,12 @@ func main() {
 		return
 	}
 
-	c.exps = map[int]bool{}
-	for _, s := range strings.Split(exps, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 7 {
-			fatalf("-experiments: %q is not 1..7", s)
-		}
-		c.exps[n] = true
+	if cirOnly {
+		exps = strconv.Itoa(expCIR)
+	}
+	var err error
+	if c.exps, err = parseExperiments(exps); err != nil {
+		fatalf("-experiments: %v", err)
 	}
 	for _, s := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -201,9 +202,28 @@ func userFlags() []string {
 	return out
 }
 
+// parseExperiments reads -experiments: numbers 1..8, comma separated.
+// Experiment 8 (the CIR benchmark) runs only when named: it is not in the
+// default list.
+func parseExperiments(list string) (map[int]bool, error) {
+	exps := map[int]bool{}
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > expCIR {
+			return nil, fmt.Errorf("%q is not 1..%d", s, expCIR)
+		}
+		exps[n] = true
+	}
+	return exps, nil
+}
+
 func (b *bench) run() error {
-	if err := b.startBuilders(); err != nil {
-		return err
+	// The variants' buildkitds serve experiments 1-7; experiment 8 starts
+	// its own.
+	if len(b.exps) > 1 || !b.exps[expCIR] {
+		if err := b.startBuilders(); err != nil {
+			return err
+		}
 	}
 	steps := []struct {
 		n  int
@@ -217,6 +237,7 @@ func (b *bench) run() error {
 		{7, b.remoteSources},
 		{4, b.partitionPull},
 		{5, b.proxyLatency},
+		{expCIR, b.cirBench},
 	}
 	for _, s := range steps {
 		if !b.exps[s.n] {
