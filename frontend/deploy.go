@@ -111,7 +111,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 				debLayers = append(debLayers, llb.DebLayer(d, helper, mergedUsr, req.Epoch))
 				resolved.Debs = append(resolved.Debs, cir.ResolvedDeb{Name: d.Name, Version: d.Version, Arch: d.Arch, Digest: d.Digest.String()})
 			}
-			if altLayer, altLinks, err = alternatives(ctx, c, debs, helper, host, req.Epoch); err != nil {
+			if altLayer, altLinks, err = alternatives(ctx, c, debs, helper, host, mergedUsr, req.Epoch); err != nil {
 				return nil, fetchError(err, nil, debs)
 			}
 		}
@@ -309,8 +309,8 @@ func resolveApt(ctx context.Context, c client.Client, st bkllb.State, host ocisp
 // alternatives runs the alternatives step and returns its layer and links,
 // or no layer when the closure registers none (an empty layer would not be
 // exported, and the field record would count one too many).
-func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper bkllb.State, host ocispec.Platform, epoch time.Time) (*bkllb.State, []string, error) {
-	layer, report := llb.Alternatives(debs, helper, epoch)
+func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper bkllb.State, host ocispec.Platform, mergedUsr bool, epoch time.Time) (*bkllb.State, []string, error) {
+	layer, report := llb.Alternatives(debs, helper, mergedUsr, epoch)
 	ref, err := solveFor(ctx, c, report, host)
 	if err != nil {
 		return nil, nil, err

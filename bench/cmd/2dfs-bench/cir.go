@@ -790,13 +790,14 @@ func (b *bench) runApp(builder, img, platform, log string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	df := fmt.Sprintf("FROM %s AS run\nRUN python3 /app/main.py > /out.txt 2>&1\nFROM scratch\nCOPY --from=run /out.txt /\n", img)
+	// stderr stays in the build's output, so a failure says why.
+	df := fmt.Sprintf("FROM %s AS run\nRUN python3 /app/main.py > /out.txt\nFROM scratch\nCOPY --from=run /out.txt /\n", img)
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
 		return "", err
 	}
-	if _, _, err := b.cmd(log, filepath.Join(b.tools, "buildctl"), b.buildctl(builder, "build", "--progress", "plain", "--frontend", "dockerfile.v0",
+	if out, _, err := b.cmd(log, filepath.Join(b.tools, "buildctl"), b.buildctl(builder, "build", "--progress", "plain", "--frontend", "dockerfile.v0",
 		"--local", "context="+dir, "--local", "dockerfile="+dir, "--opt", "platform="+platform, "--output", "type=local,dest="+filepath.Join(dir, "out"))...); err != nil {
-		return "", err
+		return "", fmt.Errorf("%s", lastStepLine(out))
 	}
 	dt, err := os.ReadFile(filepath.Join(dir, "out", "out.txt"))
 	got := strings.TrimSpace(string(dt))
@@ -805,6 +806,18 @@ func (b *bench) runApp(builder, img, platform, log string) (string, error) {
 	}
 	return got, err
 }
+
+// lastStepLine is the last line a build step printed ("#5 0.226 exec
+// /bin/sh: no such file or directory" -> its message), or "failed".
+func lastStepLine(out string) string {
+	m := stepLineRE.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return "failed"
+	}
+	return m[len(m)-1][1]
+}
+
+var stepLineRE = regexp.MustCompile(`(?m)^#\d+ \d+\.\d+ (.+)$`)
 
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")

@@ -237,3 +237,13 @@ func TestFmtSmallValues(t *testing.T) {
 		t.Errorf("fmtBytes = %q", got)
 	}
 }
+
+func TestLastStepLine(t *testing.T) {
+	out := "#5 [2/2] RUN python3 /app/main.py\n#5 0.226 exec /bin/sh: no such file or directory\n#5 ERROR: process did not complete\n"
+	if got := lastStepLine(out); got != "exec /bin/sh: no such file or directory" {
+		t.Errorf("lastStepLine = %q", got)
+	}
+	if got := lastStepLine("nothing"); got != "failed" {
+		t.Errorf("lastStepLine of nothing = %q", got)
+	}
+}
