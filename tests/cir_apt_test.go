@@ -160,7 +160,7 @@ func TestCIRDeployApt(t *testing.T) {
 		cells = append(cells, a.Cell().String())
 	}
 	// Packages on row 0 sorted by name, the alternatives layer after them.
-	if rec.BaseLayers != 2 || strings.Join(cells, " ") != "0,0 0,1 0,2 0,3 0,4 2,0" || strings.Join(rec.Allotments[4].Dst, " ") != "/etc/alternatives/cirtool /usr/bin/cirtool /etc/alternatives/cirtool.1 /usr/share/man/man1/cirtool.1 /etc/alternatives/cirtool-lib /usr/lib/cirtool-lib" {
+	if rec.BaseLayers != 2 || strings.Join(cells, " ") != "0,0 0,1 0,2 0,3 0,4 2,0" || strings.Join(rec.Allotments[4].Dst, " ") != "/etc/alternatives/cirtool /etc/alternatives/cirtool-lib /etc/alternatives/cirtool.1 /usr/bin/cirtool /usr/lib/cirtool-lib /usr/share/man/man1/cirtool.1" {
 		t.Fatalf("assembled field: %d base layers, cells %v, %+v", rec.BaseLayers, cells, rec.Allotments)
 	}
 
