@@ -881,9 +881,9 @@ func (b *bench) cirDeployRows(cases map[string][]cirCase, info *CIRInfo) {
 		{"c", "(c) fresh buildkitd with --cache-from the registry dependency cache: CIR deploy + pull vs fat image pull, fresh node", "cir-c", "fat-a", "fat pull, fresh node", 2},
 	} {
 		r := &Row{Exp: expCIR, Key: "cir/deploy/" + s.key, Name: s.name + ", time", Unit: "s", Ours: get(s.cirV, secs), Peer: s.peer, PeerVals: get(s.fatV, secs), RatioKind: Speedup,
-			Detail: fmt.Sprintf("CIR: 2dfs deploy %s s + ctr pull %s s; %s .debs from the archive; fat: ctr pull %s s",
-				fmtStat(get(s.cirV, func(c cirCase) float64 { return c.deploy }), ""), fmtStat(get(s.cirV, func(c cirCase) float64 { return c.pull }), ""),
-				fmtStat(get(s.cirV, deb), ""), fmtStat(get(s.fatV, func(c cirCase) float64 { return c.pull }), ""))}
+			Detail: fmt.Sprintf("CIR: 2dfs deploy %s + ctr pull %s; %s .debs fetched from the archive; fat: ctr pull %s",
+				fmtStat(get(s.cirV, func(c cirCase) float64 { return c.deploy }), "s"), fmtStat(get(s.cirV, func(c cirCase) float64 { return c.pull }), "s"),
+				fmtSpread(get(s.cirV, deb), ""), fmtStat(get(s.fatV, func(c cirCase) float64 { return c.pull }), "s"))}
 		if s.target > 0 {
 			r.Target, r.TargetMin = "≥2×", s.target
 		}

@@ -59,10 +59,7 @@ func (b *bench) cirMarkdown() string {
 		return ""
 	}
 	var s strings.Builder
-	flags := "`hack/bench -cir`"
-	if len(r.Flags) > 0 {
-		flags = "`hack/bench " + strings.Join(r.Flags, " ") + "`"
-	}
+	flags := "`hack/bench " + strings.ReplaceAll(strings.Join(append([]string{"-cir"}, slices.DeleteFunc(slices.Clone(r.Flags), func(f string) bool { return f == "-cir=true" })...), " "), "=true", "") + "`"
 	fmt.Fprintf(&s, "Run of %s (%s), %d runs per deploy figure; %s; took %.0f s.\n\n", r.Started, flags, r.Runs, r.Machine, r.Seconds)
 	node := cirPlatforms[0]
 	fmt.Fprintf(&s, "Application a is one Python file that fits a scikit-learn model on a pandas frame, with `\"apt\": [%s]` on the python3 base of `hack/debian-base` "+
@@ -103,10 +100,10 @@ func (b *bench) cirMarkdown() string {
 		}
 		regText, archText := "–", "–"
 		if reg != nil {
-			regText = fmtStat(reg.Ours, "MB") + " / " + fmtStat(reg.PeerVals, "MB")
+			regText = fmtSpread(reg.Ours, "MB") + " / " + fmtSpread(reg.PeerVals, "MB")
 		}
 		if arch != nil {
-			archText = fmtStat(arch.Ours, "MB")
+			archText = fmtSpread(arch.Ours, "MB")
 		}
 		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cirCaseNames[k], fmtStat(t.Ours, "s"), fmtStat(t.PeerVals, "s"), ratioOf(t), t.Target, t.verdict(), regText, archText)
 	}
@@ -195,6 +192,15 @@ func (b *bench) cirReadme() string {
 		}
 	}
 	return s.String()
+}
+
+// fmtSpread is fmtStat without a range when every run gave the same
+// figure (bytes moved are the same each run).
+func fmtSpread(v []float64, unit string) string {
+	if len(v) > 0 && fmtNum(slices.Min(v)) == fmtNum(slices.Max(v)) {
+		return fmtStat(v[:1], unit)
+	}
+	return fmtStat(v, unit)
 }
 
 // fmtBytes is a one-value MB figure small enough to read in bytes or kB.
