@@ -101,7 +101,7 @@ func main() {
 	flag.StringVar(&pcts, "rebuild-pcts", "25", "experiment 2: percentages of the splits changed, from the top and from the bottom (all N always); 25,50,75 is the full set")
 	flag.IntVar(&c.pulls, "pulls", 15, "experiment 4: pulls per path")
 	flag.IntVar(&c.maxPulls, "max-pulls", 30, "experiment 4: keep pulling, 5 at a time, up to this many while the two ratio statistics disagree on the target")
-	flag.BoolVar(&cirOnly, "cir", false, "run experiment 8 alone: a CIR against fat Dockerfile images of a numpy+pandas+scikit-learn app, in size and deploy time (same as -experiments 8; needs the Debian archive; about 10 min)")
+	flag.BoolVar(&cirOnly, "cir", false, "run experiment 8 alone: a CIR against fat Dockerfile images of a numpy+pandas+scikit-learn app, in size and deploy time (same as -experiments 8; needs the Debian archive; 15 min on the loaded 2-core machine, most of it the emulated arm64 fat build beside the amd64 setup)")
 	flag.StringVar(&render, "render", "", "render RESULTS.json into results.md and into the generated sections of the files named by -update, then exit (no daemons)")
 	flag.StringVar(&update, "update", "", "with -render: comma-separated markdown files whose <!-- bench:NAME --> sections to regenerate (docs/benchmarks.md,README.md)")
 	flag.Parse()
