@@ -4,11 +4,15 @@
 # postinst (libblas3 and liblapack3 make libblas.so.3 and liblapack.so.3
 # that way). Run by the lazy-builder in the helper with each .deb mounted
 # in /in/N/; /out is the layer, /out-report says what was made and skipped.
-#   python3 alternatives.py EPOCH
+#   python3 alternatives.py EPOCH [merged-usr]
 # For each name, the highest priority wins (ties: the package sorted first),
 # as update-alternatives' automatic mode does: LINK -> /etc/alternatives/NAME
 # -> PATH, and so for each --slave. Calls that use shell variables cannot be
 # read without running the script; they are listed in /out-report, not made.
+# On a merged-/usr base ("merged-usr") a link under /bin, /sbin or /lib* is
+# made under /usr, as deb.sh does with package files: a real /lib folder in
+# the layer would hide the base's /lib symlink and with it the dynamic
+# loader (cpp registers /lib/cpp; every binary then failed to start).
 import glob
 import os
 import shlex
@@ -16,6 +20,7 @@ import subprocess
 import sys
 
 epoch = int(sys.argv[1])
+merged_usr = len(sys.argv) > 2 and sys.argv[2] == "merged-usr"
 best = {}  # name -> (priority, package, link, path, slaves)
 skipped = []
 for deb in sorted(glob.glob("/in/*/*.deb")):
@@ -55,6 +60,8 @@ made = []
 
 
 def link(at, target):
+    if merged_usr and at.split("/")[1] in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        at = "/usr" + at
     p = "/out" + at
     os.makedirs(os.path.dirname(p), exist_ok=True)
     if os.path.lexists(p):

@@ -113,7 +113,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			for _, d := range debs {
 				resolved.Debs = append(resolved.Debs, cir.ResolvedDeb{Name: d.Name, Version: d.Version, Arch: d.Arch, Digest: d.Digest.String()})
 			}
-			if altLayer, altLinks, err = alternatives(ctx, c, debs, helper, host, req.Epoch); err != nil {
+			if altLayer, altLinks, err = alternatives(ctx, c, debs, helper, host, mergedUsr, req.Epoch); err != nil {
 				return nil, fetchError(err, nil, debs)
 			}
 		}
@@ -323,26 +323,49 @@ func resolveApt(ctx context.Context, c client.Client, st bkllb.State, host ocisp
 // alternatives runs the alternatives step and returns its layer and links,
 // or no layer when the closure registers none (an empty layer would not be
 // exported, and the field record would count one too many).
-func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper bkllb.State, host ocispec.Platform, epoch time.Time) (*bkllb.State, []string, error) {
-	layer, report := llb.Alternatives(debs, helper, epoch)
-	ref, err := solveFor(ctx, c, report, host)
+func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper bkllb.State, host ocispec.Platform, mergedUsr bool, epoch time.Time) (*bkllb.State, []string, error) {
+	// The links are read from the layer itself, not from the report: the
+	// layer is part of the image, so a --cache-to of the deploy exports it
+	// and a node deploying with --cache-from reads it from the cache; the
+	// report is not exported, and reading it ran the step again, fetching
+	// every .deb of the closure from the archive.
+	layer, _ := llb.Alternatives(debs, helper, mergedUsr, epoch)
+	ref, err := solveFor(ctx, c, layer, host)
 	if err != nil {
 		return nil, nil, err
 	}
-	dt, err := ref.ReadFile(ctx, client.ReadRequest{Filename: "/made"})
+	links, err := readLinks(ctx, ref, "/")
 	if err != nil {
 		return nil, nil, rpcError("alternatives: %v", err)
-	}
-	var links []string
-	for _, l := range strings.Split(string(dt), "\n") {
-		if l != "" {
-			links = append(links, l)
-		}
 	}
 	if len(links) == 0 {
 		return nil, nil, nil
 	}
 	return &layer, links, nil
+}
+
+// readLinks lists the symlinks under dir of ref, in path order, as
+// "PATH -> TARGET".
+func readLinks(ctx context.Context, ref client.Reference, dir string) ([]string, error) {
+	entries, err := ref.ReadDir(ctx, client.ReadDirRequest{Path: dir})
+	if err != nil {
+		return nil, err
+	}
+	var links []string
+	for _, e := range entries {
+		p := path.Join(dir, path.Base(e.Path))
+		switch mode := os.FileMode(e.Mode); {
+		case mode&os.ModeSymlink != 0:
+			links = append(links, p+" -> "+e.Linkname)
+		case mode.IsDir():
+			sub, err := readLinks(ctx, ref, p)
+			if err != nil {
+				return nil, err
+			}
+			links = append(links, sub...)
+		}
+	}
+	return links, nil
 }
 
 // fetchError names the package whose fetch failed its checksum: BuildKit's

@@ -153,10 +153,15 @@ func debSource(d cir.Deb) bkllb.State {
 
 // Alternatives reads the update-alternatives calls of the closure's
 // postinst scripts in the helper and makes their links: layer is the one
-// layer of links, report holds "made" and "skipped" (alternatives.py).
-func Alternatives(debs []cir.Deb, helper bkllb.State, epoch time.Time) (layer, report bkllb.State) {
+// layer of links, report holds "made" and "skipped" (alternatives.py). On
+// a merged-/usr base, links under /bin, /sbin and /lib* go under /usr.
+func Alternatives(debs []cir.Deb, helper bkllb.State, mergedUsr bool, epoch time.Time) (layer, report bkllb.State) {
+	args := []string{"python3", "/2dfs/alternatives.py", strconv.FormatInt(epoch.Unix(), 10)}
+	if mergedUsr {
+		args = append(args, "merged-usr")
+	}
 	opts := []bkllb.RunOption{
-		bkllb.Args([]string{"python3", "/2dfs/alternatives.py", strconv.FormatInt(epoch.Unix(), 10)}),
+		bkllb.Args(args),
 		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
 		bkllb.WithCustomNamef("[2dfs cir] alternatives of %d packages", len(debs)),
 	}

@@ -136,7 +136,11 @@ func TestCIRDeployApt(t *testing.T) {
 		"usr/bin/cirtool-b":     "#!/bin/sh\necho b\n",
 		"usr/share/cirtool-b.1": "b manual\n",
 		"DEBIAN/postinst": "#!/bin/sh\nupdate-alternatives --install /usr/bin/cirtool cirtool /usr/bin/cirtool-b 50 \\\n" +
-			"  --slave /usr/share/man/man1/cirtool.1 cirtool.1 /usr/share/cirtool-b.1\n",
+			"  --slave /usr/share/man/man1/cirtool.1 cirtool.1 /usr/share/cirtool-b.1 \\\n" +
+			// A link under /lib, as cpp's /lib/cpp: on this merged-/usr
+			// base it must go under /usr, or the layer's /lib folder hides
+			// the base's /lib symlink and no binary starts.
+			"  --slave /lib/cirtool-lib cirtool-lib /usr/share/cirtool-b.1\n",
 	})
 	// Fetched only by the checksum case at the end, after its bytes change.
 	deb(t, repoDir, "tamper-cir", "1.0", "amd64", "", map[string]string{"usr/share/tamper-cir.txt": "before\n"})
@@ -160,7 +164,7 @@ func TestCIRDeployApt(t *testing.T) {
 	}
 	rec, cells := fieldCells(t, img)
 	// Packages on row 0 sorted by name, the alternatives layer after them.
-	if rec.BaseLayers != 2 || strings.Join(cells, " ") != "0,0 0,1 0,2 0,3 0,4 2,0" || strings.Join(rec.Allotments[4].Dst, " ") != "/etc/alternatives/cirtool /usr/bin/cirtool /etc/alternatives/cirtool.1 /usr/share/man/man1/cirtool.1" {
+	if rec.BaseLayers != 2 || strings.Join(cells, " ") != "0,0 0,1 0,2 0,3 0,4 2,0" || strings.Join(rec.Allotments[4].Dst, " ") != "/etc/alternatives/cirtool /etc/alternatives/cirtool-lib /etc/alternatives/cirtool.1 /usr/bin/cirtool /usr/lib/cirtool-lib /usr/share/man/man1/cirtool.1" {
 		t.Fatalf("assembled field: %d base layers, cells %v, %+v", rec.BaseLayers, cells, rec.Allotments)
 	}
 
@@ -170,8 +174,8 @@ func TestCIRDeployApt(t *testing.T) {
 	if strings.TrimSpace(got) != "hello-cir lib merged" {
 		t.Errorf("hello-cir printed %q", got)
 	}
-	got = runCmd(t, "", "ctr", append(ctr, "run", "--rm", ref+"-amd64", fmt.Sprintf("alt%d", os.Getpid()), "/bin/sh", "-c", "cirtool; cat /usr/share/man/man1/cirtool.1")...)
-	if strings.TrimSpace(got) != "b\nb manual" {
+	got = runCmd(t, "", "ctr", append(ctr, "run", "--rm", ref+"-amd64", fmt.Sprintf("alt%d", os.Getpid()), "/bin/sh", "-c", "cirtool; cat /usr/share/man/man1/cirtool.1 /lib/cirtool-lib")...)
+	if strings.TrimSpace(got) != "b\nb manual\nb manual" {
 		t.Errorf("the alternative with the highest priority must win: got %q", got)
 	}
 

@@ -26,7 +26,7 @@ func (b *bench) write() error {
 	if err := os.WriteFile(filepath.Join(b.out, "results.json"), dt, 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(b.out, "results.md"), []byte(b.markdown()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.out, "results.md"), []byte(b.resultsMD()), 0o644); err != nil {
 		return err
 	}
 	f, err := os.Create(filepath.Join(b.out, "results.png"))
@@ -44,7 +44,19 @@ func (b *bench) sortedRows() []*Row {
 	return rows
 }
 
+// resultsMD is results.md: the run's table, and experiment 9's section
+// when it ran beside others.
+func (b *bench) resultsMD() string {
+	if b.res.CIR != nil && !b.onlyCIR() {
+		return b.markdown() + "\n" + b.cirMarkdown()
+	}
+	return b.markdown()
+}
+
 func (b *bench) markdown() string {
+	if b.onlyCIR() {
+		return b.cirMarkdown()
+	}
 	r := b.res
 	var s strings.Builder
 	flags := ""

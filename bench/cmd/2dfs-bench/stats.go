@@ -24,6 +24,8 @@ type Results struct {
 	// runs twice: machine limits first, build throughput later).
 	StepSeconds []StepTime `json:"step_seconds,omitempty"`
 	Notes       []string   `json:"notes,omitempty"`
+	// CIR is experiment 9's measurements besides its rows (hack/bench -cir).
+	CIR *CIRInfo `json:"cir,omitempty"`
 }
 
 // StepTime is the wall time of one step of the run.
@@ -183,6 +185,9 @@ func fmtNum(v float64) string {
 	switch {
 	case math.IsInf(v, 0) || math.IsNaN(v):
 		return fmt.Sprint(v)
+	case a > 0 && a < 0.001:
+		// A CIR against a fat image: "0.000" would say nothing.
+		return fmt.Sprintf("%.2g", v)
 	case a >= 100:
 		return fmt.Sprintf("%.0f", v)
 	case a >= 10:

@@ -179,10 +179,10 @@ func renderFile(path, update string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	b := &bench{config: config{splits: res.Splits, splitMiB: res.SplitMiB, runs: res.Runs}, res: &res}
-	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "results.md"), []byte(b.markdown()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "results.md"), []byte(b.resultsMD()), 0o644); err != nil {
 		return err
 	}
-	sections := map[string]string{"results": b.markdown(), "readme": b.readme()}
+	sections := b.sections()
 	for _, f := range strings.Split(update, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
@@ -196,7 +196,7 @@ func renderFile(path, update string) error {
 			return fmt.Errorf("%s: %w", f, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("%s: no <!-- bench:results --> or <!-- bench:readme --> section to regenerate", f)
+			return fmt.Errorf("%s: no <!-- bench:NAME --> section this run has figures for (%s)", f, strings.Join(sortedKeys(sections), ", "))
 		}
 		if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
 			return err
@@ -205,10 +205,29 @@ func renderFile(path, update string) error {
 	return nil
 }
 
+// sectionNames are the generated sections: the default run's (results,
+// readme) and experiment 9's (cir, cir-readme).
+var sectionNames = []string{"results", "readme", "cir", "cir-readme"}
+
+// sections are the generated sections this run has figures for: a run of
+// hack/bench -cir regenerates the CIR sections and leaves the default
+// run's as they are, and the other way round.
+func (b *bench) sections() map[string]string {
+	out := map[string]string{}
+	if !b.onlyCIR() && len(b.res.Rows) > 0 {
+		out["results"], out["readme"] = b.markdown(), b.readme()
+	}
+	if b.res.CIR != nil {
+		out["cir"], out["cir-readme"] = b.cirMarkdown(), b.cirReadme()
+	}
+	return out
+}
+
 // replaceSections replaces the body of every "<!-- bench:NAME -->" ...
 // "<!-- /bench:NAME -->" pair in text with sections[NAME], and says how many
-// it replaced. An opening marker without its closing one, or a name with no
-// section, is an error naming the line.
+// it replaced. A known section the run has no figures for is left as it
+// is. An opening marker without its closing one, or an unknown name, is an
+// error naming the line.
 func replaceSections(text string, sections map[string]string) (string, int, error) {
 	var out strings.Builder
 	n := 0
@@ -220,8 +239,8 @@ func replaceSections(text string, sections map[string]string) (string, int, erro
 			continue
 		}
 		name = strings.TrimSuffix(name, " -->")
-		body, known := sections[name]
-		if !known {
+		body, ok := sections[name]
+		if !ok && !slices.Contains(sectionNames, name) {
 			return "", 0, fmt.Errorf("line %d: unknown section %q", i+1, name)
 		}
 		end := "<!-- /bench:" + name + " -->"
@@ -231,6 +250,14 @@ func replaceSections(text string, sections map[string]string) (string, int, erro
 		}
 		if j == len(lines) {
 			return "", 0, fmt.Errorf("line %d: %q has no closing %q", i+1, strings.TrimSpace(lines[i]), end)
+		}
+		if !ok {
+			// Not measured by this run: keep the section's text.
+			for _, l := range lines[i+1 : j+1] {
+				out.WriteString(l)
+			}
+			i = j
+			continue
 		}
 		out.WriteString("\n" + strings.TrimRight(body, "\n") + "\n\n")
 		out.WriteString(lines[j])
