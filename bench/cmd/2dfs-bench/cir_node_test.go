@@ -104,6 +104,12 @@ func TestCIRNodeSections(t *testing.T) {
 			t.Errorf("section lacks %q:\n%s", want, md)
 		}
 	}
+	// An undecided verdict reads plainly in a sentence (no stray "**").
+	u := cirResults(t)
+	u.cirNodeRows(map[string][]cirCase{"fat-b": {{pull: 14.4}, {pull: 13.9}, {pull: 16.6}}, "node-b": {{deploy: 7.91}, {deploy: 6.22}, {deploy: 8}}})
+	if said := u.cirSummary(); !strings.Contains(said, "target ≥2×: undecided (median of ratios") || strings.Contains(said, "undecided**") {
+		t.Errorf("summary:\n%s", said)
+	}
 	if readme := b.cirReadme(); !strings.Contains(readme, "| deploy on the node's containerd-worker buildkitd, (c) fresh node, --cache-from the registry dependency cache, fresh resolution | 8.50 s (8.00–9.00) |") {
 		t.Errorf("README table:\n%s", readme)
 	}

@@ -162,14 +162,14 @@ func (b *bench) cirSummary() string {
 	}
 	for _, k := range []string{"b", "c"} {
 		if r := b.row("cir/deploy/" + k); r != nil {
-			say("**(%s)** through the registry: %s against %s, speedup %s; target %s: %s.", k, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r), r.Target, strings.Trim(r.verdict(), "*"))
+			say("**(%s)** through the registry: %s against %s, speedup %s; target %s: %s.", k, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r), r.Target, strings.ReplaceAll(r.verdict(), "**", ""))
 		}
 	}
 	for _, n := range cirNodeSpecs {
 		if r := b.row("cir/node/deploy/" + n.key); r != nil {
 			met := ""
 			if r.Target != "" {
-				met = fmt.Sprintf("; target %s: %s", r.Target, strings.Trim(r.verdict(), "*"))
+				met = fmt.Sprintf("; target %s: %s", r.Target, strings.ReplaceAll(r.verdict(), "**", ""))
 			}
 			say("**Node-side %s**: %s against %s, speedup %s%s.", n.name, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r), met)
 		}
