@@ -344,6 +344,7 @@ type cirState struct {
 	cache   string            // the registry dependency cache, through reg
 	ctrd    string            // the node's containerd socket
 	nodes   int
+	lock    string // the lock file the cache fill's deploy of a wrote (linux/amd64)
 }
 
 // cirBuildkitd starts a new buildkitd with an empty root whose HTTP
@@ -629,7 +630,10 @@ func (b *bench) cirBench() error {
 		}
 		var extra []string
 		if p == cirPlatforms[0] {
-			extra = []string{"--cache-to", "type=registry,ref=" + s.cache + ",mode=max"}
+			// The lock is what a CI pipeline would commit after this
+			// deploy: the node-side -lock cases deploy with it.
+			s.lock = filepath.Join(b.work, "cir-a.lock")
+			extra = []string{"--cache-to", "type=registry,ref=" + s.cache + ",mode=max", "--lock", s.lock}
 		}
 		ref := fmt.Sprintf("%s/bench/cir-assembled-%s:a-%s", b.registry, seed, archOf(p))
 		d, err := b.cirDeploy(s, bk, "a", p, ref, "8-deploy-a-"+archOf(p), extra...)
@@ -669,11 +673,17 @@ func (b *bench) cirBench() error {
 	var runStarts []time.Time
 	for run := range b.runs {
 		runStarts = append(runStarts, time.Now())
-		for _, v := range runOrder(cirVariants, run) {
+		for _, v := range runOrder(append(slices.Clone(cirVariants), cirNodeVariants...), run) {
 			if err := b.ctx.Err(); err != nil {
 				return err
 			}
-			c, err := b.runCIRCase(s, v, run)
+			var c cirCase
+			var err error
+			if strings.HasPrefix(v, "node-") {
+				c, err = b.runCIRNodeCase(s, info, v, run)
+			} else {
+				c, err = b.runCIRCase(s, v, run)
+			}
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w", v, run+1, err)
 			}
@@ -715,6 +725,7 @@ func (b *bench) cirBench() error {
 		}
 	}
 	b.cirDeployRows(cases, info)
+	b.cirNodeRows(cases)
 	return nil
 }
 
@@ -749,8 +760,9 @@ func (b *bench) check(info *CIRInfo, builder, kind, img, platform string) {
 	}
 }
 
-// resolvedDebs reads an assembled image's org.2dfs.cir.resolved label: the
-// number of packages and their name=version_arch.
+// resolvedDebs reads an assembled image's closure (config key
+// org.2dfs.cir.closure): the number of packages and their
+// name=version_arch.
 func (b *bench) resolvedDebs(ref string) (int, []string, error) {
 	debs, err := b.resolvedDebsOf(ref)
 	return len(debs), debs, err
@@ -761,17 +773,13 @@ func (b *bench) resolvedDebsOf(ref string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cfg struct {
-		Config struct {
-			Labels map[string]string `json:"Labels"`
-		} `json:"config"`
+	// The closure is under a config key (the label holds only counts).
+	r, err := cir.ResolvedFromConfig([]byte(out))
+	if err == nil && r == nil {
+		err = fmt.Errorf("no %s in the config", cir.ResolvedConfigKey)
 	}
-	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
-		return nil, fmt.Errorf("config of %s: %w", ref, err)
-	}
-	var r cir.Resolved
-	if err := json.Unmarshal([]byte(cfg.Config.Labels[cir.ResolvedLabelKey]), &r); err != nil {
-		return nil, fmt.Errorf("%s of %s: %w", cir.ResolvedLabelKey, ref, err)
+	if err != nil {
+		return nil, fmt.Errorf("closure of %s: %w", ref, err)
 	}
 	var debs []string
 	for _, d := range r.Debs {
@@ -781,10 +789,9 @@ func (b *bench) resolvedDebsOf(ref string) ([]string, error) {
 }
 
 // runApp runs app a's entrypoint in img for platform as the RUN step of a
-// throwaway Dockerfile and returns what it printed. (containerd's ctr run
-// refuses the assembled image: it copies image labels to the container,
-// and the resolved-closure label of a 77-package closure is longer than
-// the 4096 bytes containerd allows a label.)
+// throwaway Dockerfile and returns what it printed: images in the
+// registry, either platform (arm64 under qemu). The node-side cases run
+// the image in the node's containerd with ctr run (runCIRNodeCase).
 func (b *bench) runApp(builder, img, platform, log string) (string, error) {
 	dir := filepath.Join(b.work, log)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -91,7 +91,7 @@ func (b *bench) cirMarkdown() string {
 	s.WriteString("\nThe CIR is one manifest for every platform and holds no base layer; a fat image holds its base, so *fat minus base* (the layers the Dockerfile adds) is the fairer comparison for a node that already has the base. " +
 		"The assembled image is what `2dfs deploy` makes from the CIR: the base, one layer per package, an alternatives layer and the application.\n\n")
 
-	fmt.Fprintf(&s, "**Deploy** on a %s node (a fresh buildkitd with an empty cache and a fresh containerd content store per case; the time until the node's containerd holds the application: `2dfs deploy --push` then `ctr images pull`, against `ctr images pull` of the pre-built fat image; cases interleaved and rotated per run):\n\n", node)
+	fmt.Fprintf(&s, "**Deploy through the registry** on a %s node whose buildkitd is not its runtime's (a fresh buildkitd with an empty cache and a fresh containerd content store per case; the time until the node's containerd holds the application: `2dfs deploy --push` then `ctr images pull`, against `ctr images pull` of the pre-built fat image; cases interleaved and rotated per run):\n\n", node)
 	s.WriteString("| case | CIR deploy + pull | fat pull | speedup (per run) | target | met | registry → node, CIR / fat | .debs from the archive |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, k := range []string{"a", "b", "c"} {
 		t, reg, arch := b.row("cir/deploy/"+k), b.row("cir/registry/"+k), b.row("cir/archive/"+k)
@@ -109,10 +109,11 @@ func (b *bench) cirMarkdown() string {
 	}
 	s.WriteString("\nCases: (a) empty caches; (b) application b deployed and pulled on the same node first (same buildkitd cache, containerd holding its layers), against the fat image of a pulled onto a node holding the fat image of b; " +
 		"(c) a fresh buildkitd deploying with `--cache-from type=registry` of the dependency cache an earlier deploy of a filled with `--cache-to ...,mode=max`, against the fat pull on a fresh node.\n\n")
+	s.WriteString(b.cirNodeMarkdown())
 
 	s.WriteString("Details:\n\n")
 	for _, row := range b.sortedRows() {
-		if row.Exp == expCIR && row.Detail != "" && (strings.HasPrefix(row.Key, "cir/deploy/") || strings.HasPrefix(row.Key, "cir/size/")) {
+		if row.Exp == expCIR && row.Detail != "" && (strings.HasPrefix(row.Key, "cir/deploy/") || strings.HasPrefix(row.Key, "cir/node/deploy/") || strings.HasPrefix(row.Key, "cir/size/")) {
 			fmt.Fprintf(&s, "- %s: %s\n", row.Name, row.Detail)
 		}
 	}
@@ -134,7 +135,7 @@ func (b *bench) cirMarkdown() string {
 	for _, k := range sortedKeys(info.Checks) {
 		checks = append(checks, fmt.Sprintf("%s: `%s`", k, info.Checks[k]))
 	}
-	fmt.Fprintf(&s, "- Application a run in each image (a Dockerfile RUN step; arm64 under qemu): %s.\n", strings.Join(checks, "; "))
+	fmt.Fprintf(&s, "- Application a run in each image (registry images: a Dockerfile RUN step, arm64 under qemu; node images: `ctr run` in the node's containerd, first run): %s.\n", strings.Join(checks, "; "))
 	for _, n := range r.Notes {
 		fmt.Fprintf(&s, "- %s\n", n)
 	}
@@ -161,7 +162,16 @@ func (b *bench) cirSummary() string {
 	}
 	for _, k := range []string{"b", "c"} {
 		if r := b.row("cir/deploy/" + k); r != nil {
-			say("**(%s)**: %s against %s, speedup %s; target %s: %s.", k, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r), r.Target, strings.Trim(r.verdict(), "*"))
+			say("**(%s)** through the registry: %s against %s, speedup %s; target %s: %s.", k, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r), r.Target, strings.ReplaceAll(r.verdict(), "**", ""))
+		}
+	}
+	for _, n := range cirNodeSpecs {
+		if r := b.row("cir/node/deploy/" + n.key); r != nil {
+			met := ""
+			if r.Target != "" {
+				met = fmt.Sprintf("; target %s: %s", r.Target, strings.ReplaceAll(r.verdict(), "**", ""))
+			}
+			say("**Node-side %s**: %s against %s, speedup %s%s.", n.name, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r), met)
 		}
 	}
 	return s.String()
@@ -188,7 +198,12 @@ func (b *bench) cirReadme() string {
 	for _, k := range []string{"a", "b", "c"} {
 		if r := b.row("cir/deploy/" + k); r != nil {
 			name := map[string]string{"a": "deploy, empty caches", "b": "deploy, app sharing its dependencies already on the node", "c": "deploy, fresh node with --cache-from a registry dependency cache"}[k]
-			fmt.Fprintf(&s, "| %s | %s | %s | speedup %s |\n", name, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r))
+			fmt.Fprintf(&s, "| %s (deploy --push + pull) | %s | %s | speedup %s |\n", name, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r))
+		}
+	}
+	for _, n := range cirNodeSpecs {
+		if r := b.row("cir/node/deploy/" + n.key); r != nil {
+			fmt.Fprintf(&s, "| deploy on the node's containerd-worker buildkitd, %s | %s | %s | speedup %s |\n", n.name, fmtStat(r.Ours, "s"), fmtStat(r.PeerVals, "s"), ratioOf(r))
 		}
 	}
 	return s.String()
@@ -233,4 +248,33 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// cirNodeMarkdown is the node-side table of experiment 9's section.
+func (b *bench) cirNodeMarkdown() string {
+	var s strings.Builder
+	for _, n := range cirNodeSpecs {
+		t, reg, arch := b.row("cir/node/deploy/"+n.key), b.row("cir/node/registry/"+n.key), b.row("cir/node/archive/"+n.key)
+		if t == nil {
+			continue
+		}
+		if s.Len() == 0 {
+			fmt.Fprintf(&s, "**Deploy on the node** (issue 12's node: its buildkitd uses the containerd worker of the node's containerd, so `2dfs deploy --output type=image,name=NAME,unpack=true` leaves the application in containerd's image store, unpacked: no push, no pull; "+
+				"a fresh containerd (new root and state) and a fresh buildkitd on it per case; against the same runs' `ctr images pull` of the fat image as above; "+
+				"*fresh resolution*: apt resolves the closure in every deploy (`apt-get update`); *--lock*: the deploy uses the lock file the cache-filling deploy of a wrote, as a CI pipeline would commit it, so nothing is resolved):\n\n")
+			s.WriteString("| case | CIR deploy into containerd | fat pull | speedup (per run) | target | met | registry → node, CIR / fat | .debs from the archive |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		}
+		regText, archText := "–", "–"
+		if reg != nil {
+			regText = fmtSpread(reg.Ours, "MB") + " / " + fmtSpread(reg.PeerVals, "MB")
+		}
+		if arch != nil {
+			archText = fmtSpread(arch.Ours, "MB")
+		}
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", n.name, fmtStat(t.Ours, "s"), fmtStat(t.PeerVals, "s"), ratioOf(t), t.Target, t.verdict(), regText, archText)
+	}
+	if s.Len() > 0 {
+		s.WriteString("\nIn (b) the node deployed b first (fresh resolution in both variants), on the same buildkitd and containerd.\n\n")
+	}
+	return s.String()
 }

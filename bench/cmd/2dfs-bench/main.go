@@ -120,7 +120,7 @@ func main() {
 	flag.BoolVar(&c.linkTLS, "link-tls", false, "experiment 8: the registry serves HTTPS (self-signed), and the proxy with HTTP/2 to it (the default) is compared with HTTP/1.1")
 	flag.BoolVar(&c.pinRegistry, "pin-registry", false, "pin the registry to half of the CPUs and the building side (this process and what it starts, buildkitd, containerd) to the other half, as if the registry ran on a host of its own (see docs/benchmarks.md)")
 	flag.BoolVar(&c.directOnly, "direct-only", false, "experiment 1: build only with the direct engine (cold, no-op, both registry floors), no BuildKit variants")
-	flag.BoolVar(&cirOnly, "cir", false, "run experiment 9 alone: a CIR against fat Dockerfile images of a numpy+pandas+scikit-learn app, in size and deploy time (same as -experiments 9; needs the Debian archive; 15 min on the loaded 2-core machine, most of it the emulated arm64 fat build beside the amd64 setup)")
+	flag.BoolVar(&cirOnly, "cir", false, "run experiment 9 alone: a CIR against fat Dockerfile images of a numpy+pandas+scikit-learn app, in size and deploy time (same as -experiments 9; needs the Debian archive; 32 min on the loaded 2-core machine: the emulated arm64 fat build beside the amd64 setup, then 10 deploy cases per run, half of them on a fresh containerd-worker node)")
 	flag.StringVar(&render, "render", "", "render RESULTS.json into results.md and into the generated sections of the files named by -update, then exit (no daemons)")
 	flag.StringVar(&update, "update", "", "with -render: comma-separated markdown files whose <!-- bench:NAME --> sections to regenerate (docs/benchmarks.md,README.md)")
 	flag.Parse()
