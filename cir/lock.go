@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -274,10 +275,17 @@ func checkArtifact(u, d string) error {
 
 // ReadLock reads a lock file: nil and no error when it does not exist.
 func ReadLock(file string) (*Lock, error) {
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", file, err)
+	}
+	defer f.Close()
+	// Read at most one byte over the limit, so that a huge file (or a
+	// device that never ends) is refused without being read whole.
+	data, err := io.ReadAll(io.LimitReader(f, maxLockBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", file, err)
 	}

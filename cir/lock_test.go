@@ -134,3 +134,12 @@ func TestWriteLock(t *testing.T) {
 		t.Errorf("left in the folder: %v", entries)
 	}
 }
+
+// A lock file that never ends (here /dev/zero) is refused at the limit,
+// not read whole.
+func TestReadLockBounded(t *testing.T) {
+	_, err := ReadLock("/dev/zero")
+	if err == nil || !strings.Contains(err.Error(), "over the 16777216 byte limit") {
+		t.Fatalf("ReadLock(/dev/zero) = %v", err)
+	}
+}
