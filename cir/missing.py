@@ -47,9 +47,16 @@ def children(item, extras):
     return out
 
 
+# A bound on the walk: an index whose every release requires a new
+# project would otherwise keep it running one pip call a level for ever.
+# Real closures are a few levels deep; what is deeper is not reported.
+MAX_LEVELS = 64
+
 level = [(r, []) for r in sys.argv[1:]]
 seen = set()
-while level:
+depth = 0
+while level and depth < MAX_LEVELS:
+    depth += 1
     todo = []
     for req, path in level:
         if req not in seen:
