@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,17 +12,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/docker/cli/cli/config"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/cmd/buildctl/build"
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
-	"github.com/moby/buildkit/session"
-	"github.com/moby/buildkit/session/auth/authprovider"
-	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/tonistiigi/fsutil"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tdfs-kit/tdfs/descriptor"
 	"github.com/tdfs-kit/tdfs/frontend"
@@ -162,7 +156,6 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	if err != nil {
 		return fmt.Errorf("--secret: %w", err)
 	}
-	dockerConfig := config.LoadDefaultConfigFile(os.Stderr)
 	solveOpt := client.SolveOpt{
 		SharedKey:     sharedKey(contextDir),
 		Exports:       exports,
@@ -170,40 +163,17 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 		CacheImports:  cacheImports,
 		FrontendAttrs: attrs,
 		LocalMounts:   localMounts,
-		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-			AuthConfigProvider: authprovider.LoadAuthConfig(dockerConfig),
-		}), secrets},
+		Session:       sessionAttachables(secrets),
 	}
 
-	display, err := progressui.NewDisplay(os.Stderr, progressui.DisplayMode(f.progress))
-	if err != nil {
-		return err
-	}
-	ch := make(chan *client.SolveStatus)
-	eg, ctx := errgroup.WithContext(ctx)
-	var resp *client.SolveResponse
-	var warnings []client.VertexWarning
 	// The frontend's own error names the allotment and the URL; buildkitd
 	// answers the build with the failed vertex's bare message instead.
 	var frontendErr error
-	eg.Go(func() error {
-		var err error
-		resp, err = c.Build(ctx, solveOpt, "2dfs", func(ctx context.Context, c gateway.Client) (*gateway.Result, error) {
-			res, err := frontend.Build(ctx, c)
-			frontendErr = err
-			return res, err
-		}, ch)
-		return err
+	resp, err := solve(ctx, c, solveOpt, "2dfs", f.progress, func(ctx context.Context, c gateway.Client) (*gateway.Result, error) {
+		res, err := frontend.Build(ctx, c)
+		frontendErr = err
+		return res, err
 	})
-	eg.Go(func() error {
-		var err error
-		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), redactProgress(ch))
-		return err
-	})
-	err = eg.Wait()
-	// Warnings scroll by in the progress output, or are hidden in quiet
-	// and tty modes: repeat them last, where they are seen.
-	printWarnings(os.Stderr, warnings)
 	if err != nil {
 		if frontendErr != nil && !errors.Is(frontendErr, context.Canceled) {
 			err = frontendErr
@@ -211,19 +181,7 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 		// buildkitd's messages may repeat a signed URL's query.
 		return errors.New(descriptor.RedactText(err.Error()))
 	}
-	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
-		fmt.Fprintln(os.Stdout, dgst)
-	}
-	if f.metadataFile != "" {
-		dt, err := json.MarshalIndent(resp.ExporterResponse, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(f.metadataFile, dt, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return reportSolve(resp, f.metadataFile)
 }
 
 // frontendAttrs turns flags into frontend options. Named contexts that are

@@ -4,20 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/containerd/platforms"
-	"github.com/docker/cli/cli/config"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/cmd/buildctl/build"
-	"github.com/moby/buildkit/session"
-	"github.com/moby/buildkit/session/auth/authprovider"
-	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/exporter/partition"
@@ -155,7 +149,6 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 	if err != nil {
 		return fmt.Errorf("--secret: %w", err)
 	}
-	dockerConfig := config.LoadDefaultConfigFile(os.Stderr)
 	cacheExports, err := build.ParseExportCache(f.cacheTo)
 	if err != nil {
 		return err
@@ -170,45 +163,15 @@ func runDeploy(ctx context.Context, f deployFlags, ref string) error {
 		CacheImports: cacheImports,
 		// BuildKit's client adds the cache imports here; a nil map panics.
 		FrontendAttrs: map[string]string{},
-		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-			AuthConfigProvider: authprovider.LoadAuthConfig(dockerConfig),
-		}), secrets},
+		Session:       sessionAttachables(secrets),
 	}
-	display, err := progressui.NewDisplay(os.Stderr, progressui.DisplayMode(f.progress))
-	if err != nil {
-		return err
-	}
-	ch := make(chan *client.SolveStatus)
-	eg, ctx := errgroup.WithContext(ctx)
-	var resp *client.SolveResponse
-	eg.Go(func() error {
-		var err error
-		resp, err = c.Build(ctx, solveOpt, "2dfs-deploy", frontend.Deploy(req), ch)
-		return err
-	})
-	var warnings []client.VertexWarning
-	eg.Go(func() error {
-		var err error
-		warnings, err = display.UpdateFrom(context.WithoutCancel(ctx), ch)
-		return err
-	})
-	err = eg.Wait()
-	printWarnings(os.Stderr, warnings) // the layer budget's, as 2dfs build does
+	// The layer budget's warnings are printed last, as 2dfs build's are.
+	resp, err := solve(ctx, c, solveOpt, "2dfs-deploy", f.progress, frontend.Deploy(req))
 	if err != nil {
 		return err
 	}
 	if err := lock.save(req); err != nil {
 		return err
 	}
-	if dgst := resp.ExporterResponse["containerimage.digest"]; dgst != "" {
-		fmt.Fprintln(os.Stdout, dgst)
-	}
-	if f.metadataFile != "" {
-		dt, err := json.MarshalIndent(resp.ExporterResponse, "", "  ")
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(f.metadataFile, dt, 0o644)
-	}
-	return nil
+	return reportSolve(resp, f.metadataFile)
 }
