@@ -411,6 +411,21 @@ type cirCase struct {
 
 func (c cirCase) seconds() float64 { return c.deploy + c.pull }
 
+// measure times fn into *into and adds the bytes it moved from the
+// registry and the archive, and the .debs it fetched, to c.
+func (s *cirState) measure(c *cirCase, fn func() (time.Duration, error), into *float64) error {
+	r0, a0, q0 := s.reg.n.Load(), s.archive.n.Load(), s.archive.requests.Load()
+	d, err := fn()
+	if err != nil {
+		return err
+	}
+	*into = d.Seconds()
+	c.regMB += float64(s.reg.n.Load()-r0) / 1e6
+	c.archiveMB += float64(s.archive.n.Load()-a0) / 1e6
+	c.debs += s.archive.requests.Load() - q0
+	return nil
+}
+
 // cirVariants are the timed cases of each run, rotated per run.
 var cirVariants = []string{"cir-a", "fat-a", "cir-b", "fat-b", "cir-c"}
 
@@ -422,18 +437,7 @@ func (b *bench) runCIRCase(s *cirState, v string, run int) (cirCase, error) {
 	var c cirCase
 	var pulled []string
 	defer func() { b.dropNamespace(s, ns, pulled...) }()
-	measure := func(fn func() (time.Duration, error), into *float64) error {
-		r0, a0, q0 := s.reg.n.Load(), s.archive.n.Load(), s.archive.requests.Load()
-		d, err := fn()
-		if err != nil {
-			return err
-		}
-		*into = d.Seconds()
-		c.regMB += float64(s.reg.n.Load()-r0) / 1e6
-		c.archiveMB += float64(s.archive.n.Load()-a0) / 1e6
-		c.debs += s.archive.requests.Load() - q0
-		return nil
-	}
+	measure := func(fn func() (time.Duration, error), into *float64) error { return s.measure(&c, fn, into) }
 	pull := func(ref, log string, into *float64) error {
 		pulled = append(pulled, ref)
 		return measure(func() (time.Duration, error) { return b.ctrPull(s, ns, ref, log) }, into)

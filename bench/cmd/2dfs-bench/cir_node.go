@@ -159,18 +159,7 @@ func (b *bench) runCIRNodeCase(s *cirState, info *CIRInfo, v string, run int) (c
 	defer n.stop()
 	plat := cirPlatforms[0]
 	name := fmt.Sprintf("%s/bench/cir-node-%x-%s-r%d", s.reg.addr(), b.seed&0xffffff, v, run)
-	measure := func(fn func() (time.Duration, error), into *float64) error {
-		r0, a0, q0 := s.reg.n.Load(), s.archive.n.Load(), s.archive.requests.Load()
-		d, err := fn()
-		if err != nil {
-			return err
-		}
-		*into = d.Seconds()
-		c.regMB += float64(s.reg.n.Load()-r0) / 1e6
-		c.archiveMB += float64(s.archive.n.Load()-a0) / 1e6
-		c.debs += s.archive.requests.Load() - q0
-		return nil
-	}
+	measure := func(fn func() (time.Duration, error), into *float64) error { return s.measure(&c, fn, into) }
 	if strings.HasPrefix(v, "node-b") {
 		var untimed float64
 		if err := measure(func() (time.Duration, error) {
