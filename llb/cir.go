@@ -111,16 +111,27 @@ func WheelLayer(w cir.Wheel, helper bkllb.State, interp cir.Interpreter, authSec
 	return run.AddMount("/out", bkllb.Scratch())
 }
 
+// AptStateCache is the id prefix of the cache mount holding apt's lists
+// between resolutions; the target architecture completes it.
+const AptStateCache = "2dfs-cir-apt-lists-"
+
 // AptResolve runs apt in the helper to resolve packages for the target
 // architecture against the base (mounted at /base): its sources and its
-// dpkg status. Never cached, like PipResolve.
-func AptResolve(helper, base bkllb.State, packages []string, arch, platform string, epoch time.Time) bkllb.State {
+// dpkg status. Never cached, like PipResolve, but by a nonce (a value new
+// in each deploy, in the step's environment) rather than IgnoreCache:
+// BuildKit empties the cache mounts of an IgnoreCache step, and apt's lists
+// are kept between deploys in a cache mount of the build host (one per
+// target architecture, locked while apt runs). apt-get update revalidates
+// them against the archive every time, so a resolution stays fresh.
+func AptResolve(helper, base bkllb.State, packages []string, arch, platform, nonce string, epoch time.Time) bkllb.State {
 	run := helper.Run(
 		bkllb.Args(append([]string{"/bin/sh", "/2dfs/resolve-apt.sh"}, packages...)),
 		bkllb.AddEnv("ARCH", arch),
+		bkllb.AddEnv("TDFS_RESOLUTION", nonce),
+		bkllb.AddEnv("APT_STATE", "/var/cache/2dfs-apt"),
+		bkllb.AddMount("/var/cache/2dfs-apt", bkllb.Scratch(), bkllb.AsPersistentCacheDir(AptStateCache+arch, bkllb.CacheMountLocked)),
 		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
 		bkllb.AddMount("/base", base, bkllb.Readonly),
-		bkllb.IgnoreCache,
 		bkllb.WithCustomNamef("[2dfs cir] apt resolve %d packages for %s", len(packages), platform),
 	)
 	return run.AddMount("/out", bkllb.Scratch())
