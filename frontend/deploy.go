@@ -2,12 +2,15 @@ package frontend
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -52,153 +55,279 @@ type DeployRequest struct {
 // Deploy is the lazy-builder: a client.BuildFunc that assembles the CIR for
 // the target platform. Resolving and unpacking run in the helper, of the
 // build host's architecture: nothing of the target runs, so no emulation.
+// Its steps: prepare (the base and the helper), resolve (apt and pip side
+// by side, or the lock), layers (the budget, the alternatives step beside
+// the package layers) and assemble.
 func Deploy(req DeployRequest) client.BuildFunc {
 	return func(ctx context.Context, c client.Client) (*client.Result, error) {
-		target := platforms.Normalize(req.Target)
-		tp := platforms.Format(target)
-		rec := req.Record
-		pinned, ok := rec.Platform(tp)
-		if !ok {
-			return nil, fmt.Errorf("the CIR's base %s was pinned for %s at pre-build, not for %s; pre-build the CIR with --platform %s (the base must offer it)",
-				rec.Base.Ref, strings.Join(rec.PlatformNames(), ", "), tp, tp)
-		}
-
-		baseImg, err := imageConfig(ctx, c, rec.Base.Ref, target, "base")
+		d, err := prepareDeploy(ctx, c, req)
 		if err != nil {
 			return nil, err
 		}
-		if got := digest.FromBytes(baseImg.raw); got.String() != pinned.Config {
-			return nil, fmt.Errorf("the CIR's base %s for %s has config %s, but the CIR pinned %s; the base changed under its digest", rec.Base.Ref, tp, got, pinned.Config)
-		}
-		base := bkllb.Image(rec.Base.Ref, bkllb.Platform(target), bkllb.WithCustomName("[2dfs cir] base for "+tp))
-		baseRef, err := solveFor(ctx, c, base, target)
-		if err != nil {
-			return nil, rpcError("the CIR's base %s for %s: %v", rec.Base.Ref, tp, err)
-		}
-		var interp cir.Interpreter
-		if len(rec.Dependencies.Pip) > 0 {
-			if interp, err = readInterpreter(ctx, baseRef); err != nil {
-				return nil, fmt.Errorf("the CIR's base %s for %s: %w", rec.Base.Ref, tp, err)
-			}
-		}
-
-		host := buildHost(c)
-		helperRef := req.Helper
-		if helperRef == "" {
-			if _, ok := rec.Platform(platforms.Format(host)); !ok {
-				return nil, fmt.Errorf("resolving runs in a helper of the build host's platform %s, which the CIR's base was not pinned for; name a helper image with python3 and pip (--helper)", platforms.Format(host))
-			}
-			helperRef = rec.Base.Ref
-		}
-		helper := bkllb.Image(helperRef, bkllb.Platform(host), bkllb.WithCustomName("[2dfs cir] helper for "+platforms.Format(host)))
-
-		resolved := &cir.Resolved{Version: cir.ResolvedVersion, CIR: req.CIR, Platform: tp, Python: interp.Version}
-		var debs []cir.Deb
-		var mergedUsr bool
-		var altLayer *bkllb.State
-		var altLinks []string
-		if len(rec.Dependencies.Apt) > 0 {
-			arch, err := cir.DebianArch(target)
-			if err != nil {
-				return nil, err
-			}
-			if mergedUsr, err = isMergedUsr(ctx, baseRef); err != nil {
-				return nil, err
-			}
-			if pinned, ok := req.Lock.pinnedDebs(); ok {
-				debs = pinned
-			} else if debs, err = resolveApt(ctx, c, llb.AptResolve(helper, base, rec.Dependencies.Apt, arch, tp, req.Epoch), host, tp); err != nil {
-				return nil, err
-			}
-			for _, d := range debs {
-				resolved.Debs = append(resolved.Debs, cir.ResolvedDeb{Name: d.Name, Version: d.Version, Arch: d.Arch, Digest: d.Digest.String()})
-			}
-			if altLayer, altLinks, err = alternatives(ctx, c, debs, helper, host, mergedUsr, req.Epoch); err != nil {
-				return nil, fetchError(err, nil, debs)
-			}
-		}
-		var wheels []cir.Wheel
-		if len(rec.Dependencies.Pip) > 0 {
-			tags, err := interp.PlatformTags(target.Architecture)
-			if err != nil {
-				return nil, err
-			}
-			pinned, ok, err := req.Lock.pinnedWheels(interp)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				wheels = pinned
-			} else {
-				machine, err := cir.Machine(target.Architecture)
-				if err != nil {
-					return nil, err
-				}
-				if wheels, err = resolvePip(ctx, c, llb.ResolveOptions{
-					Helper: helper, Base: base, Requirements: rec.Dependencies.Pip, Index: rec.Resolver.PipIndex,
-					AuthSecret: rec.Resolver.PipAuthSecret, Machine: machine,
-					Interpreter: interp, Tags: tags, Platform: tp, Epoch: req.Epoch,
-				}, host); err != nil {
-					return nil, err
-				}
-			}
-		}
-		req.Lock.record(tp, interp, debs, wheels)
-		debLayers, debGroups, warnings, err := budgetLayers(req, len(baseImg.img.RootFS.DiffIDs), debs, len(wheels), altLayer != nil, helper, mergedUsr, resolved)
+		debs, wheels, err := d.resolve(ctx)
 		if err != nil {
 			return nil, err
 		}
-		layers := make([]bkllb.State, len(wheels))
-		for i, w := range wheels {
-			layers[i] = llb.WheelLayer(w, helper, interp, wheelAuth(rec.Resolver, w), req.Epoch)
-			resolved.Wheels = append(resolved.Wheels, cir.ResolvedWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, Digest: w.Digest.String()})
-		}
-		app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
-		res, err := llb.Assemble(llb.AssembleOptions{
-			Base: base, BaseImage: baseImg.img, App: app, AppRecord: req.AppRecord,
-			Debs: debs, DebLayers: debLayers, DebGroups: debGroups, AltLayer: altLayer, AltLinks: altLinks,
-			Wheels: wheels, WheelLayers: layers, SitePackage: interp.SitePackages(),
-			Config: rec.Config, Resolved: resolved, Platform: target, Epoch: req.Epoch,
-		})
-		if err != nil {
-			return nil, err
-		}
-		def, err := res.State.Marshal(ctx, bkllb.Platform(target), bkllb.WithCaps(c.BuildOpts().LLBCaps))
-		if err != nil {
-			return nil, fmt.Errorf("marshal LLB: %w", err)
-		}
-		warnDeploy(ctx, c, def, warnings, res.Record)
-		// Evaluated here, so a failed fetch is reported with its wheel
-		// instead of surfacing bare from the export.
-		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true, CacheImports: cacheImports(c)})
-		if err != nil {
-			return nil, fetchError(err, wheels, debs)
-		}
-		ref, err := r.SingleRef()
-		if err != nil {
-			return nil, err
-		}
-		config, err := json.Marshal(res.Image)
-		if err != nil {
-			return nil, err
-		}
-		if config, err = res.Record.Embed(config); err != nil {
-			return nil, err
-		}
-		if config, err = resolved.Embed(config); err != nil {
-			return nil, err
-		}
-		out := client.NewResult()
-		out.SetRef(ref)
-		out.AddMeta(exptypes.ExporterImageConfigKey, config)
-		out.AddMeta(commonexptypes.ExporterEpochKey, []byte(strconv.FormatInt(req.Epoch.Unix(), 10)))
-		plats, err := json.Marshal(exptypes.Platforms{Platforms: []exptypes.Platform{{ID: tp, Platform: target}}})
-		if err != nil {
-			return nil, err
-		}
-		out.AddMeta(exptypes.ExporterPlatformsKey, plats)
-		return out, nil
+		req.Lock.record(d.tp, d.interp, debs, wheels)
+		return d.assemble(ctx, debs, wheels)
 	}
+}
+
+// deployment is one deploy's state between its steps.
+type deployment struct {
+	req    DeployRequest
+	c      client.Client
+	target ocispec.Platform
+	tp     string
+	host   ocispec.Platform
+	// base is the CIR's base for the target, baseImg its config, baseRef
+	// its solved filesystem (read for the interpreter and the /usr layout).
+	base      bkllb.State
+	baseImg   resolvedConfig
+	baseRef   client.Reference
+	helper    bkllb.State
+	interp    cir.Interpreter
+	mergedUsr bool
+	resolved  *cir.Resolved
+}
+
+// prepareDeploy checks the target against the CIR's pinned base and reads
+// what the resolution needs from the base.
+func prepareDeploy(ctx context.Context, c client.Client, req DeployRequest) (*deployment, error) {
+	target := platforms.Normalize(req.Target)
+	tp := platforms.Format(target)
+	rec := req.Record
+	pinned, ok := rec.Platform(tp)
+	if !ok {
+		return nil, fmt.Errorf("the CIR's base %s was pinned for %s at pre-build, not for %s; pre-build the CIR with --platform %s (the base must offer it)",
+			rec.Base.Ref, strings.Join(rec.PlatformNames(), ", "), tp, tp)
+	}
+	d := &deployment{req: req, c: c, target: target, tp: tp, host: buildHost(c)}
+	var err error
+	if d.baseImg, err = imageConfig(ctx, c, rec.Base.Ref, target, "base"); err != nil {
+		return nil, err
+	}
+	if got := digest.FromBytes(d.baseImg.raw); got.String() != pinned.Config {
+		return nil, fmt.Errorf("the CIR's base %s for %s has config %s, but the CIR pinned %s; the base changed under its digest", rec.Base.Ref, tp, got, pinned.Config)
+	}
+	d.base = bkllb.Image(rec.Base.Ref, bkllb.Platform(target), bkllb.WithCustomName("[2dfs cir] base for "+tp))
+	if d.baseRef, err = solveFor(ctx, c, d.base, target); err != nil {
+		return nil, rpcError("the CIR's base %s for %s: %v", rec.Base.Ref, tp, err)
+	}
+	if len(rec.Dependencies.Pip) > 0 {
+		if d.interp, err = readInterpreter(ctx, d.baseRef); err != nil {
+			return nil, fmt.Errorf("the CIR's base %s for %s: %w", rec.Base.Ref, tp, err)
+		}
+	}
+	if len(rec.Dependencies.Apt) > 0 {
+		if d.mergedUsr, err = isMergedUsr(ctx, d.baseRef); err != nil {
+			return nil, err
+		}
+	}
+	helperRef := req.Helper
+	if helperRef == "" {
+		if _, ok := rec.Platform(platforms.Format(d.host)); !ok {
+			return nil, fmt.Errorf("resolving runs in a helper of the build host's platform %s, which the CIR's base was not pinned for; name a helper image with python3 and pip (--helper)", platforms.Format(d.host))
+		}
+		helperRef = rec.Base.Ref
+	}
+	d.helper = bkllb.Image(helperRef, bkllb.Platform(d.host), bkllb.WithCustomName("[2dfs cir] helper for "+platforms.Format(d.host)))
+	d.resolved = &cir.Resolved{Version: cir.ResolvedVersion, CIR: req.CIR, Platform: tp, Python: d.interp.Version}
+	return d, nil
+}
+
+// resolve gives the closure: the lock's, or apt's and pip's, which run at
+// the same time (each in its own helper container). When both fail, apt's
+// error is the one returned, as when they ran one after the other.
+func (d *deployment) resolve(ctx context.Context) ([]cir.Deb, []cir.Wheel, error) {
+	var (
+		debs           []cir.Deb
+		wheels         []cir.Wheel
+		aptErr, pipErr error
+		wg             sync.WaitGroup
+	)
+	if len(d.req.Record.Dependencies.Apt) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			debs, aptErr = d.resolveApt(ctx)
+		}()
+	}
+	if len(d.req.Record.Dependencies.Pip) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wheels, pipErr = d.resolvePip(ctx)
+		}()
+	}
+	wg.Wait()
+	if aptErr != nil {
+		return nil, nil, aptErr
+	}
+	if pipErr != nil {
+		return nil, nil, pipErr
+	}
+	return debs, wheels, nil
+}
+
+func (d *deployment) resolveApt(ctx context.Context) ([]cir.Deb, error) {
+	if pinned, ok := d.req.Lock.pinnedDebs(); ok {
+		return pinned, nil
+	}
+	arch, err := cir.DebianArch(d.target)
+	if err != nil {
+		return nil, err
+	}
+	return resolveApt(ctx, d.c, llb.AptResolve(d.helper, d.base, d.req.Record.Dependencies.Apt, arch, d.tp, nonce(), d.req.Epoch), d.host, d.tp)
+}
+
+func (d *deployment) resolvePip(ctx context.Context) ([]cir.Wheel, error) {
+	pinned, ok, err := d.req.Lock.pinnedWheels(d.interp)
+	if err != nil || ok {
+		return pinned, err
+	}
+	tags, err := d.interp.PlatformTags(d.target.Architecture)
+	if err != nil {
+		return nil, err
+	}
+	machine, err := cir.Machine(d.target.Architecture)
+	if err != nil {
+		return nil, err
+	}
+	rec := d.req.Record
+	return resolvePip(ctx, d.c, llb.ResolveOptions{
+		Helper: d.helper, Base: d.base, Requirements: rec.Dependencies.Pip, Index: rec.Resolver.PipIndex,
+		AuthSecret: rec.Resolver.PipAuthSecret, Machine: machine,
+		Interpreter: d.interp, Tags: tags, Platform: d.tp, Epoch: d.req.Epoch,
+	}, d.host)
+}
+
+// assemble lays the closure out in layers within the budget, merges them
+// onto the base under the application, and makes the result.
+func (d *deployment) assemble(ctx context.Context, debs []cir.Deb, wheels []cir.Wheel) (*client.Result, error) {
+	req, rec := d.req, d.req.Record
+	for _, dd := range debs {
+		d.resolved.Debs = append(d.resolved.Debs, cir.ResolvedDeb{Name: dd.Name, Version: dd.Version, Arch: dd.Arch, Digest: dd.Digest.String()})
+	}
+	wheelLayers := make([]bkllb.State, len(wheels))
+	for i, w := range wheels {
+		wheelLayers[i] = llb.WheelLayer(w, d.helper, d.interp, wheelAuth(rec.Resolver, w), req.Epoch)
+		d.resolved.Wheels = append(d.resolved.Wheels, cir.ResolvedWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, Digest: w.Digest.String()})
+	}
+	debLayers, debGroups, warnings, altLayer, altLinks, err := d.dependencyLayers(ctx, debs, wheels, wheelLayers)
+	if err != nil {
+		return nil, err
+	}
+	app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
+	res, err := llb.Assemble(llb.AssembleOptions{
+		Base: d.base, BaseImage: d.baseImg.img, App: app, AppRecord: req.AppRecord,
+		Debs: debs, DebLayers: debLayers, DebGroups: debGroups, AltLayer: altLayer, AltLinks: altLinks,
+		Wheels: wheels, WheelLayers: wheelLayers, SitePackage: d.interp.SitePackages(),
+		Config: rec.Config, Resolved: d.resolved, Platform: d.target, Epoch: req.Epoch,
+	})
+	if err != nil {
+		return nil, err
+	}
+	def, err := res.State.Marshal(ctx, bkllb.Platform(d.target), bkllb.WithCaps(d.c.BuildOpts().LLBCaps))
+	if err != nil {
+		return nil, fmt.Errorf("marshal LLB: %w", err)
+	}
+	warnDeploy(ctx, d.c, def, warnings, res.Record)
+	// Evaluated here, so a failed fetch is reported with its wheel
+	// instead of surfacing bare from the export.
+	r, err := d.c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true, CacheImports: cacheImports(d.c)})
+	if err != nil {
+		return nil, fetchError(err, wheels, debs)
+	}
+	ref, err := r.SingleRef()
+	if err != nil {
+		return nil, err
+	}
+	config, err := json.Marshal(res.Image)
+	if err != nil {
+		return nil, err
+	}
+	if config, err = res.Record.Embed(config); err != nil {
+		return nil, err
+	}
+	if config, err = d.resolved.Embed(config); err != nil {
+		return nil, err
+	}
+	out := client.NewResult()
+	out.SetRef(ref)
+	out.AddMeta(exptypes.ExporterImageConfigKey, config)
+	out.AddMeta(commonexptypes.ExporterEpochKey, []byte(strconv.FormatInt(req.Epoch.Unix(), 10)))
+	plats, err := json.Marshal(exptypes.Platforms{Platforms: []exptypes.Platform{{ID: d.tp, Platform: d.target}}})
+	if err != nil {
+		return nil, err
+	}
+	out.AddMeta(exptypes.ExporterPlatformsKey, plats)
+	return out, nil
+}
+
+// dependencyLayers gives the package layers within the budget and the
+// alternatives layer. The alternatives step reads every .deb of the closure
+// and decides whether there is a layer at all, which the budget counts; so
+// as not to wait for it, the package and wheel layers the budget gives with
+// an alternatives layer are made at the same time, and the budget is laid
+// out again without one only if the step makes none (at the budget's edge
+// that can group differently; the final solve then makes those layers).
+func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheels []cir.Wheel, wheelLayers []bkllb.State) (debLayers []bkllb.State, groups [][]int, warnings []string, altLayer *bkllb.State, altLinks []string, err error) {
+	baseLayers := len(d.baseImg.img.RootFS.DiffIDs)
+	if len(debs) == 0 {
+		debLayers, groups, warnings, err = budgetLayers(d.req, baseLayers, nil, len(wheels), false, d.helper, d.mergedUsr, d.resolved)
+		return
+	}
+	guess := *d.resolved
+	debLayers, groups, warnings, err = budgetLayers(d.req, baseLayers, debs, len(wheels), true, d.helper, d.mergedUsr, &guess)
+	if err != nil {
+		return
+	}
+	var (
+		wg      sync.WaitGroup
+		warmErr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		warmErr = d.warm(ctx, append(append([]bkllb.State{}, debLayers...), wheelLayers...))
+	}()
+	altLayer, altLinks, err = alternatives(ctx, d.c, debs, d.helper, d.host, d.mergedUsr, d.req.Epoch)
+	wg.Wait()
+	if err != nil {
+		return nil, nil, nil, nil, nil, fetchError(err, nil, debs)
+	}
+	if warmErr != nil {
+		return nil, nil, nil, nil, nil, fetchError(warmErr, wheels, debs)
+	}
+	if altLayer != nil {
+		*d.resolved = guess
+		return
+	}
+	debLayers, groups, warnings, err = budgetLayers(d.req, baseLayers, debs, len(wheels), false, d.helper, d.mergedUsr, d.resolved)
+	return
+}
+
+// warm makes the given layers, so the final solve finds them done.
+func (d *deployment) warm(ctx context.Context, layers []bkllb.State) error {
+	if len(layers) == 0 {
+		return nil
+	}
+	st := bkllb.Merge(layers, bkllb.WithCustomNamef("[2dfs cir] %d dependency layers", len(layers)))
+	def, err := st.Marshal(ctx, bkllb.Platform(d.host), bkllb.WithCaps(d.c.BuildOpts().LLBCaps))
+	if err != nil {
+		return err
+	}
+	_, err = d.c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true, CacheImports: cacheImports(d.c)})
+	return err
+}
+
+// nonce is new in every call: it keeps a resolution out of the build cache
+// (llb.AptResolve says why not IgnoreCache).
+func nonce() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // cacheImports are the deploy's --cache-from entries, which BuildKit hands
