@@ -28,7 +28,8 @@ const minThreshold = 1 << 10
 // LayerPlan says how an apt closure is laid out in layers.
 type LayerPlan struct {
 	// Groups are the layers, each the indices of its packages in the
-	// closure (sorted by name), ordered by their first package.
+	// closure (sorted by name), in stacking order (orderGroups): largest
+	// first.
 	Groups [][]int
 	// Threshold is the size from which a package has a layer of its own;
 	// 0 when every package has one (the closure fits the budget).
@@ -63,6 +64,7 @@ func PlanLayers(debs []Deb, slots int) (LayerPlan, error) {
 		for i := range debs {
 			plan.Groups = append(plan.Groups, []int{i})
 		}
+		orderGroups(plan.Groups, debs)
 		return plan, nil
 	}
 	if slots < 1 {
@@ -100,10 +102,38 @@ func layout(debs []Deb, threshold int64, buckets int) LayerPlan {
 	for _, g := range byBucket {
 		plan.Groups = append(plan.Groups, g)
 	}
-	// Indices are in name order, and so are the members of a group: order
-	// the layers by their first package.
-	slices.SortFunc(plan.Groups, func(a, b []int) int { return a[0] - b[0] })
+	orderGroups(plan.Groups, debs)
 	return plan
+}
+
+// orderGroups puts the layers in stacking order: by bytes (the .debs'
+// sizes), largest first, ties by their first package's name. A runtime
+// reuses an image's unpacked layers only as a common prefix of another
+// image's stack (containerd names a snapshot by the chain of every layer
+// under it), and everything above the first layer two applications do
+// not share is unpacked again. Large packages (the interpreter's
+// libraries, BLAS, numpy, scipy) are the ones applications share, and the
+// ones that cost the most to unpack again; the small ones on top (an
+// application's own leaf packages) are cheap to re-apply. Sizes are the
+// packages' own, so the order is the same in every application.
+// (hack/cir-budget measures the shared prefix; docs/cir.md.)
+func orderGroups(groups [][]int, debs []Deb) {
+	size := func(g []int) int64 {
+		var n int64
+		for _, i := range g {
+			n += debs[i].Size
+		}
+		return n
+	}
+	slices.SortStableFunc(groups, func(a, b []int) int {
+		if sa, sb := size(a), size(b); sa != sb {
+			if sa > sb {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(debs[a[0]].Name, debs[b[0]].Name)
+	})
 }
 
 func bucketOf(source string, buckets int) int {

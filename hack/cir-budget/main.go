@@ -30,6 +30,10 @@ type app struct {
 	// own is the same for one layer per package.
 	own   map[string]int64
 	bytes int64
+	// stack is the layers' identities in the plan's stacking order, byName
+	// the same layers stacked by their first package's name (the order
+	// before the plan put the largest first).
+	stack, byName []string
 }
 
 func main() {
@@ -67,6 +71,16 @@ func main() {
 				size += a.debs[i].Size
 			}
 			a.layers[strings.Join(id, " ")] = size
+			a.stack = append(a.stack, strings.Join(id, " "))
+		}
+		groups := slices.Clone(a.plan.Groups)
+		slices.SortFunc(groups, func(x, y []int) int { return x[0] - y[0] })
+		for _, g := range groups {
+			var id []string
+			for _, i := range g {
+				id = append(id, a.debs[i].Name+"="+a.debs[i].Version)
+			}
+			a.byName = append(a.byName, strings.Join(id, " "))
 		}
 		apps = append(apps, a)
 	}
@@ -86,8 +100,11 @@ func main() {
 	}
 	fmt.Println("\nsharing: of B's dependency bytes, the share in layers A has too (one layer per package → with the budget)")
 	fmt.Println()
-	fmt.Println("| A (deployed first) | B | common packages | one layer each | with the budget |")
-	fmt.Println("| --- | --- | ---: | ---: | ---: |")
+	fmt.Println("The last two columns: of B's dependency bytes, the share in the stack prefix B has in common with A,")
+	fmt.Println("which a runtime holding A reuses unpacked (the rest it unpacks again), with layers stacked by name and largest first.")
+	fmt.Println()
+	fmt.Println("| A (deployed first) | B | common packages | one layer each | with the budget | prefix, by name | prefix, largest first |")
+	fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
 	for _, a := range apps {
 		for _, b := range apps {
 			if a == b {
@@ -102,7 +119,8 @@ func main() {
 			if common == 0 {
 				continue
 			}
-			fmt.Printf("| %s | %s | %d | %.0f%% | %.0f%% |\n", a.name, b.name, common, pct(sharedBytes(a.own, b.own), b.bytes), pct(sharedBytes(a.layers, b.layers), b.bytes))
+			fmt.Printf("| %s | %s | %d | %.0f%% | %.0f%% | %.0f%% | %.0f%% |\n", a.name, b.name, common, pct(sharedBytes(a.own, b.own), b.bytes), pct(sharedBytes(a.layers, b.layers), b.bytes),
+				pct(prefixBytes(a.byName, b.byName, b.layers), b.bytes), pct(prefixBytes(a.stack, b.stack, b.layers), b.bytes))
 		}
 	}
 }
@@ -113,6 +131,16 @@ func sharedBytes(a, b map[string]int64) int64 {
 		if _, ok := a[k]; ok {
 			n += size
 		}
+	}
+	return n
+}
+
+// prefixBytes is the bytes of the layers b's stack has in common with a's
+// from the bottom up, to the first layer that differs.
+func prefixBytes(a, b []string, sizes map[string]int64) int64 {
+	var n int64
+	for i := 0; i < len(a) && i < len(b) && a[i] == b[i]; i++ {
+		n += sizes[b[i]]
 	}
 	return n
 }
