@@ -13,22 +13,97 @@
 # made under /usr, as deb.sh does with package files: a real /lib folder in
 # the layer would hide the base's /lib symlink and with it the dynamic
 # loader (cpp registers /lib/cpp; every binary then failed to start).
+# Each .deb is read here, not with dpkg-deb: two dpkg-deb processes per
+# package made this step, which runs after the closure is fetched and before
+# anything is assembled, take 1.7 s on a 77-package closure. A .deb is an ar
+# archive whose control.tar.* holds control and postinst; a member tarfile
+# cannot read (zstd) falls back to dpkg-deb for that package.
 import glob
+import io
 import os
 import shlex
 import subprocess
 import sys
+import tarfile
+
+
+def ar_members(deb):
+    """The members of the ar archive deb as {name: (offset, size)}."""
+    members = {}
+    with open(deb, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise ValueError("%s: not an ar archive" % deb)
+        while True:
+            head = f.read(60)
+            if len(head) < 60:
+                return members
+            if head[58:60] != b"`\n":
+                raise ValueError("%s: bad ar member header" % deb)
+            name = head[0:16].decode("ascii", "replace").rstrip(" ").rstrip("/")
+            size = int(head[48:58].decode("ascii").strip())
+            members[name] = (f.tell(), size)
+            f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def ar_read(deb, members, prefix):
+    """The bytes of the member of deb named prefix.*, or None."""
+    for name, (offset, size) in members.items():
+        if name == prefix or name.startswith(prefix + "."):
+            with open(deb, "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+    return None
+
+
+def tar_files(data):
+    """The members of a (compressed) tar by path without "./", and the
+    tarfile; tarfile reads gzip, xz, bzip2 and plain tars."""
+    t = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    files = {}
+    for m in t.getmembers():
+        n = m.name[2:] if m.name.startswith("./") else m.name
+        files[n] = m
+    return files, t
+
+
+def shell_text(raw):
+    # As dpkg-deb's output read in text mode: UTF-8, universal newlines.
+    return raw.decode("utf-8", "surrogateescape").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def control(deb):
+    """(Package, postinst text or None) of deb."""
+    try:
+        members = ar_members(deb)
+        files, t = tar_files(ar_read(deb, members, "control.tar"))
+        pkg = ""
+        c = files.get("control")
+        if c is not None and c.isfile():
+            for line in shell_text(t.extractfile(c).read()).splitlines():
+                if line[:8].lower() == "package:":
+                    pkg = line[8:].strip()
+                    break
+        p = files.get("postinst")
+        if p is None or not p.isfile():
+            return pkg, None
+        return pkg, shell_text(t.extractfile(p).read())
+    except Exception:
+        # A compression tarfile cannot read (zstd), or a .deb this reader
+        # does not understand: dpkg-deb reads it.
+        pkg = subprocess.run(["dpkg-deb", "-f", deb, "Package"], capture_output=True, text=True).stdout.strip()
+        r = subprocess.run(["dpkg-deb", "-I", deb, "postinst"], capture_output=True, text=True)
+        return pkg, (r.stdout if r.returncode == 0 else None)
+
 
 epoch = int(sys.argv[1])
 merged_usr = len(sys.argv) > 2 and sys.argv[2] == "merged-usr"
 best = {}  # name -> (priority, package, link, path, slaves)
 skipped = []
 for deb in sorted(glob.glob("/in/*/*.deb")):
-    pkg = subprocess.run(["dpkg-deb", "-f", deb, "Package"], capture_output=True, text=True).stdout.strip()
-    r = subprocess.run(["dpkg-deb", "-I", deb, "postinst"], capture_output=True, text=True)
-    if r.returncode != 0:
-        continue  # no postinst
-    text = r.stdout.replace("\\\n", " ")
+    pkg, postinst = control(deb)
+    if postinst is None:
+        continue
+    text = postinst.replace("\\\n", " ")
     for line in text.splitlines():
         if "update-alternatives" not in line or "--install" not in line:
             continue
