@@ -1,4 +1,5 @@
-# Makes the one layer of the alternatives links an apt closure registers:
+# Makes the one layer of the alternatives links an apt closure registers,
+# and of the files its postinst scripts install with ucf (below):
 # maintainer scripts do not run when the lazy-builder unpacks .debs, and
 # some packages create files only through update-alternatives in their
 # postinst (libblas3 and liblapack3 make libblas.so.3 and liblapack.so.3
@@ -96,11 +97,12 @@ def control(deb):
         r = subprocess.run(["dpkg-deb", "-I", deb, "postinst"], capture_output=True, text=True)
         return pkg, (r.stdout if r.returncode == 0 else None)
 
+
 # ucf: `ucf [options] NEW DEST` in a postinst installs the file NEW as the
 # configuration file DEST, copying it with its mode when DEST does not
 # exist (r-base-core makes R's /etc/R/Renviron that way, from
-# /usr/lib/R/etc/Renviron.ucf; without it R reads no Renviron and finds no
-# site library). This step puts NEW's bytes, taken from the package's own
+# /usr/lib/R/etc/Renviron.ucf; without it R says "cannot find system
+# Renviron" and starts without its default packages utils and stats). This step puts NEW's bytes, taken from the package's own
 # data archive, at DEST. NEW and DEST are literal paths, or variables the
 # script assigns once: to a literal path, or to $(mktemp) filled once with
 # `cat FILE > "$VAR"` or `cp FILE "$VAR"` (r-base-core copies the template
@@ -306,31 +308,46 @@ def temp_file(name, commands):
     return fills[0], mode, edits
 
 
-data_archives = {}
-
-
 def data_file(deb, path):
     """(bytes, mode) of the regular file path in deb's data archive, through
-    symlinks in it; None when deb has no such file."""
-    if deb not in data_archives:
-        try:
-            data_archives[deb] = tar_files(ar_read(deb, ar_members(deb), "data.tar"))
-        except Exception:
-            # A compression tarfile cannot read (zstd): dpkg-deb reads it.
-            r = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], capture_output=True, check=True)
-            data_archives[deb] = tar_files(r.stdout)
-    files, t = data_archives[deb]
+    symlinks and hard links in it; None when deb has no such file."""
     for _ in range(16):
-        m = files.get(path.lstrip("/"))
+        m, data = data_member(deb, path.lstrip("/"))
         if m is None:
             return None
         if m.issym():
             path = posixpath.normpath(posixpath.join(posixpath.dirname("/" + path.lstrip("/")), m.linkname))
-            continue
-        if not (m.isfile() or m.islnk()):
+        elif m.islnk():
+            path = m.linkname[1:] if m.linkname.startswith("./") else m.linkname
+        elif m.isfile():
+            return data, m.mode & 0o7777
+        else:
             return None
-        return t.extractfile(m).read(), m.mode & 0o7777
     return None
+
+
+def data_member(deb, path):
+    """The member path of deb's data archive, and its bytes if it is a
+    regular file. The archive is streamed up to the member, not read whole:
+    r-base-core's data.tar.xz takes seconds to decompress, and its
+    Renviron.ucf comes early."""
+    proc = None
+    try:
+        t = tarfile.open(fileobj=io.BytesIO(ar_read(deb, ar_members(deb), "data.tar")), mode="r|*")
+    except Exception:
+        # A compression tarfile cannot read (zstd): dpkg-deb reads it.
+        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
+        t = tarfile.open(fileobj=proc.stdout, mode="r|")
+    try:
+        for m in t:
+            n = m.name[2:] if m.name.startswith("./") else m.name
+            if n.rstrip("/") == path:
+                return m, (t.extractfile(m).read() if m.isfile() else None)
+        return None, None
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
 
 
 epoch = int(sys.argv[1])
