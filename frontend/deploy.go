@@ -474,7 +474,7 @@ func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper b
 }
 
 // readLinks lists the symlinks under dir of ref, in path order, as
-// "PATH -> TARGET".
+// "PATH -> TARGET", and the files (the ucf copies) as "PATH".
 func readLinks(ctx context.Context, ref client.Reference, dir string) ([]string, error) {
 	entries, err := ref.ReadDir(ctx, client.ReadDirRequest{Path: dir})
 	if err != nil {
@@ -486,6 +486,8 @@ func readLinks(ctx context.Context, ref client.Reference, dir string) ([]string,
 		switch mode := os.FileMode(e.Mode); {
 		case mode&os.ModeSymlink != 0:
 			links = append(links, p+" -> "+e.Linkname)
+		case mode.IsRegular():
+			links = append(links, p)
 		case mode.IsDir():
 			sub, err := readLinks(ctx, ref, p)
 			if err != nil {

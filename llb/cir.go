@@ -162,10 +162,11 @@ func debSource(d cir.Deb) bkllb.State {
 	return bkllb.HTTP(d.URL, bkllb.Checksum(d.Digest), bkllb.Filename(d.Filename), bkllb.WithCustomNamef("[2dfs cir] fetch %s", d.Filename))
 }
 
-// Alternatives reads the update-alternatives calls of the closure's
-// postinst scripts in the helper and makes their links: layer is the one
-// layer of links, report holds "made" and "skipped" (alternatives.py). On
-// a merged-/usr base, links under /bin, /sbin and /lib* go under /usr.
+// Alternatives reads the update-alternatives and ucf calls of the
+// closure's postinst scripts in the helper and makes their links and
+// files: layer is the one layer of them, report holds "made" and "skipped"
+// (alternatives.py). On a merged-/usr base, paths under /bin, /sbin and
+// /lib* go under /usr.
 func Alternatives(debs []cir.Deb, helper bkllb.State, mergedUsr bool, epoch time.Time) (layer, report bkllb.State) {
 	args := []string{"python3", "/2dfs/alternatives.py", strconv.FormatInt(epoch.Unix(), 10)}
 	if mergedUsr {
@@ -197,8 +198,9 @@ type AssembleOptions struct {
 	Debs      []cir.Deb
 	DebLayers []bkllb.State
 	DebGroups [][]int
-	// AltLayer, when set, is the layer of alternatives links, placed after
-	// the packages on their row; AltLinks are the links it makes.
+	// AltLayer, when set, is the layer of alternatives links and ucf
+	// files, placed after the packages on their row; AltLinks are the
+	// links ("PATH -> TARGET") and files ("PATH") it makes.
 	AltLayer *bkllb.State
 	AltLinks []string
 	Wheels   []cir.Wheel
@@ -250,12 +252,20 @@ func Assemble(o AssembleOptions) (*Result, error) {
 	if o.AltLayer != nil {
 		cell := field.Cell{Row: AptRow, Col: len(o.DebGroups)}
 		var dst []string
+		files := 0
 		for _, l := range o.AltLinks {
-			at, _, _ := strings.Cut(l, " -> ")
+			at, _, link := strings.Cut(l, " -> ")
 			dst = append(dst, at)
+			if !link {
+				files++
+			}
 		}
 		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: dst})
-		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: fmt.Sprintf("2dfs cir alternatives: %d links", len(o.AltLinks)), Comment: field.HistoryComment(cell)})
+		what := fmt.Sprintf("2dfs cir alternatives: %d links", len(o.AltLinks)-files)
+		if files > 0 {
+			what += fmt.Sprintf(", %d files from ucf", files)
+		}
+		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: what, Comment: field.HistoryComment(cell)})
 		inputs = append(inputs, *o.AltLayer)
 	}
 	for i, w := range o.Wheels {
