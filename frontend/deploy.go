@@ -30,9 +30,12 @@ import (
 // caller from its registry, and a target platform.
 type DeployRequest struct {
 	// CIR is the CIR by digest, CIRPlatform the platform its config declares
-	// (the platform its application layers are pulled as).
+	// (the platform its application layers are pulled as). App, when set,
+	// is the CIR's image from another source (cirsource.go) and CIR may be
+	// "" (a CIR built in the same bake has no digest yet).
 	CIR         string
 	CIRPlatform ocispec.Platform
+	App         *bkllb.State
 	Record      *cir.Record
 	// AppRecord is the CIR's field record: its application allotments.
 	AppRecord *field.Record
@@ -92,7 +95,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		}
 		helper := bkllb.Image(helperRef, bkllb.Platform(host), bkllb.WithCustomName("[2dfs cir] helper for "+platforms.Format(host)))
 
-		resolved := &cir.Resolved{Version: cir.ResolvedVersion, CIR: req.CIR, Platform: tp, Python: interp.Version}
+		resolved := &cir.Resolved{Version: cir.ResolvedVersion, CIR: req.recordedCIR(), Platform: tp, Python: interp.Version}
 		var debs []cir.Deb
 		var mergedUsr bool
 		var altLayer *bkllb.State
@@ -153,7 +156,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			layers[i] = llb.WheelLayer(w, helper, interp, wheelAuth(rec.Resolver, w), req.Epoch)
 			resolved.Wheels = append(resolved.Wheels, cir.ResolvedWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, Digest: w.Digest.String()})
 		}
-		app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
+		app := req.app()
 		res, err := llb.Assemble(llb.AssembleOptions{
 			Base: base, BaseImage: baseImg.img, App: app, AppRecord: req.AppRecord,
 			Debs: debs, DebLayers: debLayers, DebGroups: debGroups, AltLayer: altLayer, AltLinks: altLinks,
