@@ -111,9 +111,10 @@ func contextLock(ctx context.Context, c client.Client, bc *dockerui.Client, file
 	case fs.FileMode(st.Mode).IsDir():
 		return nil, fmt.Errorf("lock %s: a folder in the build context, not a lock file", file)
 	}
-	// One byte over the limit, so DecodeLock refuses a larger file without
-	// the whole of it crossing the gateway.
-	data, err := src.ReadFile(ctx, client.ReadRequest{Filename: file, Range: &client.FileRange{Length: cir.MaxLockBytes + 1}})
+	if st.Size > cir.MaxLockBytes {
+		return nil, fmt.Errorf("lock %s: %d bytes, over the %d byte limit", file, st.Size, cir.MaxLockBytes)
+	}
+	data, err := readBounded(ctx, src, file, cir.MaxLockBytes+1)
 	if err != nil {
 		return nil, rpcError("lock %s: %v", file, err)
 	}
@@ -145,4 +146,27 @@ func contextLock(ctx context.Context, c client.Client, bc *dockerui.Client, file
 			file, strings.Join(missing, ", "), strings.Join(has, ", "), deployCmd("", missing))
 	}
 	return out, nil
+}
+
+// readChunk is what readBounded asks for at once: a gateway message is at
+// most 16 MiB, so one read of a lock at the limit (16 MiB) would fail.
+const readChunk = 4 << 20
+
+// readBounded reads up to limit bytes of a file in a reference, in chunks,
+// stopping at its end: a file that grew past its stat is still cut at the
+// limit, for DecodeLock to refuse.
+func readBounded(ctx context.Context, ref client.Reference, file string, limit int) ([]byte, error) {
+	var data []byte
+	for len(data) < limit {
+		n := min(readChunk, limit-len(data))
+		chunk, err := ref.ReadFile(ctx, client.ReadRequest{Filename: file, Range: &client.FileRange{Offset: len(data), Length: n}})
+		if err != nil {
+			return nil, err
+		}
+		data = append(data, chunk...)
+		if len(chunk) < n {
+			break
+		}
+	}
+	return data, nil
 }

@@ -78,13 +78,26 @@ func TestCIRFrontendLock(t *testing.T) {
 		t.Errorf("buildx with the lock assembled %+v (%v), want the locked flockpkg==1.0", r, err)
 	}
 
+	// A lock of exactly the limit (the lock, then blanks) is read whole: a
+	// gateway message is at most 16 MiB, so it is read in chunks.
+	data, err := os.ReadFile(lockFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "full.lock"), append(data, bytes.Repeat([]byte(" "), cir.MaxLockBytes-len(data))...))
+	writeFile(t, filepath.Join(dir, "2dfs.json"), descriptor("full.lock"))
+	docker(t, dir, "buildx", "build", "-f", "2dfs.json", "--build-context", "cir=docker-image://"+ref, "--platform", "linux/amd64",
+		"--output", "type=image,name="+repo+":buildx-full,push=true"+zstdOut, ".")
+	if got, _ := buildxImage(t, repo+":buildx-full", "amd64"); got != want.String() {
+		t.Errorf("buildx with a 16 MiB lock gave %s, 2dfs deploy --lock %s", got, want)
+	}
+
 	// Another CIR: its inputs differ from the lock's.
 	other := repo + ":other"
 	build(t, env.buildkit, cirContext(t, base, map[string]any{"pip": []string{"flockpkg==1.0"}, "pipIndex": ix.URL}), "--platform", "linux/amd64", "-t", other, "--push")
 	writeFile(t, filepath.Join(dir, "bad.lock"), []byte(`{"version": 1, "cir": {"base": "x"}, "platforms": [{"platform": "linux/amd64", "wheels": [{"name": "a", "version": "1", "filename": "a.whl", "url": "http://h/a.whl", "digest": "sha256:00"}]}]}`))
-	// One byte a line over 17 MiB: read whole, the message would say so.
-	huge := bytes.Repeat([]byte("\n"), 17<<20)
-	writeFile(t, filepath.Join(dir, "huge.lock"), huge)
+	// 17 MiB: refused by its size, before any of it is read.
+	writeFile(t, filepath.Join(dir, "huge.lock"), bytes.Repeat([]byte("\n"), 17<<20))
 	if err := os.MkdirAll(filepath.Join(dir, "folder.lock"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +108,7 @@ func TestCIRFrontendLock(t *testing.T) {
 			"lock missing.lock: no such file in the build context (or .dockerignore excludes it); the frontend reads a lock and cannot write one: make it with 2dfs deploy " + ref + " --platform linux/amd64 --lock missing.lock"},
 		{"a folder", "folder.lock", ref, "linux/amd64", "lock folder.lock: a folder in the build context, not a lock file"},
 		{"malformed", "bad.lock", ref, "linux/amd64", `lock bad.lock: platforms[0] (linux/amd64): wheels[0] (a): digest "sha256:00" is not a sha256 digest (sha256:64 hex digits)`},
-		{"over the limit", "huge.lock", ref, "linux/amd64", "lock huge.lock: 16777217 bytes, over the 16777216 byte limit"},
+		{"over the limit", "huge.lock", ref, "linux/amd64", "lock huge.lock: 17825792 bytes, over the 16777216 byte limit"},
 		{"another CIR", "app.lock", other, "linux/amd64",
 			`lock app.lock was made for another CIR: its pip ["flockpkg>=1.0"], the CIR's are ["flockpkg==1.0"]; re-resolve with --lock-update (or use another lock file); the frontend only reads locks: 2dfs deploy ` + other + " --platform linux/amd64 --lock app.lock --lock-update"},
 		{"platform missing", "app.lock", ref, "linux/amd64,linux/arm64",
@@ -187,7 +200,7 @@ target "app" {
   output = ["type=image,name=%s:bake-app,push=true%s"]
 }
 `, cirDir, repo, zstdOut, repo, zstdOut)))
-		docker(t, dir, "buildx", "bake", "-f", "docker-bake.hcl", "--progress", "plain", "cir", "app")
+		docker(t, dir, "buildx", "bake", "--allow", "fs.read="+cirDir, "-f", "docker-bake.hcl", "--progress", "plain", "cir", "app")
 		got, raw := buildxImage(t, repo+":bake-app", "amd64")
 
 		// The CIR the bake pushed, deployed by 2dfs deploy.
