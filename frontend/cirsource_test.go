@@ -11,7 +11,7 @@ import (
 func TestRecordedCIR(t *testing.T) {
 	const d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	for in, want := range map[string]string{
-		"registry.example/app@" + d:       d,
+		"registry.example/app@" + d:        d,
 		"mirror.example:5000/a/b/app@" + d: d,
 		d:                                  d,
 		"":                                 "",
