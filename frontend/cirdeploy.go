@@ -20,6 +20,7 @@ import (
 
 	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/descriptor"
+	"github.com/tdfs-kit/tdfs/field"
 )
 
 // CIRContextName is the named build context that makes the frontend the
@@ -221,7 +222,7 @@ func resolveCIR(ctx context.Context, c client.Client, ref string) (DeployRequest
 // manifest digest. 2dfs deploy and the frontend both use it, so both
 // record the same CIR name in the assembled image.
 func CIRRequest(ref string, manifest digest.Digest, config []byte, opts ...name.Option) (DeployRequest, error) {
-	req, err := cirFromConfig(ref, config)
+	req, err := cirFromConfig(ref, config, field.FromConfig)
 	if err != nil {
 		return req, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerui"
 	"github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/field"
@@ -108,7 +109,7 @@ func ociLayoutCIR(ctx context.Context, c client.Client, bc *dockerui.Client, val
 	if err != nil {
 		return DeployRequest{}, rpcError("the %q named context, %s: %v", CIRContextName, what, err)
 	}
-	req, err := cirFromConfig(what, dt)
+	req, err := cirFromConfig(what, dt, field.FromConfig)
 	if err != nil {
 		return req, err
 	}
@@ -142,7 +143,7 @@ func inputCIR(ctx context.Context, c client.Client, bc *dockerui.Client, value s
 	if !ok {
 		return DeployRequest{}, fmt.Errorf("%s target gave no image config; is the target a 2DFS descriptor with \"dependencies\"?", what)
 	}
-	req, err := cirFromConfig(what+" target", dt)
+	req, err := cirFromConfig(what+" target", dt, unexportedFieldRecord)
 	if err != nil {
 		return req, err
 	}
@@ -169,9 +170,9 @@ func loadNamedCIR(ctx context.Context, bc *dockerui.Client, opt dockerui.Context
 	return st, nil
 }
 
-// cirFromConfig reads a CIR's record, field record and declared platform
-// from its config; what names the CIR in errors.
-func cirFromConfig(what string, config []byte) (DeployRequest, error) {
+// cirFromConfig reads a CIR's record, field record (with appRecord) and
+// declared platform from its config; what names the CIR in errors.
+func cirFromConfig(what string, config []byte, appRecord func([]byte) (*field.Record, error)) (DeployRequest, error) {
 	var req DeployRequest
 	img, err := parseImage(config)
 	if err != nil {
@@ -183,7 +184,7 @@ func cirFromConfig(what string, config []byte) (DeployRequest, error) {
 	if req.Record == nil {
 		return req, fmt.Errorf("%s is not a CIR: its config has no %s label (build it from a descriptor with \"dependencies\")", what, cir.LabelKey)
 	}
-	if req.AppRecord, err = field.FromConfig(config); err != nil {
+	if req.AppRecord, err = appRecord(config); err != nil {
 		return req, fmt.Errorf("%s: %w", what, err)
 	}
 	if req.AppRecord == nil {
@@ -199,4 +200,40 @@ func mustNamed(s string) reference.Named {
 		panic(err)
 	}
 	return n
+}
+
+// unexportedFieldRecord reads the field record of a build result's config,
+// which the exporter has not completed yet: it has no rootfs (the layers'
+// diff IDs are added at export), so the record is checked against its
+// history alone, one entry per layer, as field.FromConfig checks an
+// exported image's.
+func unexportedFieldRecord(config []byte) (*field.Record, error) {
+	var cfg struct {
+		Config struct {
+			Labels map[string]string `json:"Labels"`
+		} `json:"config"`
+		Allotments json.RawMessage   `json:"org.2dfs.field.allotments"`
+		History    []ocispec.History `json:"history"`
+	}
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		return nil, fmt.Errorf("field record: image config is not valid: %w", err)
+	}
+	label, ok := cfg.Config.Labels[field.LabelKey]
+	if !ok {
+		return nil, nil
+	}
+	r, err := field.Decode(label, cfg.Allotments)
+	if err != nil {
+		return nil, err
+	}
+	var layers []string
+	for _, h := range cfg.History {
+		if !h.EmptyLayer {
+			layers = append(layers, h.Comment)
+		}
+	}
+	if err := r.Check(layers, cfg.History); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
