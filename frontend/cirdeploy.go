@@ -219,8 +219,7 @@ func resolveCIR(ctx context.Context, c client.Client, ref string) (DeployRequest
 
 // CIRRequest reads a CIR's config (its record, its field record, the
 // platform it declares) into a DeployRequest that pins the CIR by its
-// manifest digest. 2dfs deploy and the frontend both use it, so both
-// record the same CIR name in the assembled image.
+// manifest digest, which the assembled image records (recordedCIR).
 func CIRRequest(ref string, manifest digest.Digest, config []byte, opts ...name.Option) (DeployRequest, error) {
 	req, err := cirFromConfig(ref, config, field.FromConfig)
 	if err != nil {
