@@ -18,9 +18,12 @@ import (
 // and the only one it reads (docs/cir.md, "Lock files").
 const LockVersion = 1
 
-// maxLockBytes caps what ReadLock parses: a closure of a few hundred
-// packages per platform is tens of kilobytes.
-const maxLockBytes = 16 << 20
+// MaxLockBytes caps what ReadLock parses (and what the frontend reads of a
+// lock in the build context): a closure of a few hundred packages per
+// platform is tens of kilobytes.
+const MaxLockBytes = 16 << 20
+
+const maxLockBytes = MaxLockBytes
 
 // Lock is a lock file: the closure resolved per platform for the inputs of
 // one CIR, so a deploy with it is repeatable. Its bytes are stable: fields in

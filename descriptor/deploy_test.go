@@ -58,3 +58,35 @@ func TestParseDeployRefusesApplicationKeys(t *testing.T) {
 		t.Errorf("a list: %v", err)
 	}
 }
+
+// A deploy descriptor may name a lock file in the build context; a path
+// that is not one is refused at its line.
+func TestParseDeployLock(t *testing.T) {
+	d, err := ParseDeploy("2dfs.json", []byte(`{"syntax": "f", "lock": "locks/./app.lock"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Lock != "locks/app.lock" || d.LockPos.Line != 1 || d.LockPos.Column != 25 {
+		t.Fatalf("lock %q at %+v", d.Lock, d.LockPos)
+	}
+	if d, err := ParseDeploy("2dfs.yaml", []byte("syntax: f\n")); err != nil || d.Lock != "" {
+		t.Fatalf("no lock: %q %v", d.Lock, err)
+	}
+	for in, want := range map[string]string{
+		`{"lock": "/etc/app.lock"}`:  `2dfs.json:1:10: lock: "/etc/app.lock" is absolute`,
+		`{"lock": "../app.lock"}`:    `2dfs.json:1:10: lock: "../app.lock" is not a file in the build context`,
+		`{"lock": "."}`:              `2dfs.json:1:10: lock: "." is not a file in the build context`,
+		`{"lock": ""}`:               `2dfs.json:1:10: lock: is empty`,
+		`{"lock": 3}`:                `2dfs.json:1:10: lock: must be a string`,
+		`{"lock": "a\\b.lock"}`:      `has a backslash`,
+		`{"lock": "a", "lock": "b"}`: `key given twice`,
+	} {
+		if _, err := ParseDeploy("2dfs.json", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+	// An application descriptor has no "lock": the lock is a deploy's.
+	if _, err := Parse("2dfs.json", []byte(`{"lock": "a.lock", "allotments": []}`)); err == nil || !strings.Contains(err.Error(), `"lock": unknown key`) {
+		t.Errorf("lock in an application descriptor: %v", err)
+	}
+}

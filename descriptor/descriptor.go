@@ -70,6 +70,10 @@ type Descriptor struct {
 	// Dependencies is the "dependencies" block (dependencies.go) that makes
 	// the build a CIR; nil when absent.
 	Dependencies *Dependencies
+	// Lock is the lock file a deploy descriptor names (ParseDeploy), a
+	// path in the build context; "" for none.
+	Lock    string
+	LockPos Position
 }
 
 // Allotment is one entry of the descriptor's "allotments" list.

@@ -59,17 +59,14 @@ func deployCIR(ctx context.Context, c client.Client, value string) (*client.Resu
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDeployDescriptor(ctx, c, bc); err != nil {
+	desc, err := checkDeployDescriptor(ctx, c, bc)
+	if err != nil {
 		return nil, err
 	}
 	if nc, err := bc.NamedContext(BaseContextName, dockerui.ContextOpt{}); err != nil {
 		return nil, err
 	} else if nc != nil {
 		return nil, fmt.Errorf("a CIR is assembled on the base it pinned at pre-build; the %q named context cannot be combined with %q", BaseContextName, CIRContextName)
-	}
-	ref, err := contextImage(CIRContextName, value)
-	if err != nil {
-		return nil, err
 	}
 	helper := ""
 	if v, ok := c.BuildOpts().Opts["context:"+CIRHelperContextName]; ok {
@@ -81,7 +78,7 @@ func deployCIR(ctx context.Context, c client.Client, value string) (*client.Resu
 	if err != nil {
 		return nil, err
 	}
-	req, err := resolveCIR(ctx, c, ref)
+	req, hint, err := cirSource(ctx, c, bc, value)
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +94,23 @@ func deployCIR(ctx context.Context, c client.Client, value string) (*client.Resu
 		}
 	}
 
+	// The lock the descriptor names, read from the build context: each
+	// target's closure is pinned by it (deploy_lock.go).
+	var locked []*DeployLock
+	if desc != nil && desc.Lock != "" {
+		if locked, err = contextLock(ctx, c, bc, desc.Lock, req, targets, hint); err != nil {
+			return nil, err
+		}
+	}
+
 	results := make([]*client.Result, len(targets))
 	eg, ectx := errgroup.WithContext(ctx)
 	for i, p := range targets {
 		r := req
 		r.Target = p
+		if locked != nil {
+			r.Lock = locked[i]
+		}
 		eg.Go(func() error {
 			res, err := Deploy(r)(ectx, c)
 			results[i] = res
@@ -120,23 +129,25 @@ func deployCIR(ctx context.Context, c client.Client, value string) (*client.Resu
 
 // checkDeployDescriptor reads the descriptor when the build names one (docker
 // buildx and bake always do: they need a file to find the frontend) and
-// refuses one that holds more than "syntax". buildctl may send none.
-func checkDeployDescriptor(ctx context.Context, c client.Client, bc *dockerui.Client) error {
+// refuses one that holds more than "syntax" and "lock". buildctl may send
+// none: the descriptor is then nil.
+func checkDeployDescriptor(ctx context.Context, c client.Client, bc *dockerui.Client) (*descriptor.Descriptor, error) {
 	filename := c.BuildOpts().Opts["filename"]
 	if filename == "" {
-		return nil
+		return nil, nil
 	}
 	src, err := bc.ReadEntrypoint(ctx, "2dfs")
 	if err != nil {
-		return rpcError("read descriptor %s: %v", filename, err)
+		return nil, rpcError("read descriptor %s: %v", filename, err)
 	}
-	if _, err := descriptor.ParseDeploy(filename, src.Data); err != nil {
+	desc, err := descriptor.ParseDeploy(filename, src.Data)
+	if err != nil {
 		if looksLikeDockerfile(src.Data) {
-			return fmt.Errorf("%s looks like a Dockerfile, but this is the 2DFS frontend; to deploy a CIR, point -f at a file holding {\"syntax\": \"FRONTEND\"} or nothing", filename)
+			return nil, fmt.Errorf("%s looks like a Dockerfile, but this is the 2DFS frontend; to deploy a CIR, point -f at a file holding {\"syntax\": \"FRONTEND\"} or nothing", filename)
 		}
-		return err
+		return nil, err
 	}
-	return nil
+	return desc, nil
 }
 
 // contextImage returns the image a docker-image:// named context names.
@@ -208,34 +219,27 @@ func resolveCIR(ctx context.Context, c client.Client, ref string) (DeployRequest
 
 // CIRRequest reads a CIR's config (its record, its field record, the
 // platform it declares) into a DeployRequest that pins the CIR by its
-// manifest digest. 2dfs deploy and the frontend both use it, so both
-// record the same CIR name in the assembled image.
+// manifest digest, which the assembled image records (recordedCIR).
 func CIRRequest(ref string, manifest digest.Digest, config []byte, opts ...name.Option) (DeployRequest, error) {
-	var req DeployRequest
-	var img ocispec.Image
-	if err := json.Unmarshal(config, &img); err != nil {
-		return req, fmt.Errorf("config of %s: %w", ref, err)
-	}
-	var err error
-	if req.Record, err = cir.FromConfig(&img); err != nil {
-		return req, fmt.Errorf("%s: %w", ref, err)
-	}
-	if req.Record == nil {
-		return req, fmt.Errorf("%s is not a CIR: its config has no %s label (build it from a descriptor with \"dependencies\")", ref, cir.LabelKey)
-	}
-	if req.AppRecord, err = field.FromConfig(config); err != nil {
-		return req, fmt.Errorf("%s: %w", ref, err)
-	}
-	if req.AppRecord == nil {
-		return req, fmt.Errorf("%s has a CIR record but no %s record", ref, field.LabelKey)
+	req, err := cirFromConfig(ref, config, field.FromConfig)
+	if err != nil {
+		return req, err
 	}
 	named, err := name.ParseReference(ref, opts...)
 	if err != nil {
 		return req, err
 	}
 	req.CIR = named.Context().Name() + "@" + manifest.String()
-	req.CIRPlatform = img.Platform
 	return req, nil
+}
+
+// parseImage reads an image config.
+func parseImage(config []byte) (*ocispec.Image, error) {
+	var img ocispec.Image
+	if err := json.Unmarshal(config, &img); err != nil {
+		return nil, err
+	}
+	return &img, nil
 }
 
 // mergePlatforms makes one multi-platform result of per-platform deploys,

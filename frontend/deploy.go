@@ -33,9 +33,12 @@ import (
 // caller from its registry, and a target platform.
 type DeployRequest struct {
 	// CIR is the CIR by digest, CIRPlatform the platform its config declares
-	// (the platform its application layers are pulled as).
+	// (the platform its application layers are pulled as). App, when set,
+	// is the CIR's image from another source (cirsource.go) and CIR may be
+	// "" (a CIR built in the same bake has no digest yet).
 	CIR         string
 	CIRPlatform ocispec.Platform
+	App         *bkllb.State
 	Record      *cir.Record
 	// AppRecord is the CIR's field record: its application allotments.
 	AppRecord *field.Record
@@ -132,7 +135,7 @@ func prepareDeploy(ctx context.Context, c client.Client, req DeployRequest) (*de
 		helperRef = rec.Base.Ref
 	}
 	d.helper = bkllb.Image(helperRef, bkllb.Platform(d.host), bkllb.WithCustomName("[2dfs cir] helper for "+platforms.Format(d.host)))
-	d.resolved = &cir.Resolved{Version: cir.ResolvedVersion, CIR: req.CIR, Platform: tp, Python: d.interp.Version}
+	d.resolved = &cir.Resolved{Version: cir.ResolvedVersion, CIR: req.recordedCIR(), Platform: tp, Python: d.interp.Version}
 	return d, nil
 }
 
@@ -218,7 +221,7 @@ func (d *deployment) assemble(ctx context.Context, debs []cir.Deb, wheels []cir.
 	if err != nil {
 		return nil, err
 	}
-	app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
+	app := req.app()
 	res, err := llb.Assemble(llb.AssembleOptions{
 		Base: d.base, BaseImage: d.baseImg.img, App: app, AppRecord: req.AppRecord,
 		Debs: debs, DebLayers: debLayers, DebGroups: debGroups, AltLayer: altLayer, AltLinks: altLinks,
