@@ -173,6 +173,12 @@ func TestCIRFrontendSources(t *testing.T) {
 		if got != want.String() {
 			t.Errorf("buildx from the layout gave %s, 2dfs deploy from the registry %s", got, want)
 		}
+		// 2dfs build attaches the layout to its session as buildx does.
+		build(t, env.buildkit, dir, "--build-context", "cir=oci-layout://"+layout+"@"+cirDigest.String(),
+			"--platform", "linux/arm64", "-t", repo+":build-layout-arm64", "--push")
+		if got, _ := remoteImage(t, repo+":build-layout-arm64").Digest(); got != want {
+			t.Errorf("2dfs build from the layout gave %s, 2dfs deploy from the registry %s", got, want)
+		}
 		if r, err := cir.ResolvedFromConfig(raw); err != nil || r == nil || r.CIR != cirDigest.String() {
 			t.Errorf("the record names the CIR %+v (%v), want %s", r, err, cirDigest)
 		}

@@ -156,7 +156,12 @@ func runBuild(ctx context.Context, f buildFlags, contextDir string) error {
 	if err != nil {
 		return fmt.Errorf("--secret: %w", err)
 	}
+	ociStores, err := ociLayoutStores(attrs)
+	if err != nil {
+		return err
+	}
 	solveOpt := client.SolveOpt{
+		OCIStores:     ociStores,
 		SharedKey:     sharedKey(contextDir),
 		Exports:       exports,
 		CacheExports:  cacheExports,
