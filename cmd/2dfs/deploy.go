@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/containerd/platforms"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/cmd/buildctl/build"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/exporter/partition"
-	"github.com/tdfs-kit/tdfs/field"
 	"github.com/tdfs-kit/tdfs/frontend"
 	"github.com/tdfs-kit/tdfs/llb"
 )
@@ -83,29 +79,8 @@ func readCIR(ctx context.Context, ref string, f *registryFlags) (frontend.Deploy
 	if err != nil {
 		return req, fmt.Errorf("read the config of %s: %w", ref, err)
 	}
-	var img ocispec.Image
-	if err := json.Unmarshal(dt, &img); err != nil {
-		return req, fmt.Errorf("config of %s: %w", ref, err)
-	}
-	if req.Record, err = cir.FromConfig(&img); err != nil {
-		return req, fmt.Errorf("%s: %w", ref, err)
-	}
-	if req.Record == nil {
-		return req, fmt.Errorf("%s is not a CIR: its config has no %s label (build it from a descriptor with \"dependencies\")", ref, cir.LabelKey)
-	}
-	if req.AppRecord, err = field.FromConfig(dt); err != nil {
-		return req, fmt.Errorf("%s: %w", ref, err)
-	}
-	if req.AppRecord == nil {
-		return req, fmt.Errorf("%s has a CIR record but no %s record", ref, field.LabelKey)
-	}
-	named, err := name.ParseReference(ref, f.nameOptions()...)
-	if err != nil {
-		return req, err
-	}
-	req.CIR = named.Context().Name() + "@" + digest.FromBytes(manifest).String()
-	req.CIRPlatform = img.Platform
-	return req, nil
+	// The same reading as the frontend's cir named context.
+	return frontend.CIRRequest(ref, digest.FromBytes(manifest), dt, f.nameOptions()...)
 }
 
 func runDeploy(ctx context.Context, f deployFlags, ref string) error {
