@@ -58,50 +58,136 @@ func (p LayerPlan) Grouped() bool { return p.Threshold > 0 }
 //     slots. Both move in steps, so two closures of similar size pick the
 //     same ones.
 func PlanLayers(debs []Deb, slots int) (LayerPlan, error) {
-	if len(debs) <= slots {
-		plan := LayerPlan{}
-		for i := range debs {
-			plan.Groups = append(plan.Groups, []int{i})
-		}
-		return plan, nil
+	p, err := PlanClosure(debs, nil, slots)
+	return p.Apt, err
+}
+
+// ClosurePlan says how a whole closure, apt packages and wheels, is laid
+// out in layers: Apt groups indices into the packages, Wheels into the
+// wheels (each sorted by name). The two kinds never share a layer (they are
+// unpacked differently and sit on rows of their own), but they share the
+// budget and the threshold.
+type ClosurePlan struct {
+	Apt    LayerPlan
+	Wheels LayerPlan
+}
+
+// Grouped says whether some layer holds more than one package or wheel.
+func (p ClosurePlan) Grouped() bool { return p.Apt.Grouped() || p.Wheels.Grouped() }
+
+// Layers is the number of layers of the plan.
+func (p ClosurePlan) Layers() int { return len(p.Apt.Groups) + len(p.Wheels.Groups) }
+
+// PlanClosure lays an apt closure and a pip closure (each sorted by name)
+// out in at most slots layers, by PlanLayers' rule applied to both at once:
+// within the budget every package and every wheel is a layer of its own;
+// over it, one threshold for both (a .deb's or a wheel's size as fetched),
+// the small packages hashed by source package into their buckets, the
+// small wheels by normalized project name into theirs. Each kind that has
+// members gets the largest power of two up to 16 and half its share of the
+// slots (the slots split evenly between the kinds present) as buckets: 16
+// each with the default budget, as for an apt closure alone.
+func PlanClosure(debs []Deb, wheels []Wheel, slots int) (ClosurePlan, error) {
+	apt := make([]member, len(debs))
+	for i, d := range debs {
+		apt[i] = member{size: d.Size, key: SourceOf(d)}
 	}
-	if slots < 1 {
-		return LayerPlan{}, fmt.Errorf("no layer is left for the %d apt packages", len(debs))
+	whl := make([]member, len(wheels))
+	for i, w := range wheels {
+		whl[i] = member{size: w.Size, key: w.Name}
+	}
+	if len(debs)+len(wheels) <= slots {
+		return ClosurePlan{Apt: own(len(debs)), Wheels: own(len(wheels))}, nil
+	}
+	kinds := 0
+	for _, n := range []int{len(debs), len(wheels)} {
+		if n > 0 {
+			kinds++
+		}
+	}
+	if slots < kinds {
+		return ClosurePlan{}, &NoRoomError{Debs: len(debs), Wheels: len(wheels), Slots: slots}
 	}
 	buckets := 1
-	for buckets*2 <= min(maxBuckets, slots/2) {
+	for buckets*2 <= min(maxBuckets, slots/2/kinds) {
 		buckets *= 2
 	}
 	var largest int64
-	for _, d := range debs {
-		largest = max(largest, d.Size)
+	for _, m := range append(slices.Clip(apt), whl...) {
+		largest = max(largest, m.size)
 	}
 	for t := int64(minThreshold); ; t *= 2 {
-		plan := layout(debs, t, buckets)
-		// Past the largest package every package is in a bucket, and
-		// the buckets fit: the loop ends there at the latest.
-		if len(plan.Groups) <= slots || t > largest {
+		plan := ClosurePlan{Apt: layout(apt, t, buckets), Wheels: layout(whl, t, buckets)}
+		// Past the largest member every one is in a bucket, and the
+		// buckets fit (at most half the slots): the loop ends there at
+		// the latest.
+		if plan.Layers() <= slots || t > largest {
 			return plan, nil
 		}
 	}
 }
 
-func layout(debs []Deb, threshold int64, buckets int) LayerPlan {
+// NoRoomError is a budget that leaves too few layers for the closure: none,
+// or one for both kinds.
+type NoRoomError struct {
+	Debs, Wheels, Slots int
+}
+
+func (e *NoRoomError) Error() string { return "the layer budget leaves " + e.Left() }
+
+// Left says what the budget leaves for what: "no layer for the 6 apt
+// packages", "1 layer for the 6 apt packages and the 40 wheels, which need
+// one each".
+func (e *NoRoomError) Left() string {
+	var what string
+	switch {
+	case e.Wheels == 0:
+		what = fmt.Sprintf("the %d apt packages", e.Debs)
+	case e.Debs == 0:
+		what = fmt.Sprintf("the %d wheels", e.Wheels)
+	default:
+		what = fmt.Sprintf("the %d apt packages and the %d wheels", e.Debs, e.Wheels)
+	}
+	if e.Slots < 1 {
+		return "no layer for " + what
+	}
+	return fmt.Sprintf("%d layer for %s, which need one each", e.Slots, what)
+}
+
+// member is what the rule sees of a package or a wheel: its size and the
+// key its bucket is hashed from.
+type member struct {
+	size int64
+	key  string
+}
+
+func own(n int) LayerPlan {
+	plan := LayerPlan{}
+	for i := 0; i < n; i++ {
+		plan.Groups = append(plan.Groups, []int{i})
+	}
+	return plan
+}
+
+func layout(members []member, threshold int64, buckets int) LayerPlan {
+	if len(members) == 0 {
+		return LayerPlan{}
+	}
 	plan := LayerPlan{Threshold: threshold, Buckets: buckets}
 	byBucket := map[int][]int{}
-	for i, d := range debs {
-		if d.Size >= threshold {
+	for i, m := range members {
+		if m.size >= threshold {
 			plan.Groups = append(plan.Groups, []int{i})
 			continue
 		}
-		b := bucketOf(SourceOf(d), buckets)
+		b := bucketOf(m.key, buckets)
 		byBucket[b] = append(byBucket[b], i)
 	}
 	for _, g := range byBucket {
 		plan.Groups = append(plan.Groups, g)
 	}
 	// Indices are in name order, and so are the members of a group: order
-	// the layers by their first package.
+	// the layers by their first member.
 	slices.SortFunc(plan.Groups, func(a, b []int) int { return a[0] - b[0] })
 	return plan
 }

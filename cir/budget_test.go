@@ -47,7 +47,7 @@ func TestPlanLayersWithinBudget(t *testing.T) {
 	if err != nil || p.Grouped() || len(p.Groups) != 10 || p.Groups[3][0] != 3 {
 		t.Fatalf("%v %+v: want one layer per package", err, p)
 	}
-	if _, err := PlanLayers(debs, 0); err == nil || err.Error() != "no layer is left for the 10 apt packages" {
+	if _, err := PlanLayers(debs, 0); err == nil || err.Error() != "the layer budget leaves no layer for the 10 apt packages" {
 		t.Errorf("no slot: %v", err)
 	}
 }

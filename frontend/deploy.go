@@ -144,20 +144,18 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			}
 		}
 		req.Lock.record(tp, interp, debs, wheels)
-		debLayers, debGroups, warnings, err := budgetLayers(req, len(baseImg.img.RootFS.DiffIDs), debs, len(wheels), altLayer != nil, helper, mergedUsr, resolved)
+		bp, err := budgetLayers(req, len(baseImg.img.RootFS.DiffIDs), debs, wheels, altLayer != nil, helper, mergedUsr, interp, resolved)
 		if err != nil {
 			return nil, err
 		}
-		layers := make([]bkllb.State, len(wheels))
-		for i, w := range wheels {
-			layers[i] = llb.WheelLayer(w, helper, interp, wheelAuth(rec.Resolver, w), req.Epoch)
+		for _, w := range wheels {
 			resolved.Wheels = append(resolved.Wheels, cir.ResolvedWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, Digest: w.Digest.String()})
 		}
 		app := bkllb.Image(req.CIR, bkllb.Platform(req.CIRPlatform), bkllb.WithCustomName("[2dfs cir] application"))
 		res, err := llb.Assemble(llb.AssembleOptions{
 			Base: base, BaseImage: baseImg.img, App: app, AppRecord: req.AppRecord,
-			Debs: debs, DebLayers: debLayers, DebGroups: debGroups, AltLayer: altLayer, AltLinks: altLinks,
-			Wheels: wheels, WheelLayers: layers, SitePackage: interp.SitePackages(),
+			Debs: debs, DebLayers: bp.debLayers, DebGroups: bp.debGroups, AltLayer: altLayer, AltLinks: altLinks,
+			Wheels: wheels, WheelLayers: bp.wheelLayers, WheelGroups: bp.wheelGroups, SitePackage: interp.SitePackages(),
 			Config: rec.Config, Resolved: resolved, Platform: target, Epoch: req.Epoch,
 		})
 		if err != nil {
@@ -167,7 +165,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 		if err != nil {
 			return nil, fmt.Errorf("marshal LLB: %w", err)
 		}
-		warnDeploy(ctx, c, def, warnings, res.Record)
+		warnDeploy(ctx, c, def, bp.warnings, res.Record)
 		// Evaluated here, so a failed fetch is reported with its wheel
 		// instead of surfacing bare from the export.
 		r, err := c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true, CacheImports: cacheImports(c)})
@@ -282,7 +280,11 @@ func resolvePip(ctx context.Context, c client.Client, o llb.ResolveOptions, host
 	if err != nil {
 		return nil, rpcError("pip resolve left no report: %v", err)
 	}
-	return cir.ParseReport(report)
+	wheels, err := cir.ParseReport(report)
+	if err != nil {
+		return nil, err
+	}
+	return wheels, cir.SetSizes(wheels, read("/sizes"))
 }
 
 // isMergedUsr says whether the base's /bin is a symlink (into /usr).
