@@ -38,7 +38,9 @@ func TestBudgetLayers(t *testing.T) {
 	app := field.NewRecord(0, []field.RecordedAllotment{{Row: 0, Col: 0, Dst: []string{"/app"}}, {Row: 0, Col: 1, Dst: []string{"/etc"}}})
 	helper := bkllb.Image("helper")
 	debs := budgetDebs(12)
-	req := func(max int) DeployRequest { return DeployRequest{AppRecord: app, MaxLayers: max, Record: &cir.Record{}} }
+	req := func(max int) DeployRequest {
+		return DeployRequest{AppRecord: app, MaxLayers: max, Record: &cir.Record{}}
+	}
 
 	// 16 - (3 base + 2 app + 1 alternatives) = 10 slots for 12.
 	var resolved cir.Resolved

@@ -197,7 +197,7 @@ type AssembleOptions struct {
 	// the packages on their row; AltLinks are the links it makes.
 	AltLayer *bkllb.State
 	AltLinks []string
-	Wheels []cir.Wheel
+	Wheels   []cir.Wheel
 	// WheelLayers are the layers of Wheels, in the same order: one per
 	// wheel, or one per group of WheelGroups when that is set (indices
 	// into Wheels, as DebGroups).
