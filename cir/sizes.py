@@ -34,7 +34,8 @@ opener = urllib.request.build_opener(NoRedirect)
 def request(url, method, headers):
     # A redirect is followed by hand: urllib would turn a HEAD into a GET.
     for _ in range(10):
-        req = urllib.request.Request(url, method=method, headers=dict(headers, **{"Accept-Encoding": "identity"}))
+        # Named, so an index's logs tell these requests from the fetches.
+        req = urllib.request.Request(url, method=method, headers=dict(headers, **{"Accept-Encoding": "identity", "User-Agent": "2dfs-cir-sizes"}))
         try:
             resp = opener.open(req, timeout=30)
         except urllib.error.HTTPError as e:
