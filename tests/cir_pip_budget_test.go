@@ -100,6 +100,7 @@ func TestCIRDeployPipBudget(t *testing.T) {
 	if len(wantFirst) >= 20 || len(wantFirst) < 5 {
 		t.Fatalf("the plan of the first app has %d layers: the test shows nothing", len(wantFirst))
 	}
+	t.Logf("planned wheel layers: %s", mustJSON(t, wantFirst))
 
 	ref := env.registry + "/cir/pipbudget:v1"
 	build(t, env.buildkit, cirContext(t, base, map[string]any{"pip": first, "pipIndex": ix.URL}), "--platform", "linux/amd64", "-t", ref, "--push")
