@@ -25,7 +25,8 @@ const maxBuckets = 16
 // there until the closure fits.
 const minThreshold = 1 << 10
 
-// LayerPlan says how an apt closure is laid out in layers.
+// LayerPlan says how an apt closure, or the wheels of a pip closure, is
+// laid out in layers.
 type LayerPlan struct {
 	// Groups are the layers, each the indices of its packages in the
 	// closure (sorted by name), ordered by their first package.
