@@ -25,7 +25,8 @@ const maxBuckets = 16
 // there until the closure fits.
 const minThreshold = 1 << 10
 
-// LayerPlan says how an apt closure is laid out in layers.
+// LayerPlan says how an apt closure, or the wheels of a pip closure, is
+// laid out in layers.
 type LayerPlan struct {
 	// Groups are the layers, each the indices of its packages in the
 	// closure (sorted by name), in stacking order (orderGroups): largest
@@ -59,69 +60,155 @@ func (p LayerPlan) Grouped() bool { return p.Threshold > 0 }
 //     slots. Both move in steps, so two closures of similar size pick the
 //     same ones.
 func PlanLayers(debs []Deb, slots int) (LayerPlan, error) {
-	if len(debs) <= slots {
-		plan := LayerPlan{}
-		for i := range debs {
-			plan.Groups = append(plan.Groups, []int{i})
-		}
-		orderGroups(plan.Groups, debs)
-		return plan, nil
+	p, err := PlanClosure(debs, nil, slots)
+	return p.Apt, err
+}
+
+// ClosurePlan says how a whole closure, apt packages and wheels, is laid
+// out in layers: Apt groups indices into the packages, Wheels into the
+// wheels (each sorted by name). The two kinds never share a layer (they are
+// unpacked differently and sit on rows of their own), but they share the
+// budget and the threshold.
+type ClosurePlan struct {
+	Apt    LayerPlan
+	Wheels LayerPlan
+}
+
+// Grouped says whether some layer holds more than one package or wheel.
+func (p ClosurePlan) Grouped() bool { return p.Apt.Grouped() || p.Wheels.Grouped() }
+
+// Layers is the number of layers of the plan.
+func (p ClosurePlan) Layers() int { return len(p.Apt.Groups) + len(p.Wheels.Groups) }
+
+// PlanClosure lays an apt closure and a pip closure (each sorted by name)
+// out in at most slots layers, by PlanLayers' rule applied to both at once:
+// within the budget every package and every wheel is a layer of its own;
+// over it, one threshold for both (a .deb's or a wheel's size as fetched),
+// the small packages hashed by source package into their buckets, the
+// small wheels by normalized project name into theirs. Each kind that has
+// members gets the largest power of two up to 16 and half its share of the
+// slots (the slots split evenly between the kinds present) as buckets: 16
+// each with the default budget, as for an apt closure alone.
+func PlanClosure(debs []Deb, wheels []Wheel, slots int) (ClosurePlan, error) {
+	apt := make([]member, len(debs))
+	for i, d := range debs {
+		apt[i] = member{size: d.Size, key: SourceOf(d)}
 	}
-	if slots < 1 {
-		return LayerPlan{}, fmt.Errorf("no layer is left for the %d apt packages", len(debs))
+	whl := make([]member, len(wheels))
+	for i, w := range wheels {
+		whl[i] = member{size: w.Size, key: w.Name}
+	}
+	if len(debs)+len(wheels) <= slots {
+		return ClosurePlan{Apt: own(apt), Wheels: own(whl)}, nil
+	}
+	kinds := 0
+	for _, n := range []int{len(debs), len(wheels)} {
+		if n > 0 {
+			kinds++
+		}
+	}
+	if slots < kinds {
+		return ClosurePlan{}, &NoRoomError{Debs: len(debs), Wheels: len(wheels), Slots: slots}
 	}
 	buckets := 1
-	for buckets*2 <= min(maxBuckets, slots/2) {
+	for buckets*2 <= min(maxBuckets, slots/2/kinds) {
 		buckets *= 2
 	}
 	var largest int64
-	for _, d := range debs {
-		largest = max(largest, d.Size)
+	for _, m := range append(slices.Clip(apt), whl...) {
+		largest = max(largest, m.size)
 	}
 	for t := int64(minThreshold); ; t *= 2 {
-		plan := layout(debs, t, buckets)
-		// Past the largest package every package is in a bucket, and
-		// the buckets fit: the loop ends there at the latest.
-		if len(plan.Groups) <= slots || t > largest {
+		plan := ClosurePlan{Apt: layout(apt, t, buckets), Wheels: layout(whl, t, buckets)}
+		// Past the largest member every one is in a bucket, and the
+		// buckets fit (at most half the slots): the loop ends there at
+		// the latest.
+		if plan.Layers() <= slots || t > largest {
 			return plan, nil
 		}
 	}
 }
 
-func layout(debs []Deb, threshold int64, buckets int) LayerPlan {
+// NoRoomError is a budget that leaves too few layers for the closure: none,
+// or one for both kinds.
+type NoRoomError struct {
+	Debs, Wheels, Slots int
+}
+
+func (e *NoRoomError) Error() string { return "the layer budget leaves " + e.Left() }
+
+// Left says what the budget leaves for what: "no layer for the 6 apt
+// packages", "1 layer for the 6 apt packages and the 40 wheels, which need
+// one each".
+func (e *NoRoomError) Left() string {
+	var what string
+	switch {
+	case e.Wheels == 0:
+		what = fmt.Sprintf("the %d apt packages", e.Debs)
+	case e.Debs == 0:
+		what = fmt.Sprintf("the %d wheels", e.Wheels)
+	default:
+		what = fmt.Sprintf("the %d apt packages and the %d wheels", e.Debs, e.Wheels)
+	}
+	if e.Slots < 1 {
+		return "no layer for " + what
+	}
+	return fmt.Sprintf("%d layer for %s, which need one each", e.Slots, what)
+}
+
+// member is what the rule sees of a package or a wheel: its size and the
+// key its bucket is hashed from.
+type member struct {
+	size int64
+	key  string
+}
+
+func own(members []member) LayerPlan {
+	plan := LayerPlan{}
+	for i := range members {
+		plan.Groups = append(plan.Groups, []int{i})
+	}
+	orderGroups(plan.Groups, members)
+	return plan
+}
+
+func layout(members []member, threshold int64, buckets int) LayerPlan {
+	if len(members) == 0 {
+		return LayerPlan{}
+	}
 	plan := LayerPlan{Threshold: threshold, Buckets: buckets}
 	byBucket := map[int][]int{}
-	for i, d := range debs {
-		if d.Size >= threshold {
+	for i, m := range members {
+		if m.size >= threshold {
 			plan.Groups = append(plan.Groups, []int{i})
 			continue
 		}
-		b := bucketOf(SourceOf(d), buckets)
+		b := bucketOf(m.key, buckets)
 		byBucket[b] = append(byBucket[b], i)
 	}
 	for _, g := range byBucket {
 		plan.Groups = append(plan.Groups, g)
 	}
-	orderGroups(plan.Groups, debs)
+	orderGroups(plan.Groups, members)
 	return plan
 }
 
-// orderGroups puts the layers in stacking order: by bytes (the .debs'
-// sizes), largest first, ties by their first package's name. A runtime
-// reuses an image's unpacked layers only as a common prefix of another
-// image's stack (containerd names a snapshot by the chain of every layer
-// under it), and everything above the first layer two applications do
-// not share is unpacked again. Large packages (the interpreter's
-// libraries, BLAS, numpy, scipy) are the ones applications share, and the
-// ones that cost the most to unpack again; the small ones on top (an
-// application's own leaf packages) are cheap to re-apply. Sizes are the
-// packages' own, so the order is the same in every application.
+// orderGroups puts the layers in stacking order: by bytes (the .debs' or
+// wheels' sizes), largest first, ties by their first member (indices are
+// in name order). A runtime reuses an image's unpacked layers only as a
+// common prefix of another image's stack (containerd names a snapshot by
+// the chain of every layer under it), and everything above the first layer
+// two applications do not share is unpacked again. Large packages (the
+// interpreter's libraries, BLAS, numpy, scipy) are the ones applications
+// share, and the ones that cost the most to unpack again; the small ones
+// on top (an application's own leaf packages) are cheap to re-apply. Sizes
+// are the packages' own, so the order is the same in every application.
 // (hack/cir-budget measures the shared prefix; docs/cir.md.)
-func orderGroups(groups [][]int, debs []Deb) {
+func orderGroups(groups [][]int, members []member) {
 	size := func(g []int) int64 {
 		var n int64
 		for _, i := range g {
-			n += debs[i].Size
+			n += members[i].size
 		}
 		return n
 	}
@@ -132,7 +219,7 @@ func orderGroups(groups [][]int, debs []Deb) {
 			}
 			return 1
 		}
-		return strings.Compare(debs[a[0]].Name, debs[b[0]].Name)
+		return a[0] - b[0]
 	})
 }
 

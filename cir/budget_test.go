@@ -52,7 +52,7 @@ func TestPlanLayersWithinBudget(t *testing.T) {
 			t.Fatalf("layer %d (%s, %d bytes) after %s (%d bytes): want the largest first, ties by name", i, cur.Name, cur.Size, prev.Name, prev.Size)
 		}
 	}
-	if _, err := PlanLayers(debs, 0); err == nil || err.Error() != "no layer is left for the 10 apt packages" {
+	if _, err := PlanLayers(debs, 0); err == nil || err.Error() != "the layer budget leaves no layer for the 10 apt packages" {
 		t.Errorf("no slot: %v", err)
 	}
 }

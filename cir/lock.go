@@ -72,7 +72,9 @@ type LockWheel struct {
 	Version  string `json:"version"`
 	Filename string `json:"filename"`
 	URL      string `json:"url"`
-	Digest   string `json:"digest"`
+	// Size is the wheel's size, which the layer budget groups by.
+	Size   int64  `json:"size"`
+	Digest string `json:"digest"`
 }
 
 // InputsOf returns the lock inputs of a CIR record.
@@ -129,7 +131,7 @@ func NewLockPlatform(platform, python string, debs []Deb, wheels []Wheel) LockPl
 		e.Debs = append(e.Debs, LockDeb{Name: d.Name, Version: d.Version, Arch: d.Arch, URL: d.URL, Size: d.Size, Digest: d.Digest.String()})
 	}
 	for _, w := range wheels {
-		e.Wheels = append(e.Wheels, LockWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, URL: w.URL, Digest: w.Digest.String()})
+		e.Wheels = append(e.Wheels, LockWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, URL: w.URL, Size: w.Size, Digest: w.Digest.String()})
 	}
 	return e
 }
@@ -142,7 +144,7 @@ func (e *LockPlatform) Closure() ([]Deb, []Wheel) {
 	}
 	var wheels []Wheel
 	for _, w := range e.Wheels {
-		wheels = append(wheels, Wheel{Name: w.Name, Version: w.Version, URL: w.URL, Digest: digest.Digest(w.Digest), Filename: w.Filename})
+		wheels = append(wheels, Wheel{Name: w.Name, Version: w.Version, URL: w.URL, Digest: digest.Digest(w.Digest), Filename: w.Filename, Size: w.Size})
 	}
 	return debs, wheels
 }
@@ -256,6 +258,9 @@ func (l *Lock) Validate() error {
 			}
 			if err := checkArtifact(w.URL, w.Digest); err != nil {
 				return fmt.Errorf("%s: %w", where, err)
+			}
+			if w.Size <= 0 {
+				return fmt.Errorf("%s: size %d is not a wheel's size", where, w.Size)
 			}
 		}
 	}

@@ -14,7 +14,7 @@ func sampleLock() *Lock {
 		{Name: "libblas3", Version: "3.11.0-2", Arch: "amd64", URL: "http://deb.debian.org/debian/pool/main/l/lapack/libblas3_3.11.0-2_amd64.deb", Size: 151000, Digest: digest.Digest(cfgA)},
 		{Name: "zlib1g", Version: "1:1.2.13.dfsg-1", Arch: "amd64", URL: "http://deb.debian.org/debian/pool/main/z/zlib/zlib1g_1.2.13.dfsg-1_amd64.deb", Size: 87776, Digest: digest.Digest(cfgB)},
 	}
-	wheels := []Wheel{{Name: "requests", Version: "2.32.3", URL: "http://idx/files/requests-2.32.3-py3-none-any.whl", Digest: digest.Digest(cfgA), Filename: "requests-2.32.3-py3-none-any.whl"}}
+	wheels := []Wheel{{Name: "requests", Version: "2.32.3", URL: "http://idx/files/requests-2.32.3-py3-none-any.whl", Digest: digest.Digest(cfgA), Filename: "requests-2.32.3-py3-none-any.whl", Size: 64928}}
 	l := &Lock{Version: LockVersion, Inputs: LockInputs{Base: "debian@" + cfgA, Dependencies: Dependencies{Apt: []string{"python3-numpy"}, Pip: []string{"requests==2.32.3"}}, PipIndex: "http://idx/simple"}}
 	l.Set(NewLockPlatform("linux/arm64", "3.11", debs, wheels))
 	l.Set(NewLockPlatform("linux/amd64", "3.11", debs, wheels))
@@ -45,7 +45,7 @@ func TestLockRoundTrip(t *testing.T) {
 		t.Errorf("platforms not sorted: %+v", l.Platforms)
 	}
 	debs, wheels := back.Platform("linux/arm64").Closure()
-	if debs[1].Filename != "zlib1g_1%3a1.2.13.dfsg-1_amd64.deb" || debs[1].Size != 87776 || debs[1].Digest != digest.Digest(cfgB) || wheels[0].Filename != "requests-2.32.3-py3-none-any.whl" || wheels[0].URL != "http://idx/files/requests-2.32.3-py3-none-any.whl" {
+	if debs[1].Filename != "zlib1g_1%3a1.2.13.dfsg-1_amd64.deb" || debs[1].Size != 87776 || debs[1].Digest != digest.Digest(cfgB) || wheels[0].Filename != "requests-2.32.3-py3-none-any.whl" || wheels[0].URL != "http://idx/files/requests-2.32.3-py3-none-any.whl" || wheels[0].Size != 64928 {
 		t.Errorf("closure back: %+v %+v", debs, wheels)
 	}
 	// Set replaces a platform's entry and keeps the others.
@@ -69,6 +69,7 @@ func TestLockErrors(t *testing.T) {
 		{"credentials", `"url": "http://idx/files/`, `"url": "http://u:p@idx/files/`, `wheels[0] (requests): url http://idx/files/requests-2.32.3-py3-none-any.whl has credentials`},
 		{"unsorted", `"platform": "linux/arm64"`, `"platform": "linux/aaa"`, `lock app.lock: platforms[1] (linux/aaa): platforms must be sorted and listed once`},
 		{"no size", `"size": 151000`, `"size": 0`, `debs[0] (libblas3): size 0 is not a .deb's size`},
+		{"no wheel size", `"size": 64928,`, ``, `wheels[0] (requests): size 0 is not a wheel's size`},
 		{"truncated", `"platforms": [`, `"platforms": [}`, `lock app.lock: not valid JSON`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -90,6 +91,9 @@ type Wheel struct {
 	Digest digest.Digest
 	// Filename is the wheel's file name (name-version-tags.whl).
 	Filename string
+	// Size is the wheel's size in bytes, which the layer budget groups by:
+	// pip's report has none, resolve.sh asks the index (ParseSizes).
+	Size int64
 }
 
 // pipReport is the part of pip's installation report (pip install
@@ -145,6 +149,31 @@ func ParseReport(data []byte) ([]Wheel, error) {
 	}
 	slices.SortFunc(out, func(a, b Wheel) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// SetSizes sets each wheel's Size from sizes.py's lines (its sha256, a
+// space, its size), refusing a wheel without one.
+func SetSizes(wheels []Wheel, text string) error {
+	sizes := map[string]int64{}
+	for _, l := range strings.Split(text, "\n") {
+		sum, n, ok := strings.Cut(strings.TrimSpace(l), " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("pip resolve: size %q of the wheel with sha256 %s is not a size", n, sum)
+		}
+		sizes[sum] = v
+	}
+	for i := range wheels {
+		n, ok := sizes[wheels[i].Digest.Encoded()]
+		if !ok {
+			return fmt.Errorf("pip resolve: no size was read for wheel %s %s from %s (the layer budget needs it)", wheels[i].Name, wheels[i].Version, Redact(wheels[i].URL))
+		}
+		wheels[i].Size = n
+	}
+	return nil
 }
 
 func normalize(s string) string {

@@ -3,6 +3,8 @@ package cir
 import (
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 func TestFindInterpreter(t *testing.T) {
@@ -88,5 +90,22 @@ func TestOrigin(t *testing.T) {
 		if got := Origin(in); got != want {
 			t.Errorf("Origin(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// SetSizes takes each wheel's size from sizes.py's lines by its sha256 and
+// refuses a wheel without one, naming it.
+func TestSetSizes(t *testing.T) {
+	a := digest.FromString("a")
+	b := digest.FromString("b")
+	w := []Wheel{{Name: "a", Version: "1", Digest: a, URL: "http://u:p@idx/a.whl"}, {Name: "b", Version: "2", Digest: b, URL: "http://idx/b.whl"}}
+	if err := SetSizes(w, a.Encoded()+" 1234\n"+b.Encoded()+" 99\n"); err != nil || w[0].Size != 1234 || w[1].Size != 99 {
+		t.Fatalf("%v %+v", err, w)
+	}
+	if err := SetSizes(w, b.Encoded()+" 99\n"); err == nil || err.Error() != "pip resolve: no size was read for wheel a 1 from http://idx/a.whl (the layer budget needs it)" {
+		t.Errorf("missing size: %v", err)
+	}
+	if err := SetSizes(w, a.Encoded()+" -1\n"); err == nil || !strings.Contains(err.Error(), `size "-1" of the wheel with sha256 `+a.Encoded()+" is not a size") {
+		t.Errorf("bad size: %v", err)
 	}
 }

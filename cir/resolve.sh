@@ -11,7 +11,9 @@
 # unreachable (why the index cannot be reached), denied (the index's 401 or
 # 403), nosecret (the id of the secret needed but not given), badsecret
 # (the secret holds a line break) and, on failure,
-# missing (missing.py: every requirement without a wheel, with its path).
+# missing (missing.py: every requirement without a wheel, with its path),
+# sizes (sizes.py: each wheel's sha256 and size) and nosize (the wheels
+# whose size could not be read).
 set -u
 mkdir -p /out
 echo "2dfs: python $PYVER" >/out/log
@@ -95,6 +97,9 @@ opts="$opts --index-url $index --retries 0 --timeout 15 --no-cache-dir --disable
 export PIPOPTS=$opts
 if python3 -S /2dfs/pipdrv.py install $opts --report /out/report.json "$@" >>/out/log 2>&1; then
   echo 0 >/out/status
+  # The layer budget groups by size, which the report lacks: sizes.py asks
+  # the index (through the proxy, which is still up).
+  python3 -S /2dfs/sizes.py /out/report.json "$proxy" "$ORIGIN" >/out/sizes 2>/out/nosize || true
 else
   echo 1 >/out/status
   python3 -S /2dfs/missing.py "$@" >/out/missing 2>>/out/log

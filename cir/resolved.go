@@ -37,6 +37,7 @@ type ResolvedSummary struct {
 	// the closure was grouped.
 	LayerBudget int `json:"layerBudget,omitempty"`
 	AptLayers   int `json:"aptLayers,omitempty"`
+	WheelLayers int `json:"wheelLayers,omitempty"`
 }
 
 // Resolved is the value of ResolvedConfigKey.
@@ -50,11 +51,14 @@ type Resolved struct {
 	Python string          `json:"python,omitempty"`
 	Debs   []ResolvedDeb   `json:"debs,omitempty"`
 	Wheels []ResolvedWheel `json:"wheels,omitempty"`
-	// LayerBudget and AptLayers are set when the apt closure was over the
-	// layer budget and packages share layers: AptLayers lists the names in
-	// each layer of the apt row, in column order (docs/cir.md).
+	// LayerBudget, AptLayers and WheelLayers are set when the closure was
+	// over the layer budget and packages or wheels share layers: AptLayers
+	// lists the package names in each layer of the apt row, WheelLayers the
+	// wheel names in each layer of the wheel row, in column order (each
+	// set when its kind is in the closure; docs/cir.md).
 	LayerBudget int        `json:"layerBudget,omitempty"`
 	AptLayers   [][]string `json:"aptLayers,omitempty"`
+	WheelLayers [][]string `json:"wheelLayers,omitempty"`
 }
 
 // ResolvedDeb is one package of the apt closure, in the order of its column.
@@ -87,7 +91,7 @@ func (r *Resolved) Encode() ([]byte, error) {
 // Label returns the value of ResolvedLabelKey: its size does not grow with
 // the closure.
 func (r *Resolved) Label() (string, error) {
-	s := ResolvedSummary{Version: r.Version, CIR: r.CIR, Platform: r.Platform, Python: r.Python, Debs: len(r.Debs), Wheels: len(r.Wheels), LayerBudget: r.LayerBudget, AptLayers: len(r.AptLayers)}
+	s := ResolvedSummary{Version: r.Version, CIR: r.CIR, Platform: r.Platform, Python: r.Python, Debs: len(r.Debs), Wheels: len(r.Wheels), LayerBudget: r.LayerBudget, AptLayers: len(r.AptLayers), WheelLayers: len(r.WheelLayers)}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

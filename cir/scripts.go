@@ -46,3 +46,9 @@ var MissingScript string
 //
 //go:embed authproxy.py
 var AuthProxyScript string
+
+// SizesScript reads the size of each wheel of pip's report from the index,
+// for the layer budget (sizes.py).
+//
+//go:embed sizes.py
+var SizesScript string

@@ -212,20 +212,18 @@ func (d *deployment) assemble(ctx context.Context, debs []cir.Deb, wheels []cir.
 	for _, dd := range debs {
 		d.resolved.Debs = append(d.resolved.Debs, cir.ResolvedDeb{Name: dd.Name, Version: dd.Version, Arch: dd.Arch, Digest: dd.Digest.String()})
 	}
-	wheelLayers := make([]bkllb.State, len(wheels))
-	for i, w := range wheels {
-		wheelLayers[i] = llb.WheelLayer(w, d.helper, d.interp, wheelAuth(rec.Resolver, w), req.Epoch)
+	for _, w := range wheels {
 		d.resolved.Wheels = append(d.resolved.Wheels, cir.ResolvedWheel{Name: w.Name, Version: w.Version, Filename: w.Filename, Digest: w.Digest.String()})
 	}
-	debLayers, debGroups, warnings, altLayer, altLinks, err := d.dependencyLayers(ctx, debs, wheels, wheelLayers)
+	bp, altLayer, altLinks, err := d.dependencyLayers(ctx, debs, wheels)
 	if err != nil {
 		return nil, err
 	}
 	app := req.app()
 	res, err := llb.Assemble(llb.AssembleOptions{
 		Base: d.base, BaseImage: d.baseImg.img, App: app, AppRecord: req.AppRecord,
-		Debs: debs, DebLayers: debLayers, DebGroups: debGroups, AltLayer: altLayer, AltLinks: altLinks,
-		Wheels: wheels, WheelLayers: wheelLayers, SitePackage: d.interp.SitePackages(),
+		Debs: debs, DebLayers: bp.debLayers, DebGroups: bp.debGroups, AltLayer: altLayer, AltLinks: altLinks,
+		Wheels: wheels, WheelLayers: bp.wheelLayers, WheelGroups: bp.wheelGroups, SitePackage: d.interp.SitePackages(),
 		Config: rec.Config, Resolved: d.resolved, Platform: d.target, Epoch: req.Epoch,
 	})
 	if err != nil {
@@ -235,7 +233,7 @@ func (d *deployment) assemble(ctx context.Context, debs []cir.Deb, wheels []cir.
 	if err != nil {
 		return nil, fmt.Errorf("marshal LLB: %w", err)
 	}
-	warnDeploy(ctx, d.c, def, warnings, res.Record)
+	warnDeploy(ctx, d.c, def, bp.warnings, res.Record)
 	// Evaluated here, so a failed fetch is reported with its wheel
 	// instead of surfacing bare from the export.
 	r, err := d.c.Solve(ctx, client.SolveRequest{Definition: def.ToPB(), Evaluate: true, CacheImports: cacheImports(d.c)})
@@ -268,23 +266,25 @@ func (d *deployment) assemble(ctx context.Context, debs []cir.Deb, wheels []cir.
 	return out, nil
 }
 
-// dependencyLayers gives the package layers within the budget and the
-// alternatives layer. The alternatives step reads every .deb of the closure
-// and decides whether there is a layer at all, which the budget counts; so
-// as not to wait for it, the package and wheel layers the budget gives with
-// an alternatives layer are made at the same time, and the budget is laid
-// out again without one only if the step makes none (at the budget's edge
-// that can group differently; the final solve then makes those layers).
-func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheels []cir.Wheel, wheelLayers []bkllb.State) (debLayers []bkllb.State, groups [][]int, warnings []string, altLayer *bkllb.State, altLinks []string, err error) {
+// dependencyLayers gives the package and wheel layers within the budget
+// and the alternatives layer. The alternatives step reads every .deb of the
+// closure and decides whether there is a layer at all, which the budget
+// counts; so as not to wait for it, the layers the budget gives with an
+// alternatives layer are made at the same time, and the budget is laid out
+// again without one only if the step makes none (at the budget's edge that
+// can group differently; the final solve then makes those layers).
+func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheels []cir.Wheel) (bp budgetPlan, altLayer *bkllb.State, altLinks []string, err error) {
 	baseLayers := len(d.baseImg.img.RootFS.DiffIDs)
+	plan := func(alt bool, resolved *cir.Resolved) (budgetPlan, error) {
+		return budgetLayers(d.req, baseLayers, debs, wheels, alt, d.helper, d.mergedUsr, d.interp, resolved)
+	}
 	if len(debs) == 0 {
-		debLayers, groups, warnings, err = budgetLayers(d.req, baseLayers, nil, len(wheels), false, d.helper, d.mergedUsr, d.resolved)
-		return
+		bp, err = plan(false, d.resolved)
+		return bp, nil, nil, err
 	}
 	guess := *d.resolved
-	debLayers, groups, warnings, err = budgetLayers(d.req, baseLayers, debs, len(wheels), true, d.helper, d.mergedUsr, &guess)
-	if err != nil {
-		return
+	if bp, err = plan(true, &guess); err != nil {
+		return bp, nil, nil, err
 	}
 	var (
 		wg      sync.WaitGroup
@@ -293,22 +293,22 @@ func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheel
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		warmErr = d.warm(ctx, append(append([]bkllb.State{}, debLayers...), wheelLayers...))
+		warmErr = d.warm(ctx, append(append([]bkllb.State{}, bp.debLayers...), bp.wheelLayers...))
 	}()
 	altLayer, altLinks, err = alternatives(ctx, d.c, debs, d.helper, d.host, d.mergedUsr, d.req.Epoch)
 	wg.Wait()
 	if err != nil {
-		return nil, nil, nil, nil, nil, fetchError(err, nil, debs)
+		return bp, nil, nil, fetchError(err, nil, debs)
 	}
 	if warmErr != nil {
-		return nil, nil, nil, nil, nil, fetchError(warmErr, wheels, debs)
+		return bp, nil, nil, fetchError(warmErr, wheels, debs)
 	}
 	if altLayer != nil {
 		*d.resolved = guess
-		return
+		return bp, altLayer, altLinks, nil
 	}
-	debLayers, groups, warnings, err = budgetLayers(d.req, baseLayers, debs, len(wheels), false, d.helper, d.mergedUsr, d.resolved)
-	return
+	bp, err = plan(false, d.resolved)
+	return bp, nil, nil, err
 }
 
 // warm makes the given layers, so the final solve finds them done.
@@ -414,7 +414,11 @@ func resolvePip(ctx context.Context, c client.Client, o llb.ResolveOptions, host
 	if err != nil {
 		return nil, rpcError("pip resolve left no report: %v", err)
 	}
-	return cir.ParseReport(report)
+	wheels, err := cir.ParseReport(report)
+	if err != nil {
+		return nil, err
+	}
+	return wheels, cir.SetSizes(wheels, read("/sizes"))
 }
 
 // isMergedUsr says whether the base's /bin is a symlink (into /usr).

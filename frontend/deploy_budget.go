@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	bkllb "github.com/moby/buildkit/client/llb"
@@ -13,68 +14,110 @@ import (
 	"github.com/tdfs-kit/tdfs/llb"
 )
 
-// budgetLayers lays the apt closure out within the deploy's layer budget
-// (docs/cir.md, "Layer budget"): the layers of the packages, their groups
-// (indices into debs) and the warnings to show. The budget counts every
-// layer of the assembled image; wheels, the alternatives layer, the base's
-// and the application's layers are fixed, the packages take what is left.
-func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels int, alt bool, helper bkllb.State, mergedUsr bool, resolved *cir.Resolved) ([]bkllb.State, [][]int, []string, error) {
+// budgetPlan is the closure laid out within the layer budget: the layers of
+// the packages and of the wheels, their groups (indices into the debs and
+// the wheels) and the warnings to show.
+type budgetPlan struct {
+	debLayers   []bkllb.State
+	debGroups   [][]int
+	wheelLayers []bkllb.State
+	wheelGroups [][]int
+	warnings    []string
+}
+
+// budgetLayers lays the closure, apt packages and wheels, out within the
+// deploy's layer budget (docs/cir.md, "Layer budget"). The budget counts
+// every layer of the assembled image; the alternatives layer, the base's
+// and the application's layers are fixed, the packages and the wheels take
+// what is left (cir.PlanClosure).
+func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels []cir.Wheel, alt bool, helper bkllb.State, mergedUsr bool, interp cir.Interpreter, resolved *cir.Resolved) (budgetPlan, error) {
 	budget := req.MaxLayers
 	if budget == 0 {
 		budget = cir.DefaultMaxLayers
 	}
-	fixed := baseLayers + len(req.AppRecord.Allotments) + wheels
+	fixed := baseLayers + len(req.AppRecord.Allotments)
+	what := fmt.Sprintf("the base (%d layers) and the application (%d)", baseLayers, len(req.AppRecord.Allotments))
 	if alt {
 		fixed++
+		what = fmt.Sprintf("the base (%d layers), the alternatives (1) and the application (%d)", baseLayers, len(req.AppRecord.Allotments))
 	}
-	var warnings []string
-	slots := len(debs)
+	var out budgetPlan
+	slots := len(debs) + len(wheels)
 	if budget > 0 {
 		slots = budget - fixed
-		if len(debs) == 0 || slots < 1 {
-			if fixed+len(debs) > budget {
-				what := fmt.Sprintf("the base (%d layers), the wheels (%d) and the application (%d)", baseLayers, wheels, len(req.AppRecord.Allotments))
-				if alt {
-					what = fmt.Sprintf("the base (%d layers), the wheels (%d), the alternatives (1) and the application (%d)", baseLayers, wheels, len(req.AppRecord.Allotments))
-				}
-				if len(debs) > 0 {
-					return nil, nil, nil, fmt.Errorf("layer budget %d (--max-layers): %s leave no layer for the %d apt packages; raise the budget", budget, what, len(debs))
-				}
-				warnings = append(warnings, fmt.Sprintf("the image has %d layers, over the layer budget of %d: %s; wheels are not grouped", fixed, budget, what))
+		if len(debs)+len(wheels) == 0 {
+			if fixed > budget {
+				out.warnings = append(out.warnings, fmt.Sprintf("the image has %d layers, over the layer budget of %d: %s", fixed, budget, what))
 			}
-			slots = len(debs)
+			slots = 0
 		}
 	}
-	plan, err := cir.PlanLayers(debs, slots)
-	if err != nil {
-		return nil, nil, nil, err
+	plan, err := cir.PlanClosure(debs, wheels, slots)
+	var noRoom *cir.NoRoomError
+	if errors.As(err, &noRoom) {
+		return budgetPlan{}, fmt.Errorf("layer budget %d (--max-layers): %s leave %s; raise the budget", budget, what, noRoom.Left())
 	}
-	layers := make([]bkllb.State, len(plan.Groups))
-	for i, g := range plan.Groups {
+	if err != nil {
+		return budgetPlan{}, err
+	}
+	out.debGroups, out.wheelGroups = plan.Apt.Groups, plan.Wheels.Groups
+	for _, g := range plan.Apt.Groups {
 		members := make([]cir.Deb, len(g))
 		for j, k := range g {
 			members[j] = debs[k]
 		}
-		layers[i] = llb.DebGroupLayer(members, helper, mergedUsr, req.Epoch)
+		out.debLayers = append(out.debLayers, llb.DebGroupLayer(members, helper, mergedUsr, req.Epoch))
 	}
-	if plan.Grouped() {
-		resolved.LayerBudget = budget
-		own := 0
-		for _, g := range plan.Groups {
+	auth := func(w cir.Wheel) string { return wheelAuth(req.Record.Resolver, w) }
+	for _, g := range plan.Wheels.Groups {
+		members := make([]cir.Wheel, len(g))
+		for j, k := range g {
+			members[j] = wheels[k]
+		}
+		out.wheelLayers = append(out.wheelLayers, llb.WheelGroupLayer(members, helper, interp, auth, req.Epoch))
+	}
+	if !plan.Grouped() {
+		return out, nil
+	}
+	resolved.LayerBudget = budget
+	// own counts the layers of one member at least the threshold (a
+	// bucket that got one small member is still a shared layer).
+	own := func(p cir.LayerPlan, size func(int) int64, name func(int) string) (n int, layers [][]string) {
+		for _, g := range p.Groups {
 			names := make([]string, len(g))
 			for j, k := range g {
-				names[j] = debs[k].Name
+				names[j] = name(k)
 			}
-			resolved.AptLayers = append(resolved.AptLayers, names)
-			if len(g) == 1 && debs[g[0]].Size >= plan.Threshold {
-				own++
+			layers = append(layers, names)
+			if len(g) == 1 && size(g[0]) >= p.Threshold {
+				n++
 			}
 		}
-		warnings = append(warnings, fmt.Sprintf("the apt closure of %d packages is over the layer budget of %d layers (%d for the base, the wheels, the alternatives and the application): "+
-			"%d packages of %d bytes or more keep a layer of their own, the others share %d layers by source package (--max-layers to change the budget)",
-			len(debs), budget, fixed, own, plan.Threshold, len(plan.Groups)-own))
+		return n, layers
 	}
-	return layers, plan.Groups, warnings, nil
+	ownDebs, aptLayers := own(plan.Apt, func(i int) int64 { return debs[i].Size }, func(i int) string { return debs[i].Name })
+	ownWheels, wheelLayers := own(plan.Wheels, func(i int) int64 { return wheels[i].Size }, func(i int) string { return wheels[i].Name })
+	resolved.AptLayers, resolved.WheelLayers = aptLayers, wheelLayers
+	threshold := max(plan.Apt.Threshold, plan.Wheels.Threshold)
+	var closure, keep, share string
+	switch {
+	case len(wheels) == 0:
+		closure = fmt.Sprintf("the apt closure of %d packages", len(debs))
+		keep = fmt.Sprintf("%d packages", ownDebs)
+		share = fmt.Sprintf("%d layers by source package", len(plan.Apt.Groups)-ownDebs)
+	case len(debs) == 0:
+		closure = fmt.Sprintf("the pip closure of %d wheels", len(wheels))
+		keep = fmt.Sprintf("%d wheels", ownWheels)
+		share = fmt.Sprintf("%d layers by project name", len(plan.Wheels.Groups)-ownWheels)
+	default:
+		closure = fmt.Sprintf("the closure of %d apt packages and %d wheels", len(debs), len(wheels))
+		keep = fmt.Sprintf("%d packages and %d wheels", ownDebs, ownWheels)
+		share = fmt.Sprintf("%d layers by source package and %d by project name", len(plan.Apt.Groups)-ownDebs, len(plan.Wheels.Groups)-ownWheels)
+	}
+	out.warnings = append(out.warnings, fmt.Sprintf("%s is over the layer budget of %d layers (%d for the base, the alternatives and the application): "+
+		"%s of %d bytes or more keep a layer of their own, the others share %s (--max-layers to change the budget)",
+		closure, budget, fixed, keep, threshold, share))
+	return out, nil
 }
 
 // warnDeploy shows the deploy's warnings on the definition's final vertex,

@@ -31,6 +31,9 @@ func pipFailure(o llb.ResolveOptions, read func(string) string) error {
 	if strings.TrimSpace(read("/status")) != "0" {
 		return cir.ResolveError(o.Platform, o.Index, cir.ParseMissing(read("/missing")), read("/log"))
 	}
+	if why := strings.TrimSpace(read("/nosize")); why != "" {
+		return fmt.Errorf("pip: the size of a wheel (which the layer budget groups by) could not be read from the index: %s", strings.ReplaceAll(why, "\n", "; "))
+	}
 	return nil
 }
 

@@ -33,7 +33,8 @@ func scripts(epoch time.Time) bkllb.State {
 			Mkfile("/alternatives.py", 0o644, []byte(cir.AlternativesScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/pipdrv.py", 0o644, []byte(cir.PipDriverScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/missing.py", 0o644, []byte(cir.MissingScript), bkllb.WithCreatedTime(epoch)).
-			Mkfile("/authproxy.py", 0o644, []byte(cir.AuthProxyScript), bkllb.WithCreatedTime(epoch)),
+			Mkfile("/authproxy.py", 0o644, []byte(cir.AuthProxyScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/sizes.py", 0o644, []byte(cir.SizesScript), bkllb.WithCreatedTime(epoch)),
 		bkllb.WithCustomName("[2dfs cir] scripts"))
 }
 
@@ -93,6 +94,19 @@ func PipResolve(o ResolveOptions) bkllb.State {
 // the site folder, so the same wheel gives the same layer in every
 // application.
 func WheelLayer(w cir.Wheel, helper bkllb.State, interp cir.Interpreter, authSecret string, epoch time.Time) bkllb.State {
+	whl := wheelSource(w, authSecret)
+	run := helper.Run(
+		bkllb.Args([]string{"python3", "/2dfs/wheel.py", "/in/" + w.Filename, interp.SitePackages(), "/usr/local/bin", strconv.FormatInt(epoch.Unix(), 10)}),
+		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
+		bkllb.AddMount("/in", whl, bkllb.Readonly),
+		bkllb.WithCustomNamef("[2dfs cir] wheel %s %s", w.Name, w.Version),
+	)
+	return run.AddMount("/out", bkllb.Scratch())
+}
+
+// wheelSource is a wheel fetched by buildkitd, pinned by its sha256, with
+// the Authorization header of authSecret when it is not "".
+func wheelSource(w cir.Wheel, authSecret string) bkllb.State {
 	httpOpts := []bkllb.HTTPOption{
 		bkllb.Checksum(w.Digest),
 		bkllb.Filename(w.Filename),
@@ -101,14 +115,7 @@ func WheelLayer(w cir.Wheel, helper bkllb.State, interp cir.Interpreter, authSec
 	if authSecret != "" {
 		httpOpts = append(httpOpts, bkllb.AuthHeaderSecret(authSecret))
 	}
-	whl := bkllb.HTTP(w.URL, httpOpts...)
-	run := helper.Run(
-		bkllb.Args([]string{"python3", "/2dfs/wheel.py", "/in/" + w.Filename, interp.SitePackages(), "/usr/local/bin", strconv.FormatInt(epoch.Unix(), 10)}),
-		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
-		bkllb.AddMount("/in", whl, bkllb.Readonly),
-		bkllb.WithCustomNamef("[2dfs cir] wheel %s %s", w.Name, w.Version),
-	)
-	return run.AddMount("/out", bkllb.Scratch())
+	return bkllb.HTTP(w.URL, httpOpts...)
 }
 
 // AptStateCache is the id prefix of the cache mount holding apt's lists
@@ -204,8 +211,11 @@ type AssembleOptions struct {
 	AltLayer *bkllb.State
 	AltLinks []string
 	Wheels   []cir.Wheel
-	// WheelLayers are the layers of Wheels, in the same order.
+	// WheelLayers are the layers of Wheels, in the same order: one per
+	// wheel, or one per group of WheelGroups when that is set (indices
+	// into Wheels, as DebGroups).
 	WheelLayers []bkllb.State
+	WheelGroups [][]int
 	SitePackage string
 	Config      cir.Config
 	Resolved    *cir.Resolved
@@ -226,8 +236,13 @@ func Assemble(o AssembleOptions) (*Result, error) {
 	if len(o.DebGroups) != len(o.DebLayers) {
 		return nil, fmt.Errorf("assemble: %d package layers for %d layers of packages", len(o.DebLayers), len(o.DebGroups))
 	}
-	if len(o.Wheels) != len(o.WheelLayers) {
-		return nil, fmt.Errorf("assemble: %d wheels but %d wheel layers", len(o.Wheels), len(o.WheelLayers))
+	if o.WheelGroups == nil {
+		for i := range o.Wheels {
+			o.WheelGroups = append(o.WheelGroups, []int{i})
+		}
+	}
+	if len(o.WheelGroups) != len(o.WheelLayers) {
+		return nil, fmt.Errorf("assemble: %d wheel layers for %d layers of wheels", len(o.WheelLayers), len(o.WheelGroups))
 	}
 	if o.AppRecord.BaseLayers != 0 {
 		return nil, fmt.Errorf("assemble: the CIR's field record has %d base layers; a CIR holds application allotments only", o.AppRecord.BaseLayers)
@@ -268,10 +283,15 @@ func Assemble(o AssembleOptions) (*Result, error) {
 		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: what, Comment: field.HistoryComment(cell)})
 		inputs = append(inputs, *o.AltLayer)
 	}
-	for i, w := range o.Wheels {
+	for i, g := range o.WheelGroups {
 		cell := field.Cell{Row: WheelRow, Col: i}
 		placed = append(placed, field.RecordedAllotment{Row: cell.Row, Col: cell.Col, Dst: []string{o.SitePackage}})
-		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: fmt.Sprintf("2dfs cir wheel %s %s (%s)", w.Name, w.Version, w.Digest), Comment: field.HistoryComment(cell)})
+		var what []string
+		for _, j := range g {
+			w := o.Wheels[j]
+			what = append(what, fmt.Sprintf("%s %s (%s)", w.Name, w.Version, w.Digest))
+		}
+		img.History = append(img.History, ocispec.History{Created: &created, CreatedBy: "2dfs cir wheel " + strings.Join(what, ", "), Comment: field.HistoryComment(cell)})
 		inputs = append(inputs, o.WheelLayers[i])
 	}
 	for _, a := range o.AppRecord.Allotments {

@@ -100,6 +100,8 @@ type pipIndex struct {
 	tamper  map[string]bool
 	mu      sync.Mutex
 	fetches map[string]int
+	// sized counts the resolution's requests for a file's size.
+	sized map[string]int
 }
 
 func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
@@ -111,7 +113,7 @@ func startPipIndex(t *testing.T, wheels map[string][]byte) *pipIndex {
 // the Authorization header value auth ("" for none).
 func startAuthPipIndex(t *testing.T, wheels map[string][]byte, auth string) *pipIndex {
 	t.Helper()
-	ix := &pipIndex{auth: auth, files: wheels, tamper: map[string]bool{}, fetches: map[string]int{}}
+	ix := &pipIndex{auth: auth, files: wheels, tamper: map[string]bool{}, fetches: map[string]int{}, sized: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/simple/", func(w http.ResponseWriter, r *http.Request) {
 		p := strings.Trim(strings.TrimPrefix(r.URL.Path, "/simple/"), "/")
@@ -156,8 +158,14 @@ func startAuthPipIndex(t *testing.T, wheels map[string][]byte, auth string) *pip
 			return
 		}
 		pip := strings.Contains(r.UserAgent(), "pip/")
+		// The resolution reads each wheel's size (sizes.py): neither
+		// pip's fetch nor buildkitd's.
+		sizes := r.UserAgent() == "2dfs-cir-sizes"
 		ix.mu.Lock()
-		if !pip {
+		switch {
+		case sizes:
+			ix.sized[f]++
+		case !pip:
 			ix.fetches[f]++
 		}
 		tampered := ix.tamper[f] && !pip

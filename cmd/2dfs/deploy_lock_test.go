@@ -20,7 +20,7 @@ func lockRequest(pip string) frontend.DeployRequest {
 }
 
 func assembled(platform, version string) *cir.LockPlatform {
-	e := cir.NewLockPlatform(platform, "3.11", nil, []cir.Wheel{{Name: "a", Version: version, Filename: "a-" + version + "-py3-none-any.whl", URL: "http://i/a.whl", Digest: digest.Digest(lockDigest)}})
+	e := cir.NewLockPlatform(platform, "3.11", nil, []cir.Wheel{{Name: "a", Version: version, Filename: "a-" + version + "-py3-none-any.whl", URL: "http://i/a.whl", Size: 1000, Digest: digest.Digest(lockDigest)}})
 	return &e
 }
 

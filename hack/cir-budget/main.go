@@ -4,9 +4,12 @@
 // archive), the closure's size, the layers the lazy-builder makes with the
 // budget, and for each pair of apps the fraction of the second's dependency
 // bytes that are layers of the first too: with one layer per package and
-// with the budget's grouping.
+// with the budget's grouping. With -wheels, each closure's Python
+// distributions (python3-*) are taken as the wheels a pip resolution of the
+// same application would give, and the budget is measured over packages and
+// wheels together (wheels.go).
 //
-//	go run ./hack/cir-budget [-max-layers 100] [-fixed 3] DIR
+//	go run ./hack/cir-budget [-max-layers 100] [-fixed 3] [-wheels] DIR
 package main
 
 import (
@@ -39,11 +42,26 @@ type app struct {
 func main() {
 	budget := flag.Int("max-layers", cir.DefaultMaxLayers, "layer budget")
 	fixed := flag.Int("fixed", 3, "layers that are not apt packages: base (1 for hack/debian-base), alternatives (1), application (1)")
+	asWheels := flag.Bool("wheels", false, "take the python3-* packages as wheels and measure the budget over packages and wheels")
 	flag.Parse()
 	files, _ := filepath.Glob(filepath.Join(flag.Arg(0), "*.uris"))
 	if len(files) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: cir-budget [-max-layers N] DIR (with the APP.uris of hack/cir-closures)")
 		os.Exit(2)
+	}
+	if *asWheels {
+		closures := map[string][]cir.Deb{}
+		for _, f := range files {
+			dt, err := os.ReadFile(f)
+			if err != nil {
+				fail(err)
+			}
+			if closures[strings.TrimSuffix(filepath.Base(f), ".uris")], err = cir.ParseURIs(string(dt)); err != nil {
+				fail(err)
+			}
+		}
+		wheels(closures, *budget, *fixed)
+		return
 	}
 	var apps []*app
 	for _, f := range files {
