@@ -283,18 +283,20 @@ func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheel
 		return bp, nil, nil, err
 	}
 	guess := *d.resolved
-	if bp, err = plan(true, &guess); err != nil {
-		return bp, nil, nil, err
-	}
+	bp, guessErr := plan(true, &guess)
 	var (
 		wg      sync.WaitGroup
 		warmErr error
 	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		warmErr = d.warm(ctx, append(append([]bkllb.State{}, bp.debLayers...), bp.wheelLayers...))
-	}()
+	// A budget that has no room with an alternatives layer may have room
+	// without one: then nothing is made before the step says.
+	if guessErr == nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			warmErr = d.warm(ctx, append(append([]bkllb.State{}, bp.debLayers...), bp.wheelLayers...))
+		}()
+	}
 	altLayer, altLinks, err = alternatives(ctx, d.c, debs, d.helper, d.host, d.mergedUsr, d.req.Epoch)
 	wg.Wait()
 	if err != nil {
@@ -304,6 +306,9 @@ func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheel
 		return bp, nil, nil, fetchError(warmErr, wheels, debs)
 	}
 	if altLayer != nil {
+		if guessErr != nil {
+			return bp, nil, nil, guessErr
+		}
 		*d.resolved = guess
 		return bp, altLayer, altLinks, nil
 	}
