@@ -82,6 +82,11 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			}
 		}
 
+		dpkg, err := readDpkgFilters(ctx, baseRef, rec)
+		if err != nil {
+			return nil, err
+		}
+
 		host := buildHost(c)
 		helperRef := req.Helper
 		if helperRef == "" {
@@ -144,7 +149,7 @@ func Deploy(req DeployRequest) client.BuildFunc {
 			}
 		}
 		req.Lock.record(tp, interp, debs, wheels)
-		debLayers, debGroups, warnings, err := budgetLayers(req, len(baseImg.img.RootFS.DiffIDs), debs, len(wheels), altLayer != nil, helper, mergedUsr, resolved)
+		debLayers, debGroups, warnings, err := budgetLayers(req, len(baseImg.img.RootFS.DiffIDs), debs, len(wheels), altLayer != nil, helper, llb.DebUnpack{MergedUsr: mergedUsr, DpkgFilters: dpkg}, resolved)
 		if err != nil {
 			return nil, err
 		}

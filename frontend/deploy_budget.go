@@ -18,7 +18,7 @@ import (
 // (indices into debs) and the warnings to show. The budget counts every
 // layer of the assembled image; wheels, the alternatives layer, the base's
 // and the application's layers are fixed, the packages take what is left.
-func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels int, alt bool, helper bkllb.State, mergedUsr bool, resolved *cir.Resolved) ([]bkllb.State, [][]int, []string, error) {
+func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels int, alt bool, helper bkllb.State, unpack llb.DebUnpack, resolved *cir.Resolved) ([]bkllb.State, [][]int, []string, error) {
 	budget := req.MaxLayers
 	if budget == 0 {
 		budget = cir.DefaultMaxLayers
@@ -55,7 +55,7 @@ func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels int,
 		for j, k := range g {
 			members[j] = debs[k]
 		}
-		layers[i] = llb.DebGroupLayer(members, helper, mergedUsr, req.Epoch)
+		layers[i] = llb.DebGroupLayer(members, helper, unpack, req.Epoch)
 	}
 	if plan.Grouped() {
 		resolved.LayerBudget = budget

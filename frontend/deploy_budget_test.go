@@ -9,6 +9,7 @@ import (
 
 	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/llb"
 )
 
 func budgetDebs(n int) []cir.Deb {
@@ -30,7 +31,7 @@ func TestBudgetLayers(t *testing.T) {
 
 	// 20 - (3 base + 2 app + 4 wheels + 1 alternatives) = 10 slots for 12.
 	var resolved cir.Resolved
-	layers, groups, warnings, err := budgetLayers(DeployRequest{AppRecord: app, MaxLayers: 20}, 3, debs, 4, true, helper, true, &resolved)
+	layers, groups, warnings, err := budgetLayers(DeployRequest{AppRecord: app, MaxLayers: 20}, 3, debs, 4, true, helper, llb.DebUnpack{MergedUsr: true}, &resolved)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,23 +44,23 @@ func TestBudgetLayers(t *testing.T) {
 
 	// Within the default budget: one layer each, nothing in the label.
 	resolved = cir.Resolved{}
-	_, groups, warnings, err = budgetLayers(DeployRequest{AppRecord: app}, 3, debs, 4, true, helper, true, &resolved)
+	_, groups, warnings, err = budgetLayers(DeployRequest{AppRecord: app}, 3, debs, 4, true, helper, llb.DebUnpack{MergedUsr: true}, &resolved)
 	if err != nil || len(groups) != 12 || len(warnings) != 0 || resolved.AptLayers != nil || resolved.LayerBudget != 0 {
 		t.Fatalf("default budget: %v, %d groups, %q, %+v", err, len(groups), warnings, resolved)
 	}
 	// No budget.
-	_, groups, _, err = budgetLayers(DeployRequest{AppRecord: app, MaxLayers: -1}, 3, budgetDebs(200), 4, true, helper, true, &resolved)
+	_, groups, _, err = budgetLayers(DeployRequest{AppRecord: app, MaxLayers: -1}, 3, budgetDebs(200), 4, true, helper, llb.DebUnpack{MergedUsr: true}, &resolved)
 	if err != nil || len(groups) != 200 {
 		t.Fatalf("no budget: %v, %d groups", err, len(groups))
 	}
 
 	// No room for the packages.
-	_, _, _, err = budgetLayers(DeployRequest{AppRecord: app, MaxLayers: 10}, 3, debs, 4, true, helper, true, &resolved)
+	_, _, _, err = budgetLayers(DeployRequest{AppRecord: app, MaxLayers: 10}, 3, debs, 4, true, helper, llb.DebUnpack{MergedUsr: true}, &resolved)
 	if err == nil || err.Error() != "layer budget 10 (--max-layers): the base (3 layers), the wheels (4), the alternatives (1) and the application (2) leave no layer for the 12 apt packages; raise the budget" {
 		t.Errorf("no room: %v", err)
 	}
 	// Wheels alone over the budget: warned, not grouped.
-	_, _, warnings, err = budgetLayers(DeployRequest{AppRecord: app, MaxLayers: 5}, 3, nil, 4, false, helper, true, &resolved)
+	_, _, warnings, err = budgetLayers(DeployRequest{AppRecord: app, MaxLayers: 5}, 3, nil, 4, false, helper, llb.DebUnpack{MergedUsr: true}, &resolved)
 	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "the image has 9 layers, over the layer budget of 5") {
 		t.Errorf("wheels over the budget: %v %q", err, warnings)
 	}
