@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // baseWithFiles pushes the amd64 Debian base with one more layer: apt
@@ -145,6 +147,18 @@ func TestCIRDeployDpkgFilters(t *testing.T) {
 	}
 	if plainBlob == blob {
 		t.Errorf("the layers with and without filters are the same blob %s", blob)
+	}
+
+	// A filter dpkg would stop on stops the deploy, naming the file and
+	// line; nothing is pushed.
+	broken := baseWithFiles(t, "dpkgbroken", sources, map[string]string{"etc/dpkg/dpkg.cfg.d/docker": "# no pattern\npath-exclude\n"})
+	bad := env.registry + "/cir/dpkgbroken:v1"
+	build(t, env.buildkit, cirContext(t, broken, map[string]any{"apt": []string{"cirdoc"}}), "--platform", "linux/amd64", "-t", bad, "--push")
+	if out, err := deploy(t, bad, "--platform", "linux/amd64", "-t", bad+"-amd64", "--push"); err == nil || !strings.Contains(out, "the base's /etc/dpkg/dpkg.cfg.d/docker:2: path-exclude needs a pattern") {
+		t.Errorf("deploy on a base with a broken dpkg filter: %v\n%s", err, out)
+	}
+	if _, err := remote.Head(reference(t, bad+"-amd64")); err == nil {
+		t.Errorf("a failed deploy pushed %s", bad+"-amd64")
 	}
 
 	// What apt-get install in the filtered base leaves, run with
