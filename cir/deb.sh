@@ -3,8 +3,24 @@
 # (MERGED_USR=1: /bin, /lib ... are symlinks into /usr) the package's /bin,
 # /sbin and /lib* go under /usr, or the layer's folders would hide the
 # base's symlinks.
+#
+# DPKG_FILTERS holds the base's dpkg path-exclude and path-include lines
+# (cir.DpkgFilters): dpkg-deb -x reads no configuration, so they are
+# applied by dpkgfilter.py to the package's own files, unpacked apart, as
+# apt-get install in the base would have, before they join /out (a group's
+# earlier packages).
 set -eu
-dpkg-deb -x "$1" /out
+if [ -n "${DPKG_FILTERS:-}" ]; then
+  x=$(mktemp -d)
+  dpkg-deb -x "$1" "$x"
+  python3 /2dfs/dpkgfilter.py "$x"
+  # dpkg-deb -x is tar -x too: the package joins /out as it would have.
+  tar -C "$x" -cf "$x.tar" .
+  tar -C /out -xf "$x.tar"
+  rm -rf "$x" "$x.tar"
+else
+  dpkg-deb -x "$1" /out
+fi
 if [ "${MERGED_USR:-0}" = 1 ]; then
   for d in bin sbin lib lib32 lib64 libx32; do
     if [ -d "/out/$d" ] && [ ! -L "/out/$d" ]; then

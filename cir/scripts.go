@@ -23,6 +23,12 @@ var AptResolveScript string
 //go:embed deb.sh
 var DebScript string
 
+// DpkgFilterScript applies a base's dpkg path filters to an unpacked
+// package (dpkgfilter.py).
+//
+//go:embed dpkgfilter.py
+var DpkgFilterScript string
+
 // AlternativesScript makes the layer of the alternatives links an apt
 // closure registers (alternatives.py).
 //

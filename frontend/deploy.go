@@ -91,7 +91,9 @@ type deployment struct {
 	helper    bkllb.State
 	interp    cir.Interpreter
 	mergedUsr bool
-	resolved  *cir.Resolved
+	// dpkg holds the base's dpkg path filters (deploy_dpkg.go).
+	dpkg     cir.DpkgFilters
+	resolved *cir.Resolved
 }
 
 // prepareDeploy checks the target against the CIR's pinned base and reads
@@ -126,6 +128,9 @@ func prepareDeploy(ctx context.Context, c client.Client, req DeployRequest) (*de
 		if d.mergedUsr, err = isMergedUsr(ctx, d.baseRef); err != nil {
 			return nil, err
 		}
+	}
+	if d.dpkg, err = readDpkgFilters(ctx, d.baseRef, rec); err != nil {
+		return nil, err
 	}
 	helperRef := req.Helper
 	if helperRef == "" {
@@ -276,7 +281,7 @@ func (d *deployment) assemble(ctx context.Context, debs []cir.Deb, wheels []cir.
 func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheels []cir.Wheel) (bp budgetPlan, altLayer *bkllb.State, altLinks []string, err error) {
 	baseLayers := len(d.baseImg.img.RootFS.DiffIDs)
 	plan := func(alt bool, resolved *cir.Resolved) (budgetPlan, error) {
-		return budgetLayers(d.req, baseLayers, debs, wheels, alt, d.helper, d.mergedUsr, d.interp, resolved)
+		return budgetLayers(d.req, baseLayers, debs, wheels, alt, d.helper, llb.DebUnpack{MergedUsr: d.mergedUsr, DpkgFilters: d.dpkg}, d.interp, resolved)
 	}
 	if len(debs) == 0 {
 		bp, err = plan(false, d.resolved)

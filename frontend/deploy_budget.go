@@ -30,7 +30,7 @@ type budgetPlan struct {
 // every layer of the assembled image; the alternatives layer, the base's
 // and the application's layers are fixed, the packages and the wheels take
 // what is left (cir.PlanClosure).
-func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels []cir.Wheel, alt bool, helper bkllb.State, mergedUsr bool, interp cir.Interpreter, resolved *cir.Resolved) (budgetPlan, error) {
+func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels []cir.Wheel, alt bool, helper bkllb.State, unpack llb.DebUnpack, interp cir.Interpreter, resolved *cir.Resolved) (budgetPlan, error) {
 	budget := req.MaxLayers
 	if budget == 0 {
 		budget = cir.DefaultMaxLayers
@@ -66,7 +66,7 @@ func budgetLayers(req DeployRequest, baseLayers int, debs []cir.Deb, wheels []ci
 		for j, k := range g {
 			members[j] = debs[k]
 		}
-		out.debLayers = append(out.debLayers, llb.DebGroupLayer(members, helper, mergedUsr, req.Epoch))
+		out.debLayers = append(out.debLayers, llb.DebGroupLayer(members, helper, unpack, req.Epoch))
 	}
 	auth := func(w cir.Wheel) string { return wheelAuth(req.Record.Resolver, w) }
 	for _, g := range plan.Wheels.Groups {

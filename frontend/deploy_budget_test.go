@@ -9,6 +9,7 @@ import (
 
 	"github.com/tdfs-kit/tdfs/cir"
 	"github.com/tdfs-kit/tdfs/field"
+	"github.com/tdfs-kit/tdfs/llb"
 )
 
 func budgetDebs(n int) []cir.Deb {
@@ -44,7 +45,7 @@ func TestBudgetLayers(t *testing.T) {
 
 	// 16 - (3 base + 2 app + 1 alternatives) = 10 slots for 12.
 	var resolved cir.Resolved
-	bp, err := budgetLayers(req(16), 3, debs, nil, true, helper, true, budgetInterp, &resolved)
+	bp, err := budgetLayers(req(16), 3, debs, nil, true, helper, llb.DebUnpack{MergedUsr: true}, budgetInterp, &resolved)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestBudgetLayers(t *testing.T) {
 	// Packages and wheels together: 30 - 6 = 24 slots for 12 + 30.
 	resolved = cir.Resolved{}
 	whls := budgetWheels(30)
-	bp, err = budgetLayers(req(30), 3, debs, whls, true, helper, true, budgetInterp, &resolved)
+	bp, err = budgetLayers(req(30), 3, debs, whls, true, helper, llb.DebUnpack{MergedUsr: true}, budgetInterp, &resolved)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,35 +79,35 @@ func TestBudgetLayers(t *testing.T) {
 	}
 	// Wheels alone.
 	resolved = cir.Resolved{}
-	bp, err = budgetLayers(req(20), 3, nil, whls, false, helper, true, budgetInterp, &resolved)
+	bp, err = budgetLayers(req(20), 3, nil, whls, false, helper, llb.DebUnpack{MergedUsr: true}, budgetInterp, &resolved)
 	if err != nil || len(bp.wheelGroups) > 15 || len(bp.warnings) != 1 || !strings.HasPrefix(bp.warnings[0], "the pip closure of 30 wheels is over the layer budget of 20 layers (5 for the base, the alternatives and the application): ") || resolved.AptLayers != nil {
 		t.Errorf("wheels alone: %v, %d groups, %q, %+v", err, len(bp.wheelGroups), bp.warnings, resolved)
 	}
 
 	// Within the default budget: one layer each, nothing in the record.
 	resolved = cir.Resolved{}
-	bp, err = budgetLayers(req(0), 3, debs, budgetWheels(4), true, helper, true, budgetInterp, &resolved)
+	bp, err = budgetLayers(req(0), 3, debs, budgetWheels(4), true, helper, llb.DebUnpack{MergedUsr: true}, budgetInterp, &resolved)
 	if err != nil || len(bp.debGroups) != 12 || len(bp.wheelGroups) != 4 || len(bp.warnings) != 0 || resolved.AptLayers != nil || resolved.WheelLayers != nil || resolved.LayerBudget != 0 {
 		t.Fatalf("default budget: %v, %+v, %+v", err, bp, resolved)
 	}
 	// No budget.
-	bp, err = budgetLayers(req(-1), 3, budgetDebs(200), budgetWheels(99), true, helper, true, budgetInterp, &resolved)
+	bp, err = budgetLayers(req(-1), 3, budgetDebs(200), budgetWheels(99), true, helper, llb.DebUnpack{MergedUsr: true}, budgetInterp, &resolved)
 	if err != nil || len(bp.debGroups) != 200 || len(bp.wheelGroups) != 99 {
 		t.Fatalf("no budget: %v, %d and %d groups", err, len(bp.debGroups), len(bp.wheelGroups))
 	}
 
 	// No room for the packages, or one layer for both kinds.
-	_, err = budgetLayers(req(6), 3, debs, nil, true, helper, true, budgetInterp, &resolved)
+	_, err = budgetLayers(req(6), 3, debs, nil, true, helper, llb.DebUnpack{MergedUsr: true}, budgetInterp, &resolved)
 	if err == nil || err.Error() != "layer budget 6 (--max-layers): the base (3 layers), the alternatives (1) and the application (2) leave no layer for the 12 apt packages; raise the budget" {
 		t.Errorf("no room: %v", err)
 	}
-	_, err = budgetLayers(req(6), 3, debs, whls, false, helper, true, budgetInterp, &resolved)
+	_, err = budgetLayers(req(6), 3, debs, whls, false, helper, llb.DebUnpack{MergedUsr: true}, budgetInterp, &resolved)
 	if err == nil || err.Error() != "layer budget 6 (--max-layers): the base (3 layers) and the application (2) leave 1 layer for the 12 apt packages and the 30 wheels, which need one each; raise the budget" {
 		t.Errorf("one layer for both: %v", err)
 	}
 	// Nothing to group, the base and the application over the budget:
 	// warned.
-	bp, err = budgetLayers(req(4), 3, nil, nil, false, helper, true, budgetInterp, &resolved)
+	bp, err = budgetLayers(req(4), 3, nil, nil, false, helper, llb.DebUnpack{MergedUsr: true}, budgetInterp, &resolved)
 	if err != nil || len(bp.warnings) != 1 || bp.warnings[0] != "the image has 5 layers, over the layer budget of 4: the base (3 layers) and the application (2)" {
 		t.Errorf("base over the budget: %v %q", err, bp.warnings)
 	}

@@ -30,6 +30,7 @@ func scripts(epoch time.Time) bkllb.State {
 			Mkfile("/resolve.sh", 0o644, []byte(cir.ResolveScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/resolve-apt.sh", 0o644, []byte(cir.AptResolveScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/deb.sh", 0o644, []byte(cir.DebScript), bkllb.WithCreatedTime(epoch)).
+			Mkfile("/dpkgfilter.py", 0o644, []byte(cir.DpkgFilterScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/alternatives.py", 0o644, []byte(cir.AlternativesScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/pipdrv.py", 0o644, []byte(cir.PipDriverScript), bkllb.WithCreatedTime(epoch)).
 			Mkfile("/missing.py", 0o644, []byte(cir.MissingScript), bkllb.WithCreatedTime(epoch)).
@@ -144,22 +145,44 @@ func AptResolve(helper, base bkllb.State, packages []string, arch, platform, non
 	return run.AddMount("/out", bkllb.Scratch())
 }
 
-// DebLayer is one .deb: fetched by buildkitd pinned by its SHA256 and
-// unpacked with dpkg-deb -x by the helper into a layer of its own.
-func DebLayer(d cir.Deb, helper bkllb.State, mergedUsr bool, epoch time.Time) bkllb.State {
-	deb := debSource(d)
+// DebUnpack is what of the base deb.sh unpacks a package for.
+type DebUnpack struct {
+	// MergedUsr: the base's /bin, /sbin and /lib* are symlinks into /usr.
+	MergedUsr bool
+	// DpkgFilters are the base's dpkg path-exclude and path-include.
+	DpkgFilters cir.DpkgFilters
+}
+
+// env is deb.sh's environment: in the cache key of each package layer, so
+// the same package is the same layer for every base alike in these, and
+// another layer for a base with other filters. No DPKG_FILTERS without
+// filters.
+func (u DebUnpack) env(epoch time.Time) []bkllb.RunOption {
 	merged := "0"
-	if mergedUsr {
+	if u.MergedUsr {
 		merged = "1"
 	}
-	run := helper.Run(
-		bkllb.Args([]string{"/bin/sh", "/2dfs/deb.sh", "/in/" + d.Filename}),
+	opts := []bkllb.RunOption{
 		bkllb.AddEnv("MERGED_USR", merged),
 		bkllb.AddEnv("EPOCH", strconv.FormatInt(epoch.Unix(), 10)),
+	}
+	if len(u.DpkgFilters) > 0 {
+		opts = append(opts, bkllb.AddEnv("DPKG_FILTERS", u.DpkgFilters.Env()))
+	}
+	return opts
+}
+
+// DebLayer is one .deb: fetched by buildkitd pinned by its SHA256 and
+// unpacked with dpkg-deb -x by the helper into a layer of its own, less
+// what the base's dpkg filters leave out.
+func DebLayer(d cir.Deb, helper bkllb.State, u DebUnpack, epoch time.Time) bkllb.State {
+	deb := debSource(d)
+	run := helper.Run(append(u.env(epoch),
+		bkllb.Args([]string{"/bin/sh", "/2dfs/deb.sh", "/in/" + d.Filename}),
 		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
 		bkllb.AddMount("/in", deb, bkllb.Readonly),
 		bkllb.WithCustomNamef("[2dfs cir] deb %s %s", d.Name, d.Version),
-	)
+	)...)
 	return run.AddMount("/out", bkllb.Scratch())
 }
 

@@ -18,20 +18,12 @@ import (
 // (and the blob) it has when nothing is grouped. The cache key of a group is
 // its packages' digests: the same group is the same layer in every
 // application.
-func DebGroupLayer(debs []cir.Deb, helper bkllb.State, mergedUsr bool, epoch time.Time) bkllb.State {
+func DebGroupLayer(debs []cir.Deb, helper bkllb.State, u DebUnpack, epoch time.Time) bkllb.State {
 	if len(debs) == 1 {
-		return DebLayer(debs[0], helper, mergedUsr, epoch)
-	}
-	merged := "0"
-	if mergedUsr {
-		merged = "1"
+		return DebLayer(debs[0], helper, u, epoch)
 	}
 	var names, files []string
-	opts := []bkllb.RunOption{
-		bkllb.AddEnv("MERGED_USR", merged),
-		bkllb.AddEnv("EPOCH", strconv.FormatInt(epoch.Unix(), 10)),
-		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
-	}
+	opts := append(u.env(epoch), bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly))
 	for i, d := range debs {
 		dir := fmt.Sprintf("/in/%05d", i)
 		opts = append(opts, bkllb.AddMount(dir, debSource(d), bkllb.Readonly))
