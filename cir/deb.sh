@@ -10,7 +10,11 @@
 # apt-get install in the base would have, before they join /out (a group's
 # earlier packages).
 set -eu
-if [ -n "${DPKG_FILTERS:-}" ]; then
+if [ -n "${DPKG_FILTERS:-}" ] && [ -z "$(ls -A /out)" ]; then
+  # The layer's first (or only) package: filtered where it lands.
+  dpkg-deb -x "$1" /out
+  python3 /2dfs/dpkgfilter.py /out
+elif [ -n "${DPKG_FILTERS:-}" ]; then
   x=$(mktemp -d)
   dpkg-deb -x "$1" "$x"
   python3 /2dfs/dpkgfilter.py "$x"
