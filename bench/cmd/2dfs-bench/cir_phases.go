@@ -102,11 +102,11 @@ var (
 // containerd, push); a step of another phase that fails ends the parse
 // with an error naming its line, so a broken deploy gives no breakdown.
 func parseDeployPhases(log string) ([]Phase, error) {
-	names := map[string]string{}   // vertex number -> name (its first line)
-	dur := map[string]float64{}    // vertex -> duration of DONE
-	cached := map[string]bool{}    // vertex -> CACHED
-	sub := map[string]float64{}    // sub-step phase -> seconds
-	subSteps := map[string]int{}   // sub-step phase -> count
+	names := map[string]string{} // vertex number -> name (its first line)
+	dur := map[string]float64{}  // vertex -> duration of DONE
+	cached := map[string]bool{}  // vertex -> CACHED
+	sub := map[string]float64{}  // sub-step phase -> seconds
+	subSteps := map[string]int{} // sub-step phase -> count
 	subLongest := map[string]float64{}
 	var order []string
 	for i, line := range strings.Split(log, "\n") {
@@ -192,25 +192,31 @@ func parseDeployPhases(log string) ([]Phase, error) {
 	return out, nil
 }
 
-// deployPhaseText is one deploy's breakdown as a sentence: a phase of one step
-// is its duration, one of many "N steps, longest X s, sum Y s"; cached
-// steps are said; the rest of the deploy time (no step's) ends it.
+// sequential are the phases whose steps run one after the other: the
+// export's sub-steps (pushing the layers, then the manifest).
+var sequential = map[string]bool{phExport: true, phUnpackTo: true, phPush: true}
+
+// deployPhaseText is one deploy's breakdown as a sentence: a phase of
+// one step is its duration (left out when it took no time and was not
+// cached), one of many "N steps, longest X s, sum Y s"; cached steps are
+// said. It ends with the deploy time no step covers: the deploy's time
+// minus each phase's duration or, for a phase of overlapping steps, its
+// longest (what that phase takes at least).
 func deployPhaseText(d DeployPhases) string {
 	var parts []string
-	var serial float64
+	var covered float64
 	for _, p := range d.Phases {
-		if p.Steps == 0 {
+		if p.Steps == 0 || p.Steps == 1 && p.Seconds < 0.05 && p.Cached == 0 {
 			continue
 		}
 		var t string
-		if p.Steps == 1 {
+		switch {
+		case p.Steps == 1, sequential[p.Name]:
 			t = fmt.Sprintf("%s %.1f s", p.Name, p.Seconds)
-			serial += p.Seconds
-		} else {
+			covered += p.Seconds
+		default:
 			t = fmt.Sprintf("%s: %d steps, longest %.1f s, sum %.1f s", p.Name, p.Steps, p.Longest, p.Seconds)
-			// Steps of one phase overlap; the longest is what the
-			// phase takes at least.
-			serial += p.Longest
+			covered += p.Longest
 		}
 		if p.Cached == p.Steps {
 			t += " (all cached)"
@@ -219,7 +225,7 @@ func deployPhaseText(d DeployPhases) string {
 		}
 		parts = append(parts, t)
 	}
-	s := fmt.Sprintf("2dfs deploy %.1f s = %s; not in any step's time (and overlap beyond each phase's longest step): %.1f s", d.Deploy, strings.Join(parts, "; "), max(0, d.Deploy-serial))
+	s := fmt.Sprintf("2dfs deploy %.1f s = %s; no step's time covers: %.1f s", d.Deploy, strings.Join(parts, "; "), max(0, d.Deploy-covered))
 	if d.Pull > 0 {
 		s += fmt.Sprintf("; then ctr pull %.1f s", d.Pull)
 	}
