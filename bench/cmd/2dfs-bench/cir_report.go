@@ -172,7 +172,7 @@ func (b *bench) cirSummary() string {
 				continue
 			}
 			ours = r.Ours
-			t := fmt.Sprintf("against %s (fat at %s), speedup %s", fmtStat(r.PeerVals, "s"), set.label, ratioOf(r))
+			t := fmt.Sprintf("against %s for %s, speedup %s", fmtStat(r.PeerVals, "s"), set.phrase, ratioOf(r))
 			if r.Target != "" {
 				t += fmt.Sprintf(", target %s: %s", r.Target, verdict(r))
 			}

@@ -275,7 +275,7 @@ func TestCIRSections(t *testing.T) {
 		"| (b) b already deployed on the node | 3.50 s (3.00–4.00) | 5.50 s (5.00–6.00) | 1.57× (per run 1.50–1.67) | ≥2× | **no** | 8.50 s (8.00–9.00) | 2.43× (per run 2.25–2.67) | ≥2× | yes | 20.0 MB / 120 MB / 150 MB | 5.00 MB |",
 		"| (a) empty caches | 53.0 s (50.0–56.0) | 8.00 s (7.00–9.00) | 0.151× (per run 0.140–0.161) |  |  | 11.0 s (10.0–12.0) |",
 		"77 packages", "it has 68 of a's 77",
-		"**(b)** through the registry: 3.50 s (3.00–4.00) against 5.50 s (5.00–6.00) (fat at zstd -1 (equal)), speedup 1.57× (per run 1.50–1.67), target ≥2×: no; against 8.50 s (8.00–9.00) (fat at gzip (default)), speedup 2.43× (per run 2.25–2.67), target ≥2×: yes."} {
+		"**(b)** through the registry: 3.50 s (3.00–4.00) against 5.50 s (5.00–6.00) for the fat pull at equal settings (zstd -1), speedup 1.57× (per run 1.50–1.67), target ≥2×: no; against 8.50 s (8.00–9.00) for the fat pull at the default (gzip), speedup 2.43× (per run 2.25–2.67), target ≥2×: yes."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("CIR section lacks %q:\n%s", want, out)
 		}
