@@ -699,7 +699,7 @@ func (b *bench) cirBench() error {
 	// The fat image of the node's platform runs too (the other one is
 	// Debian's own apt install under emulation: minutes, and no news).
 	b.check(info, builder, "fat", b.registry+"/"+jobs[0].repo+":"+jobs[0].tag(false), jobs[0].platform)
-	b.check(info, builder, "fat zstd", b.registry+"/"+jobs[0].repo+":"+jobs[0].tag(true), jobs[0].platform)
+	b.check(info, builder, "fat-zstd", b.registry+"/"+jobs[0].repo+":"+jobs[0].tag(true), jobs[0].platform)
 
 	// How much of a's closure b's covers: the packages case (b) finds in
 	// the node's cache.

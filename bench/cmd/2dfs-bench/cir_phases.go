@@ -218,7 +218,11 @@ func deployPhaseText(d DeployPhases) string {
 			t = fmt.Sprintf("%s: %d steps, longest %.1f s, sum %.1f s", p.Name, p.Steps, p.Longest, p.Seconds)
 			covered += p.Longest
 		}
-		if p.Cached == p.Steps {
+		if p.Cached == p.Steps && p.Seconds >= 0.05 {
+			// A cached step that still takes time is fetching its
+			// cached layers, lazily, when the export needs them.
+			t += " (all cached; the time is the lazy pull of their layers)"
+		} else if p.Cached == p.Steps {
 			t += " (all cached)"
 		} else if p.Cached > 0 {
 			t += fmt.Sprintf(" (%d cached)", p.Cached)

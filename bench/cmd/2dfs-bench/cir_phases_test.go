@@ -106,6 +106,33 @@ func TestParseDeployPhasesCacheFrom(t *testing.T) {
 	}
 }
 
+// A real node-side deploy (containerd worker, unpack=true; case (c),
+// --cache-from, from a run on 2026-11-30): nothing pushed; the export's
+// unpack into containerd is a phase (20.1 s), and the merge, cached,
+// still took 4.3 s: its "#162" reopens after the export started, pulling
+// the cached layers from the registry cache. The text says so.
+func TestParseDeployPhasesNodeSide(t *testing.T) {
+	m := phasesOf(t, "cir-deploy-node-c.log")
+	if u := m[phUnpackTo]; u.Steps != 1 || !near(u.Seconds, 20.1) {
+		t.Errorf("unpack into containerd = %+v", u)
+	}
+	if _, ok := m[phPush]; ok {
+		t.Error("the node-side deploy pushes nothing")
+	}
+	if mg := m[phMerge]; mg.Steps != 1 || mg.Cached != 1 || !near(mg.Seconds, 4.3) {
+		t.Errorf("merge = %+v", mg)
+	}
+	if u := m[phUnpack]; u.Steps != 77 || u.Cached != 77 {
+		t.Errorf("unpacks = %+v", u)
+	}
+	if c := m[phCache]; c.Steps != 1 {
+		t.Errorf("cache import = %+v", c)
+	}
+	if got := deployPhaseText(DeployPhases{Deploy: 35.3, Phases: []Phase{m[phMerge]}}); !strings.Contains(got, "merge 4.3 s (all cached; the time is the lazy pull of their layers)") {
+		t.Errorf("text:\n%s", got)
+	}
+}
+
 // The node-side export (containerd worker, unpack=true) has its unpack
 // into containerd as a phase, and no push; a failed step is an error
 // that names it; a log that is not a progress log is an error.
@@ -221,5 +248,32 @@ func TestCIRPhasesSection(t *testing.T) {
 	}
 	if strings.Index(md, "(a) empty caches (run") > strings.Index(md, "(c) fresh node, --cache-from the registry dependency cache (run") {
 		t.Error("cases out of the tables' order")
+	}
+}
+
+// The summary names, from the median run's phases, the largest phases
+// until they cover half the deploy; a case without phases says nothing.
+func TestBoundBy(t *testing.T) {
+	b := cirResults(t)
+	b.res.CIR.Phases = map[string][]DeployPhases{
+		"cir-b": {{Deploy: 18.2, Pull: 5.9, Phases: []Phase{{Name: phApt, Steps: 1, Seconds: 9.2, Longest: 9.2}, {Name: phAlt, Steps: 1, Seconds: 4.1, Longest: 4.1},
+			{Name: phUnpack, Steps: 77, Cached: 71, Seconds: 8.5, Longest: 1.8}}}},
+		"node-c": {{Deploy: 35.3, Phases: []Phase{{Name: phBase, Steps: 1, Seconds: 6.6, Longest: 6.6}, {Name: phUnpackTo, Steps: 1, Seconds: 20.1, Longest: 20.1}}}},
+	}
+	if got := b.boundBy("cir-b"); got != " Its 2dfs deploy (18.2 s in the median run) spent most in apt resolve 9.2 s; the pull after it took 5.9 s." {
+		t.Errorf("cir-b: %q", got)
+	}
+	if got := b.boundBy("node-c"); got != " Its 2dfs deploy (35.3 s in the median run) spent most in export unpack into containerd 20.1 s." {
+		t.Errorf("node-c: %q", got)
+	}
+	if got := b.boundBy("cir-a"); got != "" {
+		t.Errorf("no phases: %q", got)
+	}
+	b.res.CIR.Phases["node-c"][0].Deploy = 60 // 6.6 + 20.1 s do not cover half: both are named
+	if got := b.boundBy("node-c"); got != " Its 2dfs deploy (60.0 s in the median run) spent most in export unpack into containerd 20.1 s, base pull and extract 6.6 s." {
+		t.Errorf("node-c of 60 s: %q", got)
+	}
+	if !strings.Contains(b.cirSummary(), "target ≥2×: yes. Its 2dfs deploy (18.2 s in the median run) spent most in apt resolve 9.2 s") {
+		t.Errorf("summary:\n%s", b.cirSummary())
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -185,19 +186,49 @@ func (b *bench) cirSummary() string {
 		if arch := b.row("cir/archive/a"); arch != nil {
 			bound = fmt.Sprintf(" %s MB of .debs came from deb.debian.org, and each package is unpacked in a container of its own; where the deploy's time went is in the details above.", fmtNum(median(arch.Ours)))
 		}
-		say("**(a) empty caches**: CIR deploy + pull takes %s %s.%s", fmtStat(ours, "s"), t, bound)
+		say("**(a) empty caches**: CIR deploy + pull takes %s %s.%s%s", fmtStat(ours, "s"), t, bound, b.boundBy("cir-a"))
 	}
 	for _, k := range []string{"b", "c"} {
 		if t, ours := sentence(func(x string) string { return "cir/deploy" + x + "/" + k }); ours != nil {
-			say("**(%s)** through the registry: %s %s.", k, fmtStat(ours, "s"), t)
+			say("**(%s)** through the registry: %s %s.%s", k, fmtStat(ours, "s"), t, b.boundBy("cir-"+k))
 		}
 	}
 	for _, n := range cirNodeSpecs {
 		if t, ours := sentence(func(x string) string { return "cir/node/deploy" + x + "/" + n.key }); ours != nil {
-			say("**Node-side %s**: %s %s.", n.name, fmtStat(ours, "s"), t)
+			say("**Node-side %s**: %s %s.%s", n.name, fmtStat(ours, "s"), t, b.boundBy(n.v))
 		}
 	}
 	return s.String()
+}
+
+// boundBy says, from the phases of the median run of variant v, which
+// phases took most of its time: the largest ones (by their longest step,
+// what each took at least) until they cover half the deploy, or "" when
+// there is no breakdown.
+func (b *bench) boundBy(v string) string {
+	d, i := medianRun(b.res.CIR.Phases[v])
+	if i < 0 || len(d.Phases) == 0 || d.Deploy <= 0 {
+		return ""
+	}
+	ph := slices.Clone(d.Phases)
+	slices.SortStableFunc(ph, func(x, y Phase) int { return cmp.Compare(y.Longest, x.Longest) })
+	var parts []string
+	var sum float64
+	for _, p := range ph {
+		if sum >= d.Deploy/2 || p.Longest < 0.05 {
+			break
+		}
+		sum += p.Longest
+		parts = append(parts, fmt.Sprintf("%s %.1f s", p.Name, p.Longest))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	s := fmt.Sprintf(" Its 2dfs deploy (%.1f s in the median run) spent most in %s", d.Deploy, strings.Join(parts, ", "))
+	if d.Pull > 0 {
+		s += fmt.Sprintf("; the pull after it took %.1f s", d.Pull)
+	}
+	return s + "."
 }
 
 // cirPhaseVariants are the CIR deploy variants whose phases the section
