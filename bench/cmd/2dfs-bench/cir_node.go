@@ -180,7 +180,7 @@ func (b *bench) runCIRNodeCase(s *cirState, info *CIRInfo, v string, run int) (c
 		}
 	}
 	if err := measure(func() (time.Duration, error) {
-		return b.cirNodeDeploy(s, n, "a", plat, name+":a", fmt.Sprintf("9-%s-r%d-deploy", v, run), cirNodeExtra(v, s.cache, lock)...)
+		return b.cirNodeDeploy(s, n, "a", plat, name+":a", cirDeployLog(v, run), cirNodeExtra(v, s.cache, lock)...)
 	}, &c.deploy); err != nil {
 		return c, err
 	}
@@ -201,8 +201,10 @@ func (b *bench) runCIRNodeCase(s *cirState, info *CIRInfo, v string, run int) (c
 }
 
 // cirNodeRows adds the node-side figures: per case, the deploy time
-// against the same run's fat pull (speedup), the bytes from the registry
-// and from the archive.
+// against the same runs' fat pulls (speedup) and the bytes from the
+// registry, each against the fat image at equal settings (keys
+// cir/node/deploy-zstd/...) and at BuildKit's default (cir/node/deploy/...);
+// and the bytes from the archive.
 func (b *bench) cirNodeRows(cases map[string][]cirCase) {
 	get := func(v string, f func(cirCase) float64) []float64 {
 		var out []float64
@@ -215,16 +217,24 @@ func (b *bench) cirNodeRows(cases map[string][]cirCase) {
 		if len(cases[s.v]) == 0 {
 			continue
 		}
-		r := &Row{Exp: expCIR, Key: "cir/node/deploy/" + s.key, Name: "node-side " + s.name + ", time", Unit: "s",
-			Ours: get(s.v, func(c cirCase) float64 { return c.deploy }), Peer: s.peer, PeerVals: get(s.fatV, cirCase.seconds), RatioKind: Speedup,
-			Detail: fmt.Sprintf("2dfs deploy into the node's containerd (containerd worker, unpack=true, no push, no pull); %s .debs fetched from the archive", fmtSpread(get(s.v, func(c cirCase) float64 { return float64(c.debs) }), ""))}
-		if s.target > 0 {
-			r.Target, r.TargetMin = "≥2×", s.target
+		for _, set := range cirFatSettings {
+			fatV := s.fatV + set.variant
+			if len(cases[fatV]) == 0 {
+				continue
+			}
+			r := &Row{Exp: expCIR, Key: "cir/node/deploy" + set.suffix + "/" + s.key, Name: "node-side " + s.name + " (" + set.fat + "), time", Settings: set.settings, Unit: "s",
+				Ours: get(s.v, func(c cirCase) float64 { return c.deploy }), Peer: s.peer + ", " + set.fat, PeerVals: get(fatV, cirCase.seconds), RatioKind: Speedup}
+			if set.zstd {
+				r.Detail = fmt.Sprintf("2dfs deploy into the node's containerd (containerd worker, unpack=true, no push, no pull); %s .debs fetched from the archive", fmtSpread(get(s.v, func(c cirCase) float64 { return float64(c.debs) }), ""))
+			}
+			if s.target > 0 {
+				r.Target, r.TargetMin = "≥2×", s.target
+			}
+			b.add(r)
+			b.add(&Row{Exp: expCIR, Key: "cir/node/registry" + set.suffix + "/" + s.key, Name: "node-side " + s.name + " (" + set.fat + "), bytes from the registry to the node", Settings: set.settings, Unit: "MB",
+				Ours: get(s.v, func(c cirCase) float64 { return c.regMB }), Peer: s.peer + ", " + set.fat, PeerVals: get(fatV, func(c cirCase) float64 { return c.regMB }), RatioKind: Relative,
+				Detail: "the node's buildkitd's base and cache reads and 2dfs's reads of the CIR, counted on the loopback forwarder"})
 		}
-		b.add(r)
-		b.add(&Row{Exp: expCIR, Key: "cir/node/registry/" + s.key, Name: "node-side " + s.name + ", bytes from the registry to the node", Unit: "MB",
-			Ours: get(s.v, func(c cirCase) float64 { return c.regMB }), Peer: s.peer, PeerVals: get(s.fatV, func(c cirCase) float64 { return c.regMB }), RatioKind: Relative,
-			Detail: "the node's buildkitd's base and cache reads and 2dfs's reads of the CIR, counted on the loopback forwarder"})
 		b.add(&Row{Exp: expCIR, Key: "cir/node/archive/" + s.key, Name: "node-side " + s.name + ", .deb bytes from the Debian archive", Unit: "MB",
 			Ours: get(s.v, func(c cirCase) float64 { return c.archiveMB })})
 	}

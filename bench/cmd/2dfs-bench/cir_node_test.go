@@ -13,6 +13,8 @@ func cirNodeResults(t *testing.T) *bench {
 	b.cirNodeRows(map[string][]cirCase{
 		"fat-a":       {{pull: 10, regMB: 235}, {pull: 12, regMB: 235}},
 		"fat-b":       {{pull: 8, regMB: 150}, {pull: 9, regMB: 150}},
+		"fat-a-zstd":  {{pull: 7, regMB: 190}, {pull: 9, regMB: 190}},
+		"fat-b-zstd":  {{pull: 5, regMB: 120}, {pull: 6, regMB: 120}},
 		"node-a":      {{deploy: 40, regMB: 90, archiveMB: 130, debs: 77}, {deploy: 44, regMB: 90, archiveMB: 130, debs: 77}},
 		"node-b":      {{deploy: 6, regMB: 1, archiveMB: 5, debs: 9}, {deploy: 5, regMB: 1, archiveMB: 5, debs: 9}},
 		"node-b-lock": {{deploy: 2, regMB: 1, archiveMB: 5, debs: 9}, {deploy: 2, regMB: 1, archiveMB: 5, debs: 9}},
@@ -46,6 +48,16 @@ func TestCIRNodeRows(t *testing.T) {
 	}
 	if r := b.row("cir/node/archive/b-lock"); r == nil || r.Ours[0] != 5 {
 		t.Fatalf("node archive b-lock = %+v", r)
+	}
+	// At equal settings: the zstd fat pulls of the same runs.
+	if r := b.row("cir/node/deploy-zstd/b-lock"); r == nil || r.Settings != Equal || r.Ratios[0] != 2.5 || r.Met == nil || !*r.Met {
+		t.Fatalf("node b-lock at equal settings = %+v", r)
+	}
+	if r := b.row("cir/node/deploy-zstd/c"); r == nil || r.PeerVals[0] != 7 || r.Met == nil || *r.Met {
+		t.Fatalf("node c at equal settings = %+v", r)
+	}
+	if r := b.row("cir/node/registry-zstd/b"); r == nil || r.PeerVals[0] != 120 {
+		t.Fatalf("node registry b at equal settings = %+v", r)
 	}
 	// The registry round-trip rows are still there, unchanged.
 	if r := b.row("cir/deploy/b"); r == nil || r.Ratios[0] != 8.0/3 {
@@ -95,9 +107,9 @@ func TestCIRNodeSections(t *testing.T) {
 	for _, want := range []string{
 		"**Deploy through the registry**",
 		"**Deploy on the node**",
-		"| (b) b already deployed on the node, fresh resolution | 5.50 s (5.00–6.00) | 8.50 s (8.00–9.00) | 1.55× (per run 1.33–1.80) | ≥2× | **no** | 1.00 MB / 150 MB | 5.00 MB |",
-		"| (b) b already deployed on the node, --lock | 2.00 s (2.00–2.00) | 8.50 s (8.00–9.00) | 4.25× (per run 4.00–4.50) | ≥2× | yes |",
-		"**Node-side (c) fresh node, --cache-from the registry dependency cache, --lock**: 4.50 s (4.00–5.00) against 11.0 s (10.0–12.0)",
+		"| (b) b already deployed on the node, fresh resolution | 5.50 s (5.00–6.00) | 5.50 s (5.00–6.00) | 1.00× (per run 0.833–1.20) | ≥2× | **no** | 8.50 s (8.00–9.00) | 1.55× (per run 1.33–1.80) | ≥2× | **no** | 1.00 MB / 120 MB / 150 MB | 5.00 MB |",
+		"| (b) b already deployed on the node, --lock | 2.00 s (2.00–2.00) | 5.50 s (5.00–6.00) | 2.75× (per run 2.50–3.00) | ≥2× | yes | 8.50 s (8.00–9.00) | 4.25× (per run 4.00–4.50) | ≥2× | yes |",
+		"**Node-side (c) fresh node, --cache-from the registry dependency cache, --lock**: 4.50 s (4.00–5.00) against 8.00 s (7.00–9.00) for the fat pull at equal settings (zstd -1), speedup 1.78× (per run 1.75–1.80), target ≥2×: no; against 11.0 s (10.0–12.0) for the fat pull at the default (gzip)",
 		"(b)** through the registry",
 	} {
 		if !strings.Contains(md, want) {
@@ -110,7 +122,7 @@ func TestCIRNodeSections(t *testing.T) {
 	if said := u.cirSummary(); !strings.Contains(said, "target ≥2×: undecided (median of ratios") || strings.Contains(said, "undecided**") {
 		t.Errorf("summary:\n%s", said)
 	}
-	if readme := b.cirReadme(); !strings.Contains(readme, "| deploy on the node's containerd-worker buildkitd, (c) fresh node, --cache-from the registry dependency cache, fresh resolution | 8.50 s (8.00–9.00) |") {
+	if readme := b.cirReadme(); !strings.Contains(readme, "| deploy on the node's containerd-worker buildkitd, (c) fresh node, --cache-from the registry dependency cache, fresh resolution | 8.50 s (8.00–9.00) | 8.00 s (7.00–9.00) | speedup 0.941×") {
 		t.Errorf("README table:\n%s", readme)
 	}
 }

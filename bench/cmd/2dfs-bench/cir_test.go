@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,39 @@ func TestImageSizeTotalAndAddedOver(t *testing.T) {
 	}
 	if got := base.addedOver(base); got != 0 {
 		t.Errorf("base over itself = %d", got)
+	}
+	// Exported with force-compression, the base's layer has another
+	// digest; it is still the base's, by place.
+	forced := imageSize{Layers: []layerSize{{"sha256:base-zstd", 70_000_000}, {"sha256:run-zstd", 100_000_000}, {"sha256:app-zstd", 250}}}
+	if got := forced.addedOver(base); got != 100_000_250 {
+		t.Errorf("forced addedOver = %d", got)
+	}
+}
+
+// The fat images at equal settings are the same Dockerfile's, exported
+// with the CIR's compression, forced; their fat cases pull them, the
+// others the default's.
+func TestFatEqualSettings(t *testing.T) {
+	if fatZstdAttrs != ",compression=zstd,compression-level=1,force-compression=true" {
+		t.Errorf("attrs %q", fatZstdAttrs)
+	}
+	j := &fatJob{platform: "linux/arm64"}
+	if j.tag(false) != "arm64" || j.tag(true) != "arm64-zstd" {
+		t.Errorf("tags %q %q", j.tag(false), j.tag(true))
+	}
+	for v, want := range map[string]string{"fat-a": "a/linux/amd64", "fat-a-zstd": "a/linux/amd64 zstd", "fat-b-zstd": "a/linux/amd64 zstd"} {
+		if got := fatKey(v, "a", "linux/amd64"); got != want {
+			t.Errorf("fatKey(%s) = %q, want %q", v, got, want)
+		}
+	}
+	// Every fat variant has its peer at the other settings.
+	for _, v := range cirVariants {
+		if strings.HasPrefix(v, "fat-") && !strings.HasSuffix(v, "-zstd") && !slices.Contains(cirVariants, v+"-zstd") {
+			t.Errorf("%s has no -zstd peer in %q", v, cirVariants)
+		}
+	}
+	if cirDeployLog("cir-b", 2) != "8-cir-b-r2-deploy" || cirDeployLog("node-c-lock", 0) != "9-node-c-lock-r0-deploy" {
+		t.Error("deploy log names changed: the phases are read from them")
 	}
 }
 
@@ -142,13 +176,21 @@ func cirResults(t *testing.T) *bench {
 		"linux/amd64": {Manifest: 600, Config: 1100, Layers: []layerSize{{"sha256:b1", 84_800_000}, {"sha256:r1", 150_000_000}, {"sha256:c1", 400}}},
 		"linux/arm64": {Manifest: 600, Config: 1100, Layers: []layerSize{{"sha256:b2", 83_000_000}, {"sha256:r2", 140_000_000}, {"sha256:c2", 400}}},
 	}
-	b.cirSizeRows(cirImg, fat, base)
+	// At equal settings the base's layer is recompressed too: another
+	// digest, the same place.
+	fatZstd := map[string]imageSize{
+		"linux/amd64": {Manifest: 600, Config: 1100, Layers: []layerSize{{"sha256:z1", 70_000_000}, {"sha256:rz1", 120_000_000}, {"sha256:cz1", 400}}},
+		"linux/arm64": {Manifest: 600, Config: 1100, Layers: []layerSize{{"sha256:z2", 69_000_000}, {"sha256:rz2", 110_000_000}, {"sha256:cz2", 400}}},
+	}
+	b.cirSizeRows(cirImg, fat, fatZstd, base)
 	b.cirDeployRows(map[string][]cirCase{
-		"cir-a": {{deploy: 30, pull: 20, regMB: 290, archiveMB: 130, debs: 77}, {deploy: 34, pull: 22, regMB: 290, archiveMB: 130, debs: 77}},
-		"fat-a": {{pull: 10, regMB: 235}, {pull: 12, regMB: 235}},
-		"cir-b": {{deploy: 2, pull: 1, regMB: 20, archiveMB: 5, debs: 9}, {deploy: 3, pull: 1, regMB: 20, archiveMB: 5, debs: 9}},
-		"fat-b": {{pull: 8, regMB: 150}, {pull: 9, regMB: 150}},
-		"cir-c": {{deploy: 15, pull: 20, regMB: 480}, {deploy: 16, pull: 22, regMB: 480}},
+		"cir-a":      {{deploy: 30, pull: 20, regMB: 290, archiveMB: 130, debs: 77}, {deploy: 34, pull: 22, regMB: 290, archiveMB: 130, debs: 77}},
+		"fat-a":      {{pull: 10, regMB: 235}, {pull: 12, regMB: 235}},
+		"fat-a-zstd": {{pull: 7, regMB: 190}, {pull: 9, regMB: 190}},
+		"cir-b":      {{deploy: 2, pull: 1, regMB: 20, archiveMB: 5, debs: 9}, {deploy: 3, pull: 1, regMB: 20, archiveMB: 5, debs: 9}},
+		"fat-b":      {{pull: 8, regMB: 150}, {pull: 9, regMB: 150}},
+		"fat-b-zstd": {{pull: 5, regMB: 120}, {pull: 6, regMB: 120}},
+		"cir-c":      {{deploy: 15, pull: 20, regMB: 480}, {deploy: 16, pull: 22, regMB: 480}},
 	}, b.res.CIR)
 	return b
 }
@@ -159,8 +201,15 @@ func cirResults(t *testing.T) *bench {
 func TestCIRRows(t *testing.T) {
 	b := cirResults(t)
 	size := b.row("cir/size/linux/amd64")
-	if size == nil || size.Met == nil || !*size.Met || size.RatioOfMedians > 1e-5 || size.Ours[0] != 0.001796 {
+	if size == nil || size.Met == nil || !*size.Met || size.RatioOfMedians > 1e-5 || size.Ours[0] != 0.001796 || size.Settings != Defaults {
 		t.Fatalf("size row = %+v", size)
+	}
+	if z := b.row("cir/size-zstd/linux/amd64"); z == nil || z.PeerVals[0] != 190.0021 || z.Settings != Equal {
+		t.Fatalf("size row at equal settings = %+v", z)
+	}
+	// By place: the recompressed base is not counted as added.
+	if z := b.row("cir/added-zstd/linux/amd64"); z == nil || z.PeerVals[0] != 120.0004 {
+		t.Fatalf("added row at equal settings = %+v", z)
 	}
 	added := b.row("cir/added/linux/amd64")
 	if added == nil || added.PeerVals[0] != 150.0004 {
@@ -180,6 +229,18 @@ func TestCIRRows(t *testing.T) {
 	c := b.row("cir/deploy/c")
 	if c == nil || c.Met == nil || *c.Met {
 		t.Fatalf("deploy c (10 s against 35 s) must miss ≥2×: %+v", c)
+	}
+	// At equal settings (b) pulls the zstd fat image of a onto a node
+	// holding the zstd fat image of b: 5 and 6 s against 3 and 4 s.
+	bz := b.row("cir/deploy-zstd/b")
+	if bz == nil || bz.Settings != Equal || bz.Ratios[0] != 5.0/3 || bz.Met == nil || *bz.Met || bz.TargetMin != 2 {
+		t.Fatalf("deploy b at equal settings = %+v", bz)
+	}
+	if r := b.row("cir/deploy-zstd/a"); r == nil || r.PeerVals[1] != 9 || r.Target != "" {
+		t.Fatalf("deploy a at equal settings = %+v", r)
+	}
+	if r := b.row("cir/registry-zstd/c"); r == nil || r.PeerVals[0] != 190 || r.Ours[0] != 480 {
+		t.Fatalf("registry c at equal settings = %+v", r)
 	}
 	if r := b.row("cir/registry/b"); r == nil || r.Ours[0] != 20 || r.PeerVals[0] != 150 {
 		t.Fatalf("registry b = %+v", r)
@@ -209,13 +270,18 @@ func TestCIRSections(t *testing.T) {
 	if !strings.Contains(out, "old results") || strings.Contains(out, "old cir") {
 		t.Errorf("sections:\n%s", out)
 	}
-	for _, want := range []string{"| linux/amd64 | 1796 B | 235 MB | 0.00076 % (yes) |", "| (b) b already deployed on the node | 3.50 s (3.00–4.00) | 8.50 s (8.00–9.00) | 2.43× (per run 2.25–2.67) | ≥2× | yes | 20.0 MB / 150 MB | 5.00 MB |",
-		"77 packages", "it has 68 of a's 77"} {
+	for _, want := range []string{"| linux/amd64 | gzip (default) | 1796 B | 235 MB | 0.00076 % (yes) |", "| linux/amd64 | zstd -1 (equal) | 1796 B | 190 MB | 0.00095 % (yes) | 120 MB |",
+		// Equal settings first, then the default, each judged.
+		"| (b) b already deployed on the node | 3.50 s (3.00–4.00) | 5.50 s (5.00–6.00) | 1.57× (per run 1.50–1.67) | ≥2× | **no** | 8.50 s (8.00–9.00) | 2.43× (per run 2.25–2.67) | ≥2× | yes | 20.0 MB / 120 MB / 150 MB | 5.00 MB |",
+		"| (a) empty caches | 53.0 s (50.0–56.0) | 8.00 s (7.00–9.00) | 0.151× (per run 0.140–0.161) |  |  | 11.0 s (10.0–12.0) |",
+		"77 packages", "it has 68 of a's 77",
+		"**(b)** through the registry: 3.50 s (3.00–4.00) against 5.50 s (5.00–6.00) for the fat pull at equal settings (zstd -1), speedup 1.57× (per run 1.50–1.67), target ≥2×: no; against 8.50 s (8.00–9.00) for the fat pull at the default (gzip), speedup 2.43× (per run 2.25–2.67), target ≥2×: yes."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("CIR section lacks %q:\n%s", want, out)
 		}
 	}
-	if readme := secs["cir-readme"]; !strings.Contains(readme, "| size, both platforms | 1796 B | 458 MB | 0.00039 % (yes) |") {
+	if readme := secs["cir-readme"]; !strings.Contains(readme, "| size, both platforms | 1796 B | 369 MB | 0.00049 % (yes) | 458 MB | 0.00039 % (yes) |") ||
+		!strings.Contains(readme, "| deploy, app sharing its dependencies already on the node (deploy --push + pull) | 3.50 s (3.00–4.00) | 5.50 s (5.00–6.00) | speedup 1.57× (per run 1.50–1.67) | 8.50 s (8.00–9.00) | speedup 2.43×") {
 		t.Errorf("README table:\n%s", readme)
 	}
 	if _, _, err := replaceSections("<!-- bench:nosuch -->\n<!-- /bench:nosuch -->\n", secs); err == nil || !strings.Contains(err.Error(), `unknown section "nosuch"`) {
