@@ -127,17 +127,10 @@ func TestCIRFrontendLock(t *testing.T) {
 }
 
 // pipCIRContext is pipCIR's CIR descriptor and index, for a build by buildx
-// or bake: a pure wheel and a platform-tagged one per architecture.
+// or bake.
 func pipCIRContext(t *testing.T, frontend, note string) string {
 	t.Helper()
-	files := map[string][]byte{}
-	add := func(name string, data []byte) { files[name] = data }
-	add(wheel(t, "purepkg", "2.0", "py3-none-any", map[string]string{"purepkg/__init__.py": fmt.Sprintf("NAME = %q\n", note)}, nil, ""))
-	for _, arch := range []string{"x86_64", "aarch64"} {
-		add(wheel(t, "mypkg", "1.0", "py3-none-manylinux2014_"+arch, map[string]string{"mypkg/__init__.py": fmt.Sprintf("import purepkg\nVALUE = '%s ' + purepkg.NAME\n", arch)}, []string{"purepkg>=2"}, ""))
-	}
-	ix := startPipIndex(t, files)
-	dir := cirContext(t, debianBase(t), map[string]any{"pip": []string{"mypkg==1.0"}, "pipIndex": ix.URL})
+	dir := pipCIRDescriptor(t, note)
 	withDescriptor(t, dir, map[string]any{"syntax": frontend})
 	return dir
 }
@@ -253,13 +246,5 @@ func layersOfIndex(t *testing.T, ref, arch string) []string {
 	if !ok {
 		t.Fatalf("%s has no %s image", ref, arch)
 	}
-	m, err := p.raw.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range m.Layers {
-		out = append(out, l.Digest.String())
-	}
-	return out
+	return layerDigests(t, p.raw)
 }

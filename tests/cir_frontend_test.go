@@ -19,7 +19,16 @@ import (
 // so their layers are this test's own. The app prints "app ARCH note".
 func pipCIR(t *testing.T, repo, note string) string {
 	t.Helper()
-	base := debianBase(t)
+	ref := env.registry + "/" + repo + ":cir"
+	build(t, env.buildkit, pipCIRDescriptor(t, note), "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push")
+	return ref
+}
+
+// pipCIRDescriptor is pipCIR's build context: the CIR descriptor on the
+// Debian base and its index, serving a pure wheel and a platform-tagged one
+// per architecture whose contents carry note.
+func pipCIRDescriptor(t *testing.T, note string) string {
+	t.Helper()
 	files := map[string][]byte{}
 	add := func(name string, data []byte) { files[name] = data }
 	add(wheel(t, "purepkg", "2.0", "py3-none-any", map[string]string{"purepkg/__init__.py": fmt.Sprintf("NAME = %q\n", note)}, nil, ""))
@@ -27,9 +36,7 @@ func pipCIR(t *testing.T, repo, note string) string {
 		add(wheel(t, "mypkg", "1.0", "py3-none-manylinux2014_"+arch, map[string]string{"mypkg/__init__.py": fmt.Sprintf("import purepkg\nVALUE = '%s ' + purepkg.NAME\n", arch)}, []string{"purepkg>=2"}, ""))
 	}
 	ix := startPipIndex(t, files)
-	ref := env.registry + "/" + repo + ":cir"
-	build(t, env.buildkit, cirContext(t, base, map[string]any{"pip": []string{"mypkg==1.0"}, "pipIndex": ix.URL}), "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push")
-	return ref
+	return cirContext(t, debianBase(t), map[string]any{"pip": []string{"mypkg==1.0"}, "pipIndex": ix.URL})
 }
 
 var digestLine = regexp.MustCompile(`(?m)^sha256:[0-9a-f]{64}$`)
