@@ -733,7 +733,7 @@ func (b *bench) cirBench() error {
 			if !strings.HasPrefix(v, "fat-") {
 				b.recordPhases(info, v, run, c)
 			}
-			b.logf("exp 8 run %d: %s %.1fs (deploy %.1fs, pull %.1fs), registry %.1f MB, archive %.1f MB in %d fetches", run+1, v, c.seconds(), c.deploy, c.pull, c.regMB, c.archiveMB, c.debs)
+			b.logf("exp 9 run %d: %s %.1fs (deploy %.1fs, pull %.1fs), registry %.1f MB, archive %.1f MB in %d fetches", run+1, v, c.seconds(), c.deploy, c.pull, c.regMB, c.archiveMB, c.debs)
 		}
 	}
 	emulated.Wait()
@@ -834,12 +834,12 @@ func (b *bench) fatBuild(builder string, j *fatJob) {
 				"--local", "context="+j.dir, "--local", "dockerfile="+j.dir, "--opt", "platform="+j.platform,
 				"--output", "type=image,name="+b.registry+"/"+j.repo+":"+j.tag(zstd)+",push=true"+attrs)...)
 	}
-	b.logf("exp 8: fat image of %s for %s (Dockerfile, apt-get install)", j.app.key, j.platform)
+	b.logf("exp 9: fat image of %s for %s (Dockerfile, apt-get install)", j.app.key, j.platform)
 	if j.out, j.d, j.err = build(false); j.err != nil {
 		return
 	}
 	_, j.zstdD, j.err = build(true)
-	b.logf("exp 8: fat image of %s for %s built in %.0f s, again at zstd -1 in %.0f s", j.app.key, j.platform, j.d.Seconds(), j.zstdD.Seconds())
+	b.logf("exp 9: fat image of %s for %s built in %.0f s, again at zstd -1 in %.0f s", j.app.key, j.platform, j.d.Seconds(), j.zstdD.Seconds())
 }
 
 // check runs app a in img and records what it printed, or why it failed
