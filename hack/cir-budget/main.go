@@ -33,10 +33,10 @@ type app struct {
 	// own is the same for one layer per package.
 	own   map[string]int64
 	bytes int64
-	// stack is the layers' identities in the plan's stacking order, byName
-	// the same layers stacked by their first package's name (the order
-	// before the plan put the largest first).
-	stack, byName []string
+	// byName is the layers' identities in the plan's stacking order (by
+	// their first package's name), largest the same layers stacked largest
+	// first, the order tried and dropped (docs/cir.md, "Stacking order").
+	byName, largest []string
 }
 
 func main() {
@@ -89,17 +89,10 @@ func main() {
 				size += a.debs[i].Size
 			}
 			a.layers[strings.Join(id, " ")] = size
-			a.stack = append(a.stack, strings.Join(id, " "))
-		}
-		groups := slices.Clone(a.plan.Groups)
-		slices.SortFunc(groups, func(x, y []int) int { return x[0] - y[0] })
-		for _, g := range groups {
-			var id []string
-			for _, i := range g {
-				id = append(id, a.debs[i].Name+"="+a.debs[i].Version)
-			}
 			a.byName = append(a.byName, strings.Join(id, " "))
 		}
+		a.largest = slices.Clone(a.byName)
+		slices.SortStableFunc(a.largest, func(x, y string) int { return int(a.layers[y] - a.layers[x]) })
 		apps = append(apps, a)
 	}
 	slices.SortFunc(apps, func(a, b *app) int { return len(a.debs) - len(b.debs) })
@@ -118,11 +111,12 @@ func main() {
 	}
 	fmt.Println("\nsharing: of B's dependency bytes, the share in layers A has too (one layer per package → with the budget)")
 	fmt.Println()
-	fmt.Println("The last two columns: of B's dependency bytes, the share in the stack prefix B has in common with A,")
-	fmt.Println("which a runtime holding A reuses unpacked (the rest it unpacks again), with layers stacked by name and largest first.")
+	fmt.Println("The prefix columns: of B's dependency bytes, the share in the stack prefix B has in common with A,")
+	fmt.Println("which a runtime holding A reuses unpacked, and the layers above it, which it applies again;")
+	fmt.Println("with layers stacked by name (the lazy-builder's order) and largest first.")
 	fmt.Println()
-	fmt.Println("| A (deployed first) | B | common packages | one layer each | with the budget | prefix, by name | prefix, largest first |")
-	fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| A (deployed first) | B | common packages | one layer each | with the budget | prefix, by name | prefix, largest first | applied again, by name | applied again, largest first |")
+	fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, a := range apps {
 		for _, b := range apps {
 			if a == b {
@@ -137,8 +131,9 @@ func main() {
 			if common == 0 {
 				continue
 			}
-			fmt.Printf("| %s | %s | %d | %.0f%% | %.0f%% | %.0f%% | %.0f%% |\n", a.name, b.name, common, pct(sharedBytes(a.own, b.own), b.bytes), pct(sharedBytes(a.layers, b.layers), b.bytes),
-				pct(prefixBytes(a.byName, b.byName, b.layers), b.bytes), pct(prefixBytes(a.stack, b.stack, b.layers), b.bytes))
+			fmt.Printf("| %s | %s | %d | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %d | %d |\n", a.name, b.name, common, pct(sharedBytes(a.own, b.own), b.bytes), pct(sharedBytes(a.layers, b.layers), b.bytes),
+				pct(prefixBytes(a.byName, b.byName, b.layers), b.bytes), pct(prefixBytes(a.largest, b.largest, b.layers), b.bytes),
+				len(b.byName)-prefixLen(a.byName, b.byName), len(b.largest)-prefixLen(a.largest, b.largest))
 		}
 	}
 }
@@ -151,6 +146,16 @@ func sharedBytes(a, b map[string]int64) int64 {
 		}
 	}
 	return n
+}
+
+// prefixLen is the number of layers b's stack has in common with a's from
+// the bottom up.
+func prefixLen(a, b []string) int {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	return i
 }
 
 // prefixBytes is the bytes of the layers b's stack has in common with a's
