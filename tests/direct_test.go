@@ -400,7 +400,9 @@ func dockerTypedBase(t *testing.T, base string) string {
 // registry (no cross-repository mount exists between registries), and the
 // image is BuildKit's, digest for digest.
 func TestDirectBaseFromOtherRegistry(t *testing.T) {
-	other, err := daemons.ExtraRegistry("direct-other")
+	// Not the buildkitd's name: hack/daemons keeps one pid file per name,
+	// and a registry sharing it outlived every run.
+	other, err := daemons.ExtraRegistry("direct-other-registry")
 	if err != nil {
 		t.Fatal(err)
 	}
