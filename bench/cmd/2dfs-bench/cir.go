@@ -213,62 +213,6 @@ func cirDescriptor(base string, app cirApp) ([]byte, error) {
 	}, "", "  ")
 }
 
-// liveCounter is a loopback TCP forwarder to a registry that counts the
-// bytes sent back to clients as they flow, so the count is right while a
-// client (buildkitd) keeps its connections open between requests.
-type liveCounter struct {
-	ln     net.Listener
-	target string
-	n      atomic.Int64
-}
-
-func newLiveCounter(target string) (*liveCounter, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	c := &liveCounter{ln: ln, target: target}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go c.serve(conn)
-		}
-	}()
-	return c, nil
-}
-
-func (c *liveCounter) serve(conn net.Conn) {
-	defer conn.Close()
-	up, err := net.Dial("tcp", c.target)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	go func() {
-		_, _ = io.Copy(up, conn)
-		if tc, ok := up.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-	}()
-	_, _ = io.Copy(countWriter{conn, &c.n}, up)
-}
-
-func (c *liveCounter) addr() string { return c.ln.Addr().String() }
-
-type countWriter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (w countWriter) Write(p []byte) (int, error) {
-	n, err := w.w.Write(p)
-	w.n.Add(int64(n))
-	return n, err
-}
-
 // archiveProxy is a forward HTTP proxy (plain GETs and CONNECT tunnels)
 // that counts the response bytes it passes: what buildkitd's HTTP source
 // fetches from the Debian archive, when buildkitd runs with HTTP_PROXY set
@@ -345,7 +289,7 @@ func (p *archiveProxy) close() { _ = p.srv.Close() }
 // cirState is experiment 9's setup: the counters, the CIRs and the fat
 // images, by reference.
 type cirState struct {
-	reg     *liveCounter  // the registry, counted: every reference the node uses goes through it
+	reg     *counter      // the registry, counted: every reference the node uses goes through it
 	archive *archiveProxy // the Debian archive, counted, for buildkitds started by cirBuildkitd
 	base    string        // the Debian base (an index), through reg
 	cirRef  map[string]string
@@ -528,7 +472,7 @@ func (b *bench) cirBench() error {
 		FatZstdLayers: map[string]int{}, FatZstdBuildSeconds: map[string]float64{}, Phases: map[string][]DeployPhases{}}
 	b.res.CIR = info
 	var err error
-	if s.reg, err = newLiveCounter(b.registry); err != nil {
+	if s.reg, err = newCounter(b.registry); err != nil {
 		return err
 	}
 	defer s.reg.ln.Close()

@@ -113,11 +113,11 @@ func TestArchiveProxyCounts(t *testing.T) {
 
 // The registry counter counts bytes as they flow: a client that keeps its
 // connection open (buildkitd does) is counted before it closes it.
-func TestLiveCounterCountsOpenConnections(t *testing.T) {
+func TestCounterCountsOpenConnections(t *testing.T) {
 	body := bytes.Repeat([]byte("x"), 50_000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	defer srv.Close()
-	c, err := newLiveCounter(strings.TrimPrefix(srv.URL, "http://"))
+	c, err := newCounter(strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,12 +125,15 @@ func getManifest(base, repo, ref string) (*manifest, string, error) {
 type counter struct {
 	ln     net.Listener
 	target string
-	n      atomic.Int64 // bytes sent to clients on closed connections
+	// n counts the bytes sent back to clients as they flow, so it is
+	// right while a client (buildkitd) keeps its connections open
+	// between requests.
+	n      atomic.Int64
 	active atomic.Int64 // open connections
 }
 
-// settled waits for the client's connections to close, so n has their
-// bytes (ctr has exited; the copies finish a moment later).
+// settled waits for the client's connections to close, so n has all of
+// their bytes (ctr has exited; the copies finish a moment later).
 func (c *counter) settled() {
 	for i := 0; i < 200 && c.active.Load() > 0; i++ {
 		time.Sleep(10 * time.Millisecond)
@@ -167,14 +170,27 @@ func (c *counter) serve(conn net.Conn) {
 	}
 	defer up.Close()
 	go func() {
-		io.Copy(up, conn)
-		up.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(up, conn)
+		if tc, ok := up.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
 	}()
-	n, _ := io.Copy(conn, up)
-	c.n.Add(n)
+	_, _ = io.Copy(countWriter{conn, &c.n}, up)
 }
 
 func (c *counter) addr() string { return c.ln.Addr().String() }
+
+// countWriter counts what it writes into n.
+type countWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (w countWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	w.n.Add(int64(n))
+	return n, err
+}
 
 // Experiment 4: pull a partition through the proxy versus pulling the same
 // image (same manifest, same layers) straight from the registry, with ctr
