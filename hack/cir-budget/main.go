@@ -82,14 +82,9 @@ func main() {
 			a.own[d.Name+"="+d.Version] = d.Size
 		}
 		for _, g := range a.plan.Groups {
-			var id []string
-			var size int64
-			for _, i := range g {
-				id = append(id, a.debs[i].Name+"="+a.debs[i].Version)
-				size += a.debs[i].Size
-			}
-			a.layers[strings.Join(id, " ")] = size
-			a.byName = append(a.byName, strings.Join(id, " "))
+			id, size := layerOf(g, func(i int) (string, int64) { return a.debs[i].Name + "=" + a.debs[i].Version, a.debs[i].Size })
+			a.layers[id] = size
+			a.byName = append(a.byName, id)
 		}
 		a.largest = slices.Clone(a.byName)
 		slices.SortStableFunc(a.largest, func(x, y string) int { return int(a.layers[y] - a.layers[x]) })
@@ -180,4 +175,17 @@ func pct(a, b int64) float64 {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(1)
+}
+
+// layerOf is a layer's identity, its members' NAME=VERSION in stacking
+// order, and its bytes; member says both of one member.
+func layerOf(g []int, member func(int) (string, int64)) (string, int64) {
+	var id []string
+	var size int64
+	for _, i := range g {
+		name, n := member(i)
+		id = append(id, name)
+		size += n
+	}
+	return strings.Join(id, " "), size
 }

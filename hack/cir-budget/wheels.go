@@ -73,13 +73,8 @@ func wheels(files map[string][]cir.Deb, budget, fixed int) {
 			a.own[w.Name+"="+w.Version] = w.Size
 		}
 		for _, g := range a.plan.Wheels.Groups {
-			var id []string
-			var size int64
-			for _, i := range g {
-				id = append(id, a.whls[i].Name+"="+a.whls[i].Version)
-				size += a.whls[i].Size
-			}
-			a.layers[strings.Join(id, " ")] = size
+			id, size := layerOf(g, func(i int) (string, int64) { return a.whls[i].Name + "=" + a.whls[i].Version, a.whls[i].Size })
+			a.layers[id] = size
 		}
 		apps = append(apps, a)
 	}
