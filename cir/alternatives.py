@@ -19,6 +19,11 @@
 # anything is assembled, take 1.7 s on a 77-package closure. A .deb is an ar
 # archive whose control.tar.* holds control and postinst; a member tarfile
 # cannot read (zstd) falls back to dpkg-deb for that package.
+# The base's dpkg path filters (DPKG_FILTERS, as deb.sh gets them) leave
+# files out of the package layers; update-alternatives makes no link to a
+# file that does not exist (it refuses an alternative whose path is
+# missing, and skips a --slave whose file is): such links are listed as
+# skipped, not made dangling (a man page --slave on a slim base).
 import glob
 import io
 import os
@@ -28,6 +33,9 @@ import shlex
 import subprocess
 import sys
 import tarfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dpkgfilter  # noqa: E402  (beside this script in the helper)
 
 
 def ar_members(deb):
@@ -352,6 +360,14 @@ def data_member(deb, path):
 
 epoch = int(sys.argv[1])
 merged_usr = len(sys.argv) > 2 and sys.argv[2] == "merged-usr"
+filters = dpkgfilter.parse(os.environ.get("DPKG_FILTERS", ""))
+
+
+def left_out(path):
+    """Whether the base's dpkg filters leave path out of its package."""
+    return bool(filters) and dpkgfilter.should_skip(filters, os.fsencode(path.rstrip("/")), False)
+
+
 best = {}  # name -> (priority, package, link, path, slaves)
 skipped = []
 ucf = []  # (deb, package, DEST, NEW, mode, edits)
@@ -379,6 +395,9 @@ for deb in sorted(glob.glob("/in/*/*.deb")):
         rest = words[i + 5 :]
         if any("$" in w or "`" in w for w in (link, name, path, prio)) or not prio.lstrip("-").isdigit():
             skipped.append("%s: %s" % (pkg, line.strip()))
+            continue
+        if left_out(path):
+            skipped.append("%s: alternative %s: %s is left out by the base's dpkg filters" % (pkg, name, path))
             continue
         slaves = []
         j = 0
@@ -414,6 +433,9 @@ for name in sorted(best):
     link(lnk, "/etc/alternatives/" + name)
     for slink, sname, spath in slaves:
         if "$" in slink + sname + spath:
+            continue
+        if left_out(spath):
+            skipped.append("%s: alternative %s, slave %s: %s is left out by the base's dpkg filters" % (pkg, name, sname, spath))
             continue
         link("/etc/alternatives/" + sname, spath)
         link(slink, "/etc/alternatives/" + sname)

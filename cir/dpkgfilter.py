@@ -93,4 +93,6 @@ def main():
         sys.stderr.write("dpkgfilter: left out %s\n" % os.fsdecode(name))
 
 
-main()
+# alternatives.py imports the rules.
+if __name__ == "__main__":
+    main()

@@ -96,6 +96,12 @@ type deployment struct {
 	resolved *cir.Resolved
 }
 
+// unpack is what of the base a package is unpacked for: the package layers
+// and the alternatives step see the same /usr layout and dpkg filters.
+func (d *deployment) unpack() llb.DebUnpack {
+	return llb.DebUnpack{MergedUsr: d.mergedUsr, DpkgFilters: d.dpkg}
+}
+
 // prepareDeploy checks the target against the CIR's pinned base and reads
 // what the resolution needs from the base.
 func prepareDeploy(ctx context.Context, c client.Client, req DeployRequest) (*deployment, error) {
@@ -281,7 +287,7 @@ func (d *deployment) assemble(ctx context.Context, debs []cir.Deb, wheels []cir.
 func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheels []cir.Wheel) (bp budgetPlan, altLayer *bkllb.State, altLinks []string, err error) {
 	baseLayers := len(d.baseImg.img.RootFS.DiffIDs)
 	plan := func(alt bool, resolved *cir.Resolved) (budgetPlan, error) {
-		return budgetLayers(d.req, baseLayers, debs, wheels, alt, d.helper, llb.DebUnpack{MergedUsr: d.mergedUsr, DpkgFilters: d.dpkg}, d.interp, resolved)
+		return budgetLayers(d.req, baseLayers, debs, wheels, alt, d.helper, d.unpack(), d.interp, resolved)
 	}
 	if len(debs) == 0 {
 		bp, err = plan(false, d.resolved)
@@ -302,7 +308,7 @@ func (d *deployment) dependencyLayers(ctx context.Context, debs []cir.Deb, wheel
 			warmErr = d.warm(ctx, append(append([]bkllb.State{}, bp.debLayers...), bp.wheelLayers...))
 		}()
 	}
-	altLayer, altLinks, err = alternatives(ctx, d.c, debs, d.helper, d.host, d.mergedUsr, d.req.Epoch)
+	altLayer, altLinks, err = alternatives(ctx, d.c, debs, d.helper, d.host, d.unpack(), d.req.Epoch)
 	wg.Wait()
 	if err != nil {
 		return bp, nil, nil, fetchError(err, nil, debs)
@@ -469,13 +475,13 @@ func resolveApt(ctx context.Context, c client.Client, st bkllb.State, host ocisp
 // alternatives runs the alternatives step and returns its layer and links,
 // or no layer when the closure registers none (an empty layer would not be
 // exported, and the field record would count one too many).
-func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper bkllb.State, host ocispec.Platform, mergedUsr bool, epoch time.Time) (*bkllb.State, []string, error) {
+func alternatives(ctx context.Context, c client.Client, debs []cir.Deb, helper bkllb.State, host ocispec.Platform, unpack llb.DebUnpack, epoch time.Time) (*bkllb.State, []string, error) {
 	// The links are read from the layer itself, not from the report: the
 	// layer is part of the image, so a --cache-to of the deploy exports it
 	// and a node deploying with --cache-from reads it from the cache; the
 	// report is not exported, and reading it ran the step again, fetching
 	// every .deb of the closure from the archive.
-	layer, _ := llb.Alternatives(debs, helper, mergedUsr, epoch)
+	layer, _ := llb.Alternatives(debs, helper, unpack, epoch)
 	ref, err := solveFor(ctx, c, layer, host)
 	if err != nil {
 		return nil, nil, err

@@ -196,16 +196,21 @@ func debSource(d cir.Deb) bkllb.State {
 // closure's postinst scripts in the helper and makes their links and
 // files: layer is the one layer of them, report holds "made" and "skipped"
 // (alternatives.py). On a merged-/usr base, paths under /bin, /sbin and
-// /lib* go under /usr.
-func Alternatives(debs []cir.Deb, helper bkllb.State, mergedUsr bool, epoch time.Time) (layer, report bkllb.State) {
+// /lib* go under /usr. A link whose file the base's dpkg filters leave out
+// of its package's layer is not made, as update-alternatives skips a link
+// to a file that does not exist.
+func Alternatives(debs []cir.Deb, helper bkllb.State, u DebUnpack, epoch time.Time) (layer, report bkllb.State) {
 	args := []string{"python3", "/2dfs/alternatives.py", strconv.FormatInt(epoch.Unix(), 10)}
-	if mergedUsr {
+	if u.MergedUsr {
 		args = append(args, "merged-usr")
 	}
 	opts := []bkllb.RunOption{
 		bkllb.Args(args),
 		bkllb.AddMount("/2dfs", scripts(epoch), bkllb.Readonly),
 		bkllb.WithCustomNamef("[2dfs cir] alternatives of %d packages", len(debs)),
+	}
+	if len(u.DpkgFilters) > 0 {
+		opts = append(opts, bkllb.AddEnv("DPKG_FILTERS", u.DpkgFilters.Env()))
 	}
 	for i, d := range debs {
 		opts = append(opts, bkllb.AddMount(fmt.Sprintf("/in/%05d", i), debSource(d), bkllb.Readonly))

@@ -109,6 +109,11 @@ func TestCIRDeployDpkgFilters(t *testing.T) {
 		"usr/share/doc/cirdoc/changelog.Debian":  "changes\n",
 		"usr/share/man/man1/cirdoc.1":            "manual\n",
 		"usr/share/locale/de/LC_MESSAGES/cirdoc": "de\n",
+		// Two slave links: to a file the filters leave out and to one
+		// they keep; update-alternatives makes only the second.
+		"DEBIAN/postinst": "#!/bin/sh\nset -e\nupdate-alternatives --install /usr/bin/cirdoc-alt cirdoc-alt /usr/bin/cirdoc 10" +
+			" --slave /usr/share/man/man1/cirdoc-alt.1 cirdoc-alt.1 /usr/share/doc/cirdoc/README" +
+			" --slave /usr/lib/cirdoc-copyright cirdoc-copyright /usr/share/doc/cirdoc/copyright\n",
 	})
 	repo := aptRepo(t, repoDir)
 	sources := "deb [trusted=yes] " + repo + " ./\n"
@@ -133,6 +138,12 @@ func TestCIRDeployDpkgFilters(t *testing.T) {
 		t.Errorf("package layer with the base's filters:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
+	// The alternatives layer has no link to the file the filters left out.
+	altFiltered := []string{"/etc/alternatives/cirdoc-alt", "/etc/alternatives/cirdoc-copyright", "/usr/bin/cirdoc-alt", "/usr/lib/cirdoc-copyright"}
+	if got := alternativesLinks(t, env.registry+"/cir/dpkgfilters:v1-amd64"); strings.Join(got, " ") != strings.Join(altFiltered, " ") {
+		t.Errorf("alternatives with the base's filters: %v, want %v", got, altFiltered)
+	}
+
 	// Another application, the same package and base: the same layer.
 	if _, again := packageLayer(t, filtered, "dpkgfilters2", "cirdoc"); again != blob {
 		t.Errorf("cirdoc for the same base: layer %s, then %s", blob, again)
@@ -147,6 +158,10 @@ func TestCIRDeployDpkgFilters(t *testing.T) {
 	}
 	if plainBlob == blob {
 		t.Errorf("the layers with and without filters are the same blob %s", blob)
+	}
+	altAll := []string{"/etc/alternatives/cirdoc-alt", "/etc/alternatives/cirdoc-alt.1", "/etc/alternatives/cirdoc-copyright", "/usr/bin/cirdoc-alt", "/usr/lib/cirdoc-copyright", "/usr/share/man/man1/cirdoc-alt.1"}
+	if got := alternativesLinks(t, env.registry+"/cir/dpkgnofilters:v1-amd64"); strings.Join(got, " ") != strings.Join(altAll, " ") {
+		t.Errorf("alternatives without filters: %v, want %v", got, altAll)
 	}
 
 	// A filter dpkg would stop on stops the deploy, naming the file and
@@ -166,14 +181,37 @@ func TestCIRDeployDpkgFilters(t *testing.T) {
 	ctr := []string{"--address", env.ctrAddr, "--namespace", "tdfs-tests"}
 	runCmd(t, "", "ctr", append(ctr, "images", "pull", "--plain-http", filtered)...)
 	out := runCmd(t, "", "ctr", append(ctr, "run", "--rm", "--net-host", filtered, fmt.Sprintf("dpkgf%d", os.Getpid()),
-		"/bin/sh", "-c", "{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y cirdoc; } >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; exit 1; }; find "+strings.Join(paths, " ")+" -type d -printf '%p/\\n' -o -print 2>/dev/null | sort; echo debs $(ls /var/cache/apt/archives | grep -c '[.]deb$')")...)
+		"/bin/sh", "-c", "{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y cirdoc; } >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; exit 1; }; "+
+			"find "+strings.Join(paths, " ")+" -type d -printf '%p/\\n' -o -print 2>/dev/null | sort; "+
+			"echo alternatives; find "+strings.Join(altAll, " ")+" -type l 2>/dev/null | sort; "+
+			"echo debs $(ls /var/cache/apt/archives | grep -c '[.]deb$')")...)
 	// The base's docker-clean (hack/debian-base, as debian:bookworm-slim)
 	// has apt remove the .debs it fetched: a fat image does not keep them.
 	if !strings.HasSuffix(strings.TrimSpace(out), "debs 0") {
 		t.Errorf("apt-get install in the base kept .debs in /var/cache/apt/archives:\n%s", out)
 	}
 	out = strings.TrimSuffix(strings.TrimSpace(out), "debs 0")
+	out, alts, _ := strings.Cut(out, "alternatives")
 	if strings.Join(strings.Fields(out), " ") != strings.Join(want, " ") {
 		t.Errorf("apt-get install in the base left:\n%s\nthe package layer:\n%s", out, strings.Join(want, "\n"))
 	}
+	if strings.Join(strings.Fields(alts), " ") != strings.Join(altFiltered, " ") {
+		t.Errorf("update-alternatives in the base made:\n%s\nthe alternatives layer:\n%s", alts, strings.Join(altFiltered, "\n"))
+	}
+}
+
+// alternativesLinks lists the paths of the alternatives layer of an
+// assembled image: the allotment that makes /etc/alternatives entries.
+func alternativesLinks(t *testing.T, ref string) []string {
+	t.Helper()
+	rec, _ := fieldCells(t, remoteImage(t, ref))
+	for _, a := range rec.Allotments {
+		for _, d := range a.Dst {
+			if strings.HasPrefix(d, "/etc/alternatives/") {
+				return a.Dst
+			}
+		}
+	}
+	t.Fatalf("%s: no alternatives layer", ref)
+	return nil
 }
