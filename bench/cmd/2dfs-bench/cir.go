@@ -365,8 +365,13 @@ type cirCase struct {
 func (c cirCase) seconds() float64 { return c.deploy + c.pull }
 
 // measure times fn into *into and adds the bytes it moved from the
-// registry and the archive, and the .debs it fetched, to c.
+// registry and the archive, and the .debs it fetched, to c. Every step,
+// timed or not, starts with the page cache's dirty data written out: a
+// deploy or pull writes hundreds of MB, and their writeback otherwise
+// lands in whatever step runs next (the node cases of one run grew from
+// 6 to 12 s over three runs while the disk caught up).
 func (s *cirState) measure(c *cirCase, fn func() (time.Duration, error), into *float64) error {
+	syscall.Sync()
 	r0, a0, q0 := s.reg.n.Load(), s.archive.n.Load(), s.archive.requests.Load()
 	d, err := fn()
 	if err != nil {
