@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,33 @@ func TestReplaceSections(t *testing.T) {
 	}
 	if _, _, err := replaceSections("<!-- bench:nope -->\n<!-- /bench:nope -->\n", map[string]string{"readme": "x"}); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("unknown section: err = %v", err)
+	}
+}
+
+// The documents -render updates have well-formed markers, each section
+// once: a hand edit that broke one (a note pasted inside the sentence that
+// names the markers) made the next render fail after a 30-minute run.
+func TestDocsMarkers(t *testing.T) {
+	all := map[string]string{}
+	for _, name := range sectionNames {
+		all[name] = "GENERATED-SECTION-" + name
+	}
+	for _, doc := range []string{"../../../docs/benchmarks.md", "../../../README.md"} {
+		dt, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, n, err := replaceSections(string(dt), all)
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		if n != 2 {
+			t.Errorf("%s: %d generated sections, want 2", doc, n)
+		}
+		for _, name := range sectionNames {
+			if c := strings.Count(out, "GENERATED-SECTION-"+name+"\n"); c > 1 {
+				t.Errorf("%s: section %s %d times", doc, name, c)
+			}
+		}
 	}
 }
