@@ -15,13 +15,20 @@ import (
 // of the vertex (its cache key's core).
 func debEnv(t *testing.T, st bkllb.State) ([]string, digest.Digest) {
 	t.Helper()
+	return execEnv(t, st, "deb.sh")
+}
+
+// execEnv returns the environment of the exec of st that runs script, and
+// the digest of its vertex.
+func execEnv(t *testing.T, st bkllb.State, script string) ([]string, digest.Digest) {
+	t.Helper()
 	all, _, _ := ops(t, st)
 	for d, op := range all {
-		if e := op.GetExec(); e != nil && strings.Contains(strings.Join(e.Meta.Args, " "), "deb.sh") {
+		if e := op.GetExec(); e != nil && strings.Contains(strings.Join(e.Meta.Args, " "), script) {
 			return e.Meta.Env, d
 		}
 	}
-	t.Fatal("no deb.sh exec")
+	t.Fatalf("no %s exec", script)
 	return nil, ""
 }
 
@@ -58,5 +65,27 @@ func TestDebLayerDpkgFilters(t *testing.T) {
 	groupEnv, _ := debEnv(t, DebGroupLayer([]cir.Deb{d, {Name: "q", Version: "1", Arch: "amd64", Filename: "q_1_amd64.deb", URL: "http://r/q_1_amd64.deb", Digest: digest.FromString("q")}}, helper, DebUnpack{DpkgFilters: slim}, epoch))
 	if !strings.Contains(strings.Join(groupEnv, "\x00"), want) {
 		t.Errorf("group env %q lacks the filters", groupEnv)
+	}
+}
+
+// The alternatives step gets the same filters as the package layers, so it
+// makes no link to a file they leave out; none without filters.
+func TestAlternativesDpkgFilters(t *testing.T) {
+	epoch := time.Unix(0, 0)
+	debs := []cir.Deb{{Name: "p", Version: "1", Arch: "amd64", Filename: "p_1_amd64.deb", URL: "http://r/p_1_amd64.deb", Digest: digest.FromString("p")}}
+	helper := bkllb.Image("helper")
+	slim := cir.DpkgFilters{{Pattern: "/usr/share/man/*"}}
+	layer, _ := Alternatives(debs, helper, DebUnpack{MergedUsr: true}, epoch)
+	plainEnv, plain := execEnv(t, layer, "alternatives.py")
+	if strings.Contains(strings.Join(plainEnv, "\x00"), "DPKG_FILTERS=") {
+		t.Errorf("no filters, but env %q", plainEnv)
+	}
+	layer, _ = Alternatives(debs, helper, DebUnpack{MergedUsr: true, DpkgFilters: slim}, epoch)
+	env, filtered := execEnv(t, layer, "alternatives.py")
+	if want := "DPKG_FILTERS=path-exclude /usr/share/man/*\n"; !strings.Contains(strings.Join(env, "\x00"), want) {
+		t.Errorf("env %q lacks %q", env, want)
+	}
+	if filtered == plain {
+		t.Error("the same alternatives vertex with and without filters")
 	}
 }
