@@ -391,9 +391,13 @@ func readInterpreter(ctx context.Context, ref client.Reference) (cir.Interpreter
 	for _, s := range stats {
 		names = append(names, path.Base(s.Path))
 	}
-	dv, err := ref.ReadFile(ctx, client.ReadRequest{Filename: "/etc/debian_version"})
+	// A release name or number: a line, read no further than 4 KiB.
+	dv, err := readBounded(ctx, ref, "/etc/debian_version", 4<<10+1)
 	if err != nil {
 		return cir.Interpreter{}, rpcError("read /etc/debian_version (a CIR base is a Debian image): %v", err)
+	}
+	if len(dv) > 4<<10 {
+		return cir.Interpreter{}, fmt.Errorf("the base's /etc/debian_version is over 4 KiB: not a Debian release")
 	}
 	return cir.FindInterpreter(names, string(dv))
 }

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path"
 	"strings"
@@ -9,6 +10,15 @@ import (
 	"github.com/moby/buildkit/frontend/gateway/client"
 
 	"github.com/tdfs-kit/tdfs/cir"
+)
+
+// maxDpkgConfig bounds each dpkg configuration file read from the base,
+// and maxDpkgConfigFiles the files of /etc/dpkg/dpkg.cfg.d: a base's
+// configuration is a few lines in a few files (the slim image's: 20 lines
+// in one), and a base with a huge one would otherwise be read whole.
+const (
+	maxDpkgConfig      = 1 << 20
+	maxDpkgConfigFiles = 256
 )
 
 // readDpkgFilters reads the path-exclude and path-include options of the
@@ -34,6 +44,9 @@ func readDpkgFilters(ctx context.Context, base client.Reference, rec *cir.Record
 				names = append(names, path.Base(e.Path))
 			}
 		}
+		if len(names) > maxDpkgConfigFiles {
+			return nil, fmt.Errorf("the base's %s holds %d files, more than the %d a deploy reads", cir.DpkgConfigDir, len(names), maxDpkgConfigFiles)
+		}
 		for _, n := range cir.DpkgConfigOrder(names) {
 			files = append(files, path.Join(cir.DpkgConfigDir, n))
 		}
@@ -41,7 +54,7 @@ func readDpkgFilters(ctx context.Context, base client.Reference, rec *cir.Record
 	files = append(files, cir.DpkgConfigFile)
 	var filters cir.DpkgFilters
 	for _, f := range files {
-		dt, err := base.ReadFile(ctx, client.ReadRequest{Filename: f})
+		dt, err := readBounded(ctx, base, f, maxDpkgConfig+1)
 		if notExist(err) {
 			// dpkg skips a file it cannot open (a dangling symlink
 			// too), with a warning.
@@ -49,6 +62,9 @@ func readDpkgFilters(ctx context.Context, base client.Reference, rec *cir.Record
 		}
 		if err != nil {
 			return nil, rpcError("read the base's %s: %v", f, err)
+		}
+		if len(dt) > maxDpkgConfig {
+			return nil, fmt.Errorf("the base's %s is over %d MiB, more than a deploy reads of a dpkg configuration file", f, maxDpkgConfig>>20)
 		}
 		fs, err := cir.ParseDpkgConfig("the base's "+f, dt)
 		if err != nil {
