@@ -201,9 +201,11 @@ func layout(members []member, threshold int64, buckets int) LayerPlan {
 // largest packages first keeps more of the shared bytes in that prefix
 // (hack/cir-budget: 62 % -> 71 % for the benchmark's pair), but moves the
 // first difference down (the pair's 35 re-applied layers became 66), and
-// re-applying costs per layer more than per byte: on a node holding
-// application b, the unpack of a took 3.5-4.2 s by name and 4.3-7.4 s
-// largest first (3 interleaved runs; docs/cir.md, "Stacking order").
+// the node paid for the layers more than it saved in bytes: on a node
+// holding application b, the unpack of a took 3.5-4.2 s by name and
+// 4.3-7.4 s largest first, and 2.6-4.9 s against 3.6-5.9 s in a second
+// A/B with the page cache written out before each deploy (3 interleaved
+// runs each; docs/cir.md, "Stacking order").
 func orderGroups(groups [][]int) {
 	slices.SortFunc(groups, func(a, b []int) int { return a[0] - b[0] })
 }
